@@ -1,0 +1,5 @@
+"""``python -m medbalance`` (also what ``torchrun -m medbalance`` runs)."""
+
+from medbalance.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""Decode one image file into a numpy array, the way medbalance sees every image.
+
+Pillow decodes PNG, JPEG, BMP and TIFF; pydicom (the ``dicom`` extra) decodes DICOM. An image
+comes back single-channel ``(H, W)`` when it is grayscale, including RGB files whose three
+channels are equal (the Kermany chest X-rays mix ``L`` and such ``RGB`` JPEGs), and ``(H, W, 3)``
+otherwise. 8-bit images are ``uint8``; 16-bit PNG/TIFF and 12/16-bit DICOM stay ``uint16`` so
+that no precision is lost before normalisation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageProbe",
+    "UnreadableImageError",
+    "is_image_file",
+    "probe_image",
+    "read_image",
+    "to_channels",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
+_GRAY_MODES = {"1", "L", "I;16", "I;16B", "I;16L", "I", "F"}
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class ImageProbe:
+    """What an image file says about itself (read from its header, cheap)."""
+
+    width: int
+    height: int
+    mode: str
+    bit_depth: int
+    n_bytes: int
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether a path has one of the supported image extensions (any case)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _bit_depth(mode: str) -> int:
+    if mode.startswith("I;16") or mode == "I":
+        return 16
+    return 1 if mode == "1" else 8
+
+
+def probe_image(path: Path) -> ImageProbe:
+    """Read an image's size, mode and bit depth without decoding its pixels."""
+    n_bytes = path.stat().st_size
+    if path.suffix.lower() == ".dcm":
+        ds = _dcmread(path, stop_before_pixels=True)
+        bits = int(getattr(ds, "BitsStored", 8))
+        mode = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+        return ImageProbe(int(ds.Columns), int(ds.Rows), mode, bits, n_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return ImageProbe(img.width, img.height, img.mode, _bit_depth(img.mode), n_bytes)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise _bomb_error(path, error) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnreadableImageError(f"{path}: cannot be read as an image ({error})") from error
+
+
+def _bomb_error(path: Path, error: Exception) -> UnreadableImageError:
+    return UnreadableImageError(
+        f"{path}: refused as a possible decompression bomb ({error}). Images above "
+        f"{Image.MAX_IMAGE_PIXELS:,} pixels are not decoded; downsample the file first."
+    )
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image to ``(H, W)`` (grayscale) or ``(H, W, 3)`` uint8/uint16.
+
+    Raises:
+        UnreadableImageError: the file is corrupt, truncated, too large or of an unknown format.
+    """
+    if path.suffix.lower() == ".dcm":
+        return _read_dicom(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return _pil_to_array(img)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise _bomb_error(path, error) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnreadableImageError(f"{path}: cannot be decoded ({error})") from error
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in _GRAY_MODES:
+        arr = np.asarray(img)
+        if mode == "1":
+            return arr.astype(np.uint8) * 255
+        if arr.dtype == np.uint8:
+            return arr
+        if arr.dtype.kind == "f" or arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"pixel range {arr.min()}..{arr.max()} does not fit 16 bits")
+        return arr.astype(np.uint16)
+    if mode == "LA":
+        return np.asarray(img.getchannel("L"))
+    rgb = np.asarray(img.convert("RGB"))
+    return _collapse_gray(rgb)
+
+
+def _collapse_gray(rgb: np.ndarray) -> np.ndarray:
+    """Return one channel when R, G and B are equal everywhere, else the RGB array."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return np.ascontiguousarray(rgb[..., 0])
+    return rgb
+
+
+def _dcmread(path: Path, *, stop_before_pixels: bool = False):  # type: ignore[no-untyped-def]
+    try:
+        import pydicom
+    except ImportError as error:
+        raise UnreadableImageError(
+            f"{path}: reading DICOM needs pydicom; install it with pip install 'medbalance[dicom]'"
+        ) from error
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except Exception as error:  # pydicom raises many types for a bad file
+        raise UnreadableImageError(f"{path}: cannot be read as DICOM ({error})") from error
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    """Decode DICOM: modality rescale applied, MONOCHROME1 inverted, 12/16-bit kept.
+
+    Rescaled values (CT Hounsfield units can be negative) are shifted so the minimum is 0 and
+    stored as uint16; absolute units are lost, which per-image min-max normalisation ignores.
+    """
+    ds = _dcmread(path)
+    try:
+        pixels = ds.pixel_array
+    except Exception as error:
+        raise UnreadableImageError(
+            f"{path}: DICOM pixel data cannot be decoded ({error})"
+        ) from error
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise UnreadableImageError(
+            f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported; export "
+            "the frame to classify as a single-frame file"
+        )
+    if not photometric.startswith("MONOCHROME"):
+        return _collapse_gray(np.asarray(pixels, dtype=np.uint8))
+    values = pixels.astype(np.float64) * float(getattr(ds, "RescaleSlope", 1) or 1)
+    values += float(getattr(ds, "RescaleIntercept", 0) or 0)
+    if photometric == "MONOCHROME1":
+        values = values.max() - values
+    values -= values.min()
+    if values.max() > 65535:
+        values *= 65535.0 / values.max()
+    return np.rint(values).astype(np.uint16)
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Return ``(C, H, W)``: grayscale repeated to 3 channels when ``channels`` is 3."""
+    if image.ndim == 2:
+        image = image[None]
+        return np.repeat(image, 3, axis=0) if channels == 3 else image
+    if channels == 1:
+        raise ValueError("a colour image cannot be made single-channel without losing colour")
+    return np.ascontiguousarray(image.transpose(2, 0, 1))

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_tree
+from medbalance import cache as cache_module
+from medbalance.cache import (
+    PresizeCache,
+    PresizeSettings,
+    UnreadableImagesError,
+    presize,
+    presize_array,
+)
+from medbalance.catalog import load_catalog
+
+
+def test_presize_pads_without_cropping() -> None:
+    image = np.full((20, 40), 200, np.uint8)
+    out = presize_array(image, PresizeSettings(size=10))
+    assert out.shape == (1, 10, 10)
+    assert (out[0, :2] == 0).all() and (out[0, -3:] == 0).all()  # letterbox rows
+    assert (out[0, 3:7] == 200).all()  # the whole width kept
+    squish = presize_array(image, PresizeSettings(size=10, fit="squish"))
+    assert (squish == 200).all()
+
+
+def test_second_load_skips_decoding(
+    tiny_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = load_catalog(tiny_tree)
+    settings = PresizeSettings(size=24)
+    first = PresizeCache(settings, tmp_path / "c")
+    images, failures = first.ensure(catalog, workers=1)
+    assert failures == [] and first.decoded == len(catalog)
+    assert images.take([0, 1]).shape == (2, 1, 24, 24)
+    first.close()
+
+    def boom(*args: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(cache_module, "_decode_presized", boom)
+    second = PresizeCache(settings, tmp_path / "c")
+    again, _ = second.ensure(catalog, workers=1)
+    assert second.decoded == 0
+    np.testing.assert_array_equal(again.take(range(len(catalog))), images.take(range(len(catalog))))
+
+
+def test_changed_and_added_files_are_recached(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "d", {"a": 3, "b": 3})
+    settings = PresizeSettings(size=16)
+    cache = PresizeCache(settings, tmp_path / "c")
+    cache.ensure(load_catalog(root), workers=1)
+    target = root / "a" / "img_0.png"
+    Image.new("L", (32, 32), 255).save(target)
+    os.utime(target, ns=(1, 1))
+    Image.new("L", (32, 32), 9).save(root / "b" / "new.png")
+    cache.decoded = 0
+    images, _ = cache.ensure(load_catalog(root), workers=1)
+    assert cache.decoded == 2
+    assert images.take([0]).min() == 255
+
+
+def test_colour_items_make_three_channels(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "d", {"a": 2, "b": 2})
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 255
+    Image.fromarray(rgb).save(root / "a" / "red.png")
+    images, _, _ = presize(load_catalog(root), 16, cache_root=tmp_path / "c", workers=1)
+    assert images.channels == 3
+    batch = images.take(range(5))
+    assert batch.shape == (5, 3, 16, 16)
+    gray = batch[1]
+    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
+
+
+def test_unreadable_listed_every_file_or_skipped(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "a" / "bad1.png").write_text("not a png")
+    (root / "b" / "bad2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    catalog = load_catalog(root)
+    with pytest.raises(
+        UnreadableImagesError,
+        match=r"2 image\(s\)(.|\n)*bad1.png(.|\n)*bad2.jpg(.|\n)*--skip-unreadable",
+    ):
+        presize(catalog, 16, cache_root=tmp_path / "c", workers=1)
+    images, kept, failures = presize(
+        catalog, 16, cache_root=tmp_path / "c", workers=1, skip_unreadable=True
+    )
+    assert sorted(Path(p).name for p, _ in failures) == ["bad1.png", "bad2.jpg"]
+    assert len(kept) == len(images) == 6
+
+
+def test_parallel_build_matches_serial(tiny_tree: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(tiny_tree)
+    serial, _, _ = presize(catalog, 20, cache_root=tmp_path / "s", workers=1)
+    parallel, _, _ = presize(catalog, 20, cache_root=tmp_path / "p", workers=2)
+    np.testing.assert_array_equal(
+        serial.take(range(len(catalog))), parallel.take(range(len(catalog)))
+    )
+
+
+def test_npz_presize_in_memory(tiny_npz: Path) -> None:
+    catalog = load_catalog(tiny_npz)
+    native, _, _ = presize(catalog, 28)
+    assert native.take([0]).shape == (1, 1, 28, 28)
+    np.testing.assert_array_equal(native.take([3])[0, 0], catalog.images[3])  # type: ignore[index]
+    larger, _, _ = presize(catalog, 36)
+    assert larger.take([0, 1]).shape == (2, 1, 36, 36)

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_npz, write_tree
+from medbalance.catalog import DataError, SourceKind, load_catalog
+
+
+def test_split_tree_counts_and_classes(tiny_tree: Path) -> None:
+    catalog = load_catalog(tiny_tree)
+    assert catalog.kind is SourceKind.FOLDER
+    assert catalog.class_names == ("normal", "pneumonia")
+    assert catalog.class_counts("train").tolist() == [40, 10]
+    assert catalog.class_counts("val").tolist() == [12, 12]
+    assert catalog.class_counts("test").tolist() == [10, 10]
+    assert catalog.paths is not None and all(p.is_absolute() for p in catalog.paths)
+    assert catalog.origins[0].startswith("test/normal/")
+
+
+def test_pool_tree_is_unassigned_and_valid_counts_as_val(tmp_path: Path) -> None:
+    pool = load_catalog(write_tree(tmp_path / "pool", {"a": 3, "b": 2}))
+    assert set(pool.splits.tolist()) == {""}
+    tree = write_tree(tmp_path / "kaggle", {"train": {"a": 2, "b": 2}, "valid": {"a": 1, "b": 1}})
+    assert load_catalog(tree).class_counts("val").tolist() == [1, 1]
+
+
+def test_extensions_case_insensitive_and_junk_reported(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "d", {"a": 2, "b": 2}, ext=".PNG")
+    (root / "a" / ".DS_Store").write_bytes(b"junk")
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "._img.png").write_bytes(b"junk")
+    (root / "b" / "notes.txt").write_text("not an image")
+    catalog = load_catalog(root)
+    assert len(catalog) == 4
+    assert sorted(catalog.ignored) == ["__MACOSX", "a/.DS_Store", "b/notes.txt"]
+
+
+def test_missing_path_and_unknown_name() -> None:
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        load_catalog("does/not/exist")
+    with pytest.raises(ValueError, match="did you mean 'pneumoniamnist'"):
+        load_catalog("pneumonimnist")
+
+
+@pytest.mark.parametrize(
+    ("counts", "match"),
+    [
+        ({"only": 3}, "found only class 'only'"),
+        ({"a": 3, "b": 0}, "class folder 'b' .* holds 0 images .* remove the folder or add images"),
+    ],
+)
+def test_bad_trees(tmp_path: Path, counts: dict[str, int], match: str) -> None:
+    root = write_tree(tmp_path / "d", counts)
+    (root / "b").mkdir(exist_ok=True)
+    if "b" not in counts:
+        (root / "b").rmdir()
+    with pytest.raises(DataError, match=match):
+        load_catalog(root)
+
+
+def test_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders and no images"):
+        load_catalog(tmp_path / "empty")
+
+
+def test_group_pattern(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    for name, files in {"a": ["p1_x.png", "p1_y.png", "p2_x.png"], "b": ["p3_x.png"]}.items():
+        (root / name).mkdir(parents=True)
+        for f in files:
+            Image.new("L", (8, 8)).save(root / name / f)
+    catalog = load_catalog(root, group_pattern=r"^(p\d+)_")
+    assert catalog.groups is not None and catalog.groups.tolist() == ["p1", "p1", "p2", "p3"]
+    with pytest.raises(DataError, match="finds no patient id in 4 file name"):
+        load_catalog(root, group_pattern=r"^q\d")
+
+
+def _manifest(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("x1.png", "x2.png", "x3.png"):
+        Image.new("L", (8, 8)).save(folder / name)
+    path = folder / "manifest.csv"
+    path.write_text(text)
+    return path
+
+
+def test_csv_manifest_with_split_and_patient(tmp_path: Path) -> None:
+    path = _manifest(
+        tmp_path / "m",
+        "path,label,split,patient_id\nx1.png,yes,train,p1\nx2.png,no,train,p2\nx3.png,no,test,p3\n",
+    )
+    catalog = load_catalog(path)
+    assert catalog.kind is SourceKind.CSV
+    assert catalog.class_names == ("no", "yes")
+    assert catalog.labels.tolist() == [1, 0, 0]
+    assert catalog.splits.tolist() == ["train", "train", "test"]
+    assert catalog.groups is not None and catalog.groups.tolist() == ["p1", "p2", "p3"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("file,label\nx1.png,a\n", "missing column\\(s\\) path .* 'path,label'"),
+        ("path,label\nx1.png,a\nx1.png,b\n", "duplicate path.*x1.png \\(lines 2 and 3\\)"),
+        (
+            "path,label\n../x1.png,a\nx2.png,b\n",
+            "points outside the manifest's folder.*--allow-outside",
+        ),
+        ("path,label\nx1.png,a\nx2.png,a\n", "only one label"),
+        ("path,label\nx1.png,a\nx2.png,\n", "empty label on line\\(s\\) 3"),
+        ("path,label,split\nx1.png,a,train\nx2.png,b,dev\n", "unknown split 'dev' on line 3"),
+        ("path,label,split\nx1.png,a,train\nx2.png,b,\n", "split is empty on line\\(s\\) 3"),
+        ("path,label\n", "header but no rows"),
+    ],
+)
+def test_bad_manifests(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        load_catalog(_manifest(tmp_path / "m", text))
+
+
+def test_npz_source(tiny_npz: Path) -> None:
+    catalog = load_catalog(tiny_npz)
+    assert catalog.kind is SourceKind.NPZ
+    assert catalog.images is not None and catalog.images.shape == (180, 28, 28)
+    assert catalog.class_counts("train").tolist() == [80, 20]
+    assert catalog.origins[0] == "train_images[0]"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"train_images": np.zeros((3, 8, 8))}, "missing key\\(s\\) train_labels"),
+        (
+            {"train_images": np.zeros((3, 8, 8)), "train_labels": np.zeros((2, 1))},
+            "3 images but train_labels 2 labels",
+        ),
+        ({"x": np.zeros(3)}, "no MedMNIST keys"),
+        (
+            {"train_images": np.zeros((2, 8, 8)), "train_labels": np.zeros((2, 14))},
+            "multi-label",
+        ),
+    ],
+)
+def test_bad_npz(tmp_path: Path, arrays: dict[str, np.ndarray], match: str) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=match):
+        load_catalog(tmp_path / "bad.npz")
+
+
+def test_medmnist_name_resolves_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_npz(tmp_path / "breastmnist.npz", {"train": (5, 5)})
+    monkeypatch.setenv("MEDBALANCE_DATA", str(tmp_path))
+    catalog = load_catalog("breastmnist")
+    assert catalog.class_names == ("malignant", "normal, benign")
+
+
+def test_medmnist_offline_fails_fast_with_where_to_put(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(
+        FileNotFoundError, match="pneumoniamnist.npz was not found in .*MEDBALANCE_DATA"
+    ):
+        load_catalog("pneumoniamnist")
+
+
+def test_chestmnist_refused() -> None:
+    with pytest.raises(ValueError, match="chestmnist is multi-label"):
+        load_catalog("chestmnist")
+
+
+@pytest.mark.realdata
+def test_real_chest_xray_mini(shared_data: Path) -> None:
+    catalog = load_catalog(shared_data / "chest_xray_mini")
+    counts = {s: catalog.class_counts(s).tolist() for s in ("train", "val", "test")}
+    assert counts == {"train": [30, 90], "val": [8, 8], "test": [18, 30]}
+    assert catalog.class_names == ("NORMAL", "PNEUMONIA")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("name", "counts"),
+    [
+        ("pneumoniamnist", {"train": [1214, 3494], "val": [135, 389], "test": [234, 390]}),
+        ("breastmnist", {"train": [147, 399], "val": [21, 57], "test": [42, 114]}),
+    ],
+)
+def test_real_medmnist(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch, name: str, counts: dict[str, list[int]]
+) -> None:
+    monkeypatch.setenv("MEDBALANCE_DATA", str(shared_data))
+    catalog = load_catalog(name)
+    assert {s: catalog.class_counts(s).tolist() for s in counts} == counts
