@@ -312,7 +312,8 @@ def _from_csv(path: Path, *, group_column: str | None, allow_outside: bool) -> C
     if missing:
         raise DataError(
             f"{path}: missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(columns) or 'none'}); a manifest needs at least 'path,label' and may add 'split' and 'patient_id'"
+            f"(found: {', '.join(columns) or 'none'}); a manifest needs at least "
+            "'path,label' and may add 'split' and 'patient_id'"
         )
     if group_column is None and "patient_id" in columns:
         group_column = "patient_id"

@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from medbalance import __version__
+
+if TYPE_CHECKING:
+    from medbalance.catalog import Catalog
 
 __all__ = ["app", "main"]
 
@@ -98,7 +101,7 @@ def _load(
     allow_outside: bool,
     resplit_val: float | None,
     seed: int,
-):  # type: ignore[no-untyped-def]
+) -> Catalog:
     from medbalance.catalog import load_catalog
     from medbalance.splits import assign_splits
     from medbalance.splits import resplit_val as carve_val

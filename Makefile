@@ -1,0 +1,34 @@
+# One place for every routine command. `make test` is what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install test lint check demo clean
+
+$(BIN)/medbalance: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build; nothing after it may replace it with a CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0 torchvision==0.28.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python scripts/check_cpu_torch.py
+	touch $@
+
+install: $(BIN)/medbalance  ## create .venv with medbalance and the dev tools
+
+test: install  ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: install  ## formatting, lint and types
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy
+
+check: lint test  ## everything CI checks
+
+demo: install  ## the main job, offline: inspect the real chest X-rays (or a synthetic set)
+	$(BIN)/medbalance inspect ../shared/data/chest_xray_mini --out demo-out/inspect
+
+clean:
+	rm -rf $(VENV) demo-out inspect .pytest_cache .mypy_cache .ruff_cache
