@@ -1,0 +1,741 @@
+"""Imbalance-aware classification losses: a pure function and an ``nn.Module`` for each.
+
+Every loss takes raw ``logits`` of shape ``[N, C]`` and ``target`` class indices (int64, ``[N]``),
+works from ``log_softmax`` (finite values and gradients for logits as large as ±1e4) and computes
+in float32 when given half-precision logits. ``reduction="mean"`` is the plain mean of the
+per-sample losses; a class weight scales the loss of each sample of that class. Unlike
+``F.cross_entropy(weight=...)`` the mean does not divide by the batch's sum of weights, so the
+scale of the weights matters, and every weight vector built here is normalised.
+
+Names, modules and pure functions (plus the helper that turns counts into weights or priors):
+
+- ``ce``: :class:`CrossEntropyLoss`, :func:`cross_entropy`
+- ``weighted-ce``: :class:`WeightedCrossEntropyLoss`, ``cross_entropy`` with
+  :func:`inverse_frequency_weights`
+- ``cb-ce``: :class:`ClassBalancedCrossEntropyLoss`, ``cross_entropy`` with
+  :func:`class_balanced_weights`
+- ``cb-focal``: :class:`ClassBalancedFocalLoss`, ``focal_loss`` with ``class_balanced_weights``
+- ``cost-ce``: :class:`CostSensitiveCrossEntropyLoss`, ``cross_entropy`` with :func:`cost_weights`
+- ``focal``: :class:`FocalLoss`, :func:`focal_loss`
+- ``ldam``: :class:`LDAMLoss`, :func:`ldam_loss` with :func:`ldam_margins`
+- ``balanced-softmax``: :class:`BalancedSoftmaxLoss`, :func:`balanced_softmax_loss` with
+  :func:`log_prior`
+- ``logit-adjusted``: :class:`LogitAdjustedLoss`, :func:`logit_adjusted_loss` with ``log_prior``
+- ``soft-f1``: :class:`SoftF1Loss`, :func:`soft_f1_loss`
+
+Build a loss by name from the training split's class counts with :func:`create_loss`. Explicit
+per-class weights are always passed as ``class_weight`` (accepted by ``ce``, ``focal``, ``ldam``,
+``balanced-softmax`` and ``logit-adjusted``; the losses that derive their weights from the counts
+refuse it). Deferred re-weighting (DRW, Cao et al. 2019) is two losses, not a flag: train with the
+plain loss, and from the DRW epoch on use a second one built with class-balanced weights::
+
+    loss_fn = create_loss("ldam", train_counts).to(device)
+    ...
+    if epoch == drw_epoch:
+        weights = drw_weights(train_counts)  # beta = 0.9999
+        loss_fn = create_loss("ldam", train_counts, class_weight=weights).to(device)
+
+The same works for ``focal``, ``balanced-softmax`` and ``logit-adjusted``; the CE family switches
+to ``create_loss("ce", train_counts, class_weight=weights)``.
+
+``cost-ce`` is cost-proportionate rescaling (Elkan 2001; Zhou & Liu 2006): each sample of true
+class ``i`` is weighted by ``w_i`` proportional to ``sum_j cost[i][j]``, the total cost of
+misclassifying class ``i``, normalised to sum to ``C``. The cost matrix must be square, finite,
+nonnegative, zero on the diagonal (subtract each row's diagonal entry first if correct predictions
+cost something) and positive off it in every row. For two classes this is exact: the model that
+minimises the weighted CE, followed by argmax, makes the minimum-expected-cost decision. For more
+classes it is exact only for "consistent" cost matrices, otherwise a principled heuristic.
+Whenever all rows have the same sum, notably for ``k * (1 - I)`` with any ``k > 0``, every weight
+is 1 and ``cost-ce`` equals ``ce`` exactly. The alternative, expected cost under the softmax, was
+rejected: it is bounded and non-convex, its gradient vanishes on confidently wrong samples, and it
+never reduces to CE.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import operator
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LOSSES",
+    "BalancedSoftmaxLoss",
+    "ClassBalancedCrossEntropyLoss",
+    "ClassBalancedFocalLoss",
+    "ClassificationLoss",
+    "CostSensitiveCrossEntropyLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "LossName",
+    "Reduction",
+    "SoftF1Loss",
+    "WeightedCrossEntropyLoss",
+    "balanced_softmax_loss",
+    "class_balanced_weights",
+    "cost_weights",
+    "create_loss",
+    "cross_entropy",
+    "drw_weights",
+    "focal_loss",
+    "inverse_frequency_weights",
+    "ldam_loss",
+    "ldam_margins",
+    "log_prior",
+    "logit_adjusted_loss",
+    "soft_f1_loss",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+Counts = Sequence[int] | Tensor
+WeightLike = Sequence[float] | Tensor
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _check(ok: bool, name: str, value: object, rule: str, fix: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: {rule}; {fix}")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_smoothing(label_smoothing: float) -> None:
+    ok = _real(label_smoothing) and 0 <= label_smoothing < 1
+    _check(ok, "label_smoothing", label_smoothing, "it must lie in [0, 1)", "use 0.1, or 0 for off")
+
+
+def _check_reduction(reduction: str) -> None:
+    ok = reduction in ("mean", "sum", "none")
+    _check(ok, "reduction", reduction, "choose 'mean', 'sum' or 'none'", "'mean' is the default")
+
+
+def _check_beta(beta: float) -> None:
+    ok = _real(beta) and 0 <= beta < 1
+    _check(ok, "beta", beta, "it must lie in [0, 1)", "Cui et al. use 0.999 or 0.9999")
+
+
+def _counts(class_counts: Counts) -> Tensor:
+    """Validate per-class training counts; return them as float64."""
+    values = class_counts.tolist() if isinstance(class_counts, Tensor) else list(class_counts)
+    if len(values) < 2:
+        raise ValueError(f"class_counts needs one count per class, at least 2; got {values}")
+    for i, value in enumerate(values):
+        try:
+            count = -1 if isinstance(value, bool) else operator.index(value)
+        except TypeError:
+            count = -1
+        if count <= 0:
+            raise ValueError(
+                f"class_counts[{i}] is {value!r} (counts {values}): every class needs a whole, "
+                f"positive number of training samples; add samples of class {i} or drop the class"
+            )
+    return torch.tensor([operator.index(v) for v in values], dtype=torch.float64)
+
+
+def _weight(weight: WeightLike, num_classes: int | None, name: str = "class_weight") -> Tensor:
+    """Validate a per-class weight vector; return a float32 copy."""
+    w = torch.as_tensor(weight, dtype=torch.float32).detach().clone()
+    if w.ndim != 1 or w.numel() < 2 or (num_classes is not None and w.numel() != num_classes):
+        raise ValueError(
+            f"{name} must be a vector of one weight per class ({num_classes or 'C >= 2'} classes); "
+            f"got shape {tuple(w.shape)}"
+        )
+    if not (torch.isfinite(w).all() and (w >= 0).all() and (w > 0).any()):
+        raise ValueError(f"{name} must be finite, nonnegative and not all zero; got {w.tolist()}")
+    return w
+
+
+def _check_inputs(logits: Tensor, target: Tensor, num_classes: int | None) -> None:
+    if logits.ndim != 2 or logits.shape[0] == 0 or not logits.is_floating_point():
+        raise ValueError(
+            f"logits must be a non-empty float tensor of shape [N, C]; got shape "
+            f"{tuple(logits.shape)}, dtype {logits.dtype}"
+        )
+    if target.shape != logits.shape[:1] or target.dtype != torch.long:
+        raise ValueError(
+            f"target must be int64 class indices of shape [N] = [{logits.shape[0]}] to match "
+            f"logits {tuple(logits.shape)}; got shape {tuple(target.shape)}, dtype {target.dtype} "
+            "(use target.long())"
+        )
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(
+            f"logits have {logits.shape[1]} classes (shape {tuple(logits.shape)}) but the loss was "
+            f"built for {num_classes}; build it from the same class list as the model head"
+        )
+
+
+# --- weights, priors and margins from the training counts ---------------------------------------
+def inverse_frequency_weights(class_counts: Counts) -> Tensor:
+    """Weights ``w_c = N / (C * n_c)``, so that ``sum_c w_c * n_c = N`` (mean sample weight 1)."""
+    n = _counts(class_counts)
+    return (n.sum() / (len(n) * n)).float()
+
+
+def class_balanced_weights(class_counts: Counts, beta: float = 0.999) -> Tensor:
+    """Class-balanced weights of Cui et al. (2019), normalised to sum to ``C``.
+
+    ``w_c`` is proportional to ``(1 - beta) / (1 - beta ** n_c)``, the inverse effective number of
+    samples; ``beta=0`` gives equal weights and ``beta -> 1`` inverse frequency.
+    """
+    _check_beta(beta)
+    n = _counts(class_counts)
+    if beta == 0:
+        return torch.ones(len(n))
+    w = (1 - beta) / -torch.expm1(n * math.log(beta))
+    return (w * len(n) / w.sum()).float()
+
+
+def drw_weights(class_counts: Counts, beta: float = 0.9999) -> Tensor:
+    """The class-balanced weights Cao et al. (2019) switch to for deferred re-weighting.
+
+    The ratios are those of :func:`class_balanced_weights`; the scale makes the mean weight over
+    training samples 1 (``sum_c w_c * n_c = N``). Cao et al.'s code divides by the batch's sum of
+    weights, which cancels any scale; our plain mean matches it in expectation only at this scale
+    (with weights summing to ``C`` the DRW stage would run at a fraction of the learning rate).
+    """
+    n = _counts(class_counts)
+    w = class_balanced_weights(class_counts, beta).double()
+    return (w * n.sum() / (w * n).sum()).float()
+
+
+def ldam_margins(class_counts: Counts, max_m: float = 0.5) -> Tensor:
+    """LDAM margins ``m_c = max_m * n_c^(-1/4) / max_k n_k^(-1/4)``; the rarest class gets max_m."""
+    _check(_real(max_m) and max_m >= 0, "max_m", max_m, "it must be >= 0", "Cao et al. use 0.5")
+    m = _counts(class_counts) ** -0.25
+    return (max_m * m / m.max()).float()
+
+
+def log_prior(class_counts: Counts) -> Tensor:
+    """Log of the training-split class prior, ``log(n_c / N)``."""
+    n = _counts(class_counts)
+    return (n / n.sum()).log().float()
+
+
+def cost_weights(cost_matrix: Sequence[Sequence[float]] | Tensor) -> Tensor:
+    """Per-class ``cost-ce`` weights: row sums of the cost matrix, normalised to sum to ``C``.
+
+    ``cost_matrix[i][j]`` is the cost of predicting ``j`` when the truth is ``i``; see the module
+    docstring for the rules it must follow and when the weighting is exact.
+    """
+    cost = torch.as_tensor(cost_matrix, dtype=torch.float64)
+    if cost.ndim != 2 or cost.shape[0] != cost.shape[1] or cost.shape[0] < 2:
+        raise ValueError(f"cost_matrix must be square C x C with C >= 2; got {tuple(cost.shape)}")
+    rows = cost.sum(dim=1)
+    if not (torch.isfinite(cost).all() and (cost >= 0).all() and (cost.diagonal() == 0).all()):
+        raise ValueError(
+            f"cost_matrix must be finite, nonnegative and 0 on the diagonal; got {cost.tolist()}; "
+            "subtract each row's diagonal entry from that row"
+        )
+    if not (rows > 0).all():
+        raise ValueError(f"every row of cost_matrix needs a positive cost; got {cost.tolist()}")
+    return (rows * len(rows) / rows.sum()).float()
+
+
+# --- pure functions ------------------------------------------------------------------------------
+def _float(logits: Tensor) -> Tensor:
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def _per_sample_ce(logits: Tensor, target: Tensor, label_smoothing: float) -> Tensor:
+    log_probs = F.log_softmax(_float(logits), dim=1)
+    nll = -log_probs.gather(1, target[:, None]).squeeze(1)
+    if label_smoothing == 0:
+        return nll
+    return (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=1)
+
+
+def _reduce(loss: Tensor, target: Tensor, class_weight: Tensor | None, reduction: str) -> Tensor:
+    if class_weight is not None:
+        loss = loss * class_weight.to(loss.dtype)[target]
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
+
+
+def _prepare(
+    logits: Tensor, target: Tensor, reduction: str, smoothing: float, *per_class: Tensor | None
+) -> None:
+    """Check inputs, reduction and smoothing; ``per_class`` vectors must have one entry a class."""
+    _check_inputs(logits, target, None)
+    _check_reduction(reduction)
+    _check_smoothing(smoothing)
+    for vector in per_class:
+        if vector is not None and vector.shape != logits.shape[1:]:
+            raise ValueError(
+                f"class weights, margins and priors need one entry per logit column "
+                f"({logits.shape[1]}); got shape {tuple(vector.shape)}; build them from the same "
+                "class list as the model head"
+            )
+
+
+def cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    class_weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Cross-entropy; unweighted, it matches ``F.cross_entropy(label_smoothing=...)``.
+
+    The other pure functions take the same arguments.
+
+    Args:
+        logits: Raw scores, shape ``[N, C]``.
+        target: Class indices, int64, shape ``[N]``.
+        class_weight: Optional ``[C]`` weights; each sample's (smoothed) loss is multiplied by the
+            weight of its true class. (With smoothing, torch instead weights each class term.)
+        label_smoothing: Mass in ``[0, 1)`` spread uniformly over the classes.
+        reduction: ``"mean"`` (plain mean over the batch), ``"sum"`` or ``"none"`` (shape ``[N]``).
+
+    Returns:
+        The loss, a scalar unless ``reduction="none"``.
+    """
+    _prepare(logits, target, reduction, label_smoothing, class_weight)
+    return _reduce(_per_sample_ce(logits, target, label_smoothing), target, class_weight, reduction)
+
+
+def focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    class_weight: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Softmax focal loss ``-(1 - p_t)^gamma * log p_t`` (Lin et al. 2017); gamma=0 is CE.
+
+    ``class_weight`` plays the role of the paper's alpha (for two classes pass ``[1 - a, a]``).
+    """
+    _prepare(logits, target, reduction, 0.0, class_weight)
+    _check(_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
+    log_pt = -_per_sample_ce(logits, target, 0.0)
+    loss = -log_pt
+    if gamma != 0:  # clamp keeps d/dp (1 - p)^gamma finite at p = 1 for gamma < 1
+        loss = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).eps) ** gamma * loss
+    return _reduce(loss, target, class_weight, reduction)
+
+
+def ldam_loss(
+    logits: Tensor,
+    target: Tensor,
+    margins: Tensor,
+    *,
+    scale: float = 30.0,
+    class_weight: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """LDAM loss (Cao et al. 2019): CE on ``scale * (logits - m_y at the true class)``.
+
+    The paper's ``scale=30`` assumes cosine logits in [-1, 1] (normalised features and weights);
+    with an ordinary linear head use a smaller scale.
+    """
+    _prepare(logits, target, reduction, 0.0, class_weight, margins)
+    _check(_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
+    x = _float(logits)
+    shifted = x - F.one_hot(target, x.shape[1]).to(x.dtype) * margins.to(x.dtype)
+    return _reduce(_per_sample_ce(scale * shifted, target, 0.0), target, class_weight, reduction)
+
+
+def logit_adjusted_loss(
+    logits: Tensor,
+    target: Tensor,
+    log_prior: Tensor,
+    *,
+    tau: float = 1.0,
+    class_weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Logit-adjusted CE (Menon et al. 2021) on ``logits + tau * log_prior``; tau=0 is CE.
+
+    Only training sees the adjustment: predict with the raw logits.
+    """
+    _prepare(logits, target, reduction, label_smoothing, class_weight, log_prior)
+    _check(_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
+    x = _float(logits)
+    adjusted = x + tau * log_prior.to(x.dtype)
+    return cross_entropy(
+        adjusted,
+        target,
+        class_weight=class_weight,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+
+
+def balanced_softmax_loss(
+    logits: Tensor,
+    target: Tensor,
+    log_prior: Tensor,
+    *,
+    class_weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Balanced softmax (Ren et al. 2020): CE on ``logits + log_prior``; predict with raw logits."""
+    return logit_adjusted_loss(
+        logits,
+        target,
+        log_prior,
+        tau=1.0,
+        class_weight=class_weight,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+
+
+def soft_f1_loss(logits: Tensor, target: Tensor, *, eps: float = 1e-7) -> Tensor:
+    """``1 - soft F1`` of class 1 over the batch, ``p = softmax(logits)[:, 1]``; binary only."""
+    _check_inputs(logits, target, None)
+    if logits.shape[1] != 2:
+        raise ValueError(
+            f"soft-f1 scores the positive class of a binary problem, so logits need 2 columns; "
+            f"got shape {tuple(logits.shape)}; use 'ce', 'focal' or 'ldam' for more classes"
+        )
+    p = F.softmax(_float(logits), dim=1)[:, 1]
+    y = (target == 1).to(p.dtype)
+    tp = (p * y).sum()
+    return 1 - 2 * tp / (p.sum() + y.sum() + eps)  # 2TP + FP + FN = sum(p) + sum(y)
+
+
+# --- modules -------------------------------------------------------------------------------------
+class ClassificationLoss(nn.Module):
+    """Base of the losses: ``forward(logits [N, C], target [N] int64)`` changes nothing on self."""
+
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        num_classes: int | None,
+        reduction: Reduction = "mean",
+        class_weight: WeightLike | None = None,
+    ) -> None:
+        super().__init__()
+        ok = num_classes is None or (type(num_classes) is int and num_classes >= 2)
+        _check(ok, "num_classes", num_classes, "it must be an int >= 2", "pass len(class_names)")
+        _check_reduction(reduction)
+        weight = None if class_weight is None else _weight(class_weight, num_classes)
+        self.num_classes = num_classes if weight is None else weight.numel()
+        self.reduction: Reduction = reduction
+        self.register_buffer("class_weight", weight)
+
+    def _inputs(self, logits: Tensor, target: Tensor) -> None:
+        _check_inputs(logits, target, self.num_classes)
+
+    def extra_repr(self) -> str:
+        settings = {
+            k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"
+        }
+        return ", ".join(f"{k}={v!r}" for k, v in settings.items())
+
+
+class CrossEntropyLoss(ClassificationLoss):
+    """Cross-entropy, optionally class-weighted and label-smoothed."""
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        *,
+        class_weight: WeightLike | None = None,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(num_classes, reduction, class_weight)
+        _check_smoothing(label_smoothing)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        return cross_entropy(
+            logits,
+            target,
+            class_weight=self.class_weight,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )
+
+
+class WeightedCrossEntropyLoss(CrossEntropyLoss):
+    """CE weighted by inverse class frequency (see :func:`inverse_frequency_weights`)."""
+
+    def __init__(
+        self, class_counts: Counts, *, label_smoothing: float = 0.0, reduction: Reduction = "mean"
+    ) -> None:
+        weight = inverse_frequency_weights(class_counts)
+        super().__init__(class_weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+
+
+class ClassBalancedCrossEntropyLoss(CrossEntropyLoss):
+    """CE with the class-balanced weights of Cui et al. (see :func:`class_balanced_weights`)."""
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        beta: float = 0.999,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        weight = class_balanced_weights(class_counts, beta)
+        super().__init__(class_weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+        self.beta = beta
+
+
+class CostSensitiveCrossEntropyLoss(CrossEntropyLoss):
+    """CE weighted by misclassification cost (see :func:`cost_weights` and the module docstring)."""
+
+    cost_matrix: Tensor
+
+    def __init__(
+        self,
+        cost_matrix: Sequence[Sequence[float]] | Tensor,
+        *,
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        weight = cost_weights(cost_matrix)
+        if num_classes is not None and weight.numel() != num_classes:
+            raise ValueError(
+                f"cost_matrix is {weight.numel()} x {weight.numel()} but there are {num_classes} "
+                f"classes; give one row and one column per class"
+            )
+        super().__init__(class_weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+        self.register_buffer(
+            "cost_matrix", torch.as_tensor(cost_matrix, dtype=torch.float32).clone()
+        )
+
+
+class FocalLoss(ClassificationLoss):
+    """Softmax focal loss (see :func:`focal_loss`)."""
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        *,
+        gamma: float = 2.0,
+        class_weight: WeightLike | None = None,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(num_classes, reduction, class_weight)
+        _check(_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
+        self.gamma = gamma
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        return focal_loss(
+            logits,
+            target,
+            gamma=self.gamma,
+            class_weight=self.class_weight,
+            reduction=self.reduction,
+        )
+
+
+class ClassBalancedFocalLoss(FocalLoss):
+    """Softmax focal loss with the class-balanced weights of Cui et al. (2019).
+
+    Cui et al. paired the weights with a sigmoid focal loss; this is the softmax form.
+    """
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        beta: float = 0.999,
+        gamma: float = 2.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        weight = class_balanced_weights(class_counts, beta)
+        super().__init__(gamma=gamma, class_weight=weight, reduction=reduction)
+        self.beta = beta
+
+
+class LDAMLoss(ClassificationLoss):
+    """LDAM with margins from the class counts (see :func:`ldam_loss`, :func:`ldam_margins`)."""
+
+    margins: Tensor
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        max_m: float = 0.5,
+        scale: float = 30.0,
+        class_weight: WeightLike | None = None,
+        reduction: Reduction = "mean",
+    ) -> None:
+        margins = ldam_margins(class_counts, max_m)
+        super().__init__(len(margins), reduction, class_weight)
+        _check(_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
+        self.max_m, self.scale = max_m, scale
+        self.register_buffer("margins", margins)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        return ldam_loss(
+            logits,
+            target,
+            self.margins,
+            scale=self.scale,
+            class_weight=self.class_weight,
+            reduction=self.reduction,
+        )
+
+
+class LogitAdjustedLoss(ClassificationLoss):
+    """Logit-adjusted CE with the training prior (see :func:`logit_adjusted_loss`)."""
+
+    log_prior: Tensor
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        tau: float = 1.0,
+        class_weight: WeightLike | None = None,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        prior = log_prior(class_counts)
+        super().__init__(len(prior), reduction, class_weight)
+        _check(_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
+        _check_smoothing(label_smoothing)
+        self.tau, self.label_smoothing = tau, label_smoothing
+        self.register_buffer("log_prior", prior)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        return logit_adjusted_loss(
+            logits,
+            target,
+            self.log_prior,
+            tau=self.tau,
+            class_weight=self.class_weight,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )
+
+
+class BalancedSoftmaxLoss(LogitAdjustedLoss):
+    """Balanced softmax (Ren et al. 2020): logit adjustment with ``tau=1``."""
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        class_weight: WeightLike | None = None,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(
+            class_counts,
+            tau=1.0,
+            class_weight=class_weight,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        )
+
+
+class SoftF1Loss(ClassificationLoss):
+    """``1 - soft F1`` of class 1 over the batch (see :func:`soft_f1_loss`); binary only."""
+
+    def __init__(self, num_classes: int = 2, *, eps: float = 1e-7) -> None:
+        if num_classes != 2:
+            raise ValueError(
+                f"soft-f1 is defined for binary problems only (2 classes); got {num_classes} "
+                "classes; use 'ce', 'focal' or 'ldam' for more classes"
+            )
+        super().__init__(num_classes)
+        _check(_real(eps) and eps > 0, "eps", eps, "it must be > 0", "the default is 1e-7")
+        self.eps = eps
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        return soft_f1_loss(logits, target, eps=self.eps)
+
+
+# --- registry and factory ------------------------------------------------------------------------
+class LossName(StrEnum):
+    """Names of the losses in :data:`LOSSES`, for the command line."""
+
+    CE = "ce"
+    WEIGHTED_CE = "weighted-ce"
+    CB_CE = "cb-ce"
+    CB_FOCAL = "cb-focal"
+    COST_CE = "cost-ce"
+    FOCAL = "focal"
+    LDAM = "ldam"
+    BALANCED_SOFTMAX = "balanced-softmax"
+    LOGIT_ADJUSTED = "logit-adjusted"
+    SOFT_F1 = "soft-f1"
+
+
+LOSSES: dict[str, type[ClassificationLoss]] = {
+    "ce": CrossEntropyLoss,
+    "weighted-ce": WeightedCrossEntropyLoss,
+    "cb-ce": ClassBalancedCrossEntropyLoss,
+    "cb-focal": ClassBalancedFocalLoss,
+    "cost-ce": CostSensitiveCrossEntropyLoss,
+    "focal": FocalLoss,
+    "ldam": LDAMLoss,
+    "balanced-softmax": BalancedSoftmaxLoss,
+    "logit-adjusted": LogitAdjustedLoss,
+    "soft-f1": SoftF1Loss,
+}
+
+
+def create_loss(name: str, class_counts: Counts, **options: Any) -> ClassificationLoss:
+    """Build the loss called ``name`` for a training split with ``class_counts`` per class.
+
+    Args:
+        name: A key of :data:`LOSSES` (a :class:`LossName`).
+        class_counts: Training-split sample count of each class, in class-index order.
+        **options: Keyword arguments of the loss class, e.g. ``gamma=2`` for ``focal``,
+            ``cost_matrix=[[0, 1], [5, 0]]`` for ``cost-ce``, ``class_weight=`` for DRW.
+
+    Raises:
+        ValueError: Unknown name, or invalid counts or option values.
+        TypeError: Unknown or missing options.
+    """
+    if name not in LOSSES:
+        close = difflib.get_close_matches(str(name), list(LOSSES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}{hint}")
+    cls = LOSSES[name]
+    counts = _counts(class_counts).long().tolist()
+    params = inspect.signature(cls).parameters
+    fixed: dict[str, Any] = (
+        {"class_counts": counts} if "class_counts" in params else {"num_classes": len(counts)}
+    )
+    accepted = [p for p in params if p not in ("class_counts", "num_classes")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hints = [m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)]
+        advice = f"; did you mean {', '.join(hints)}?" if hints else ""
+        if "class_weight" in unknown:
+            advice += " (this loss takes no class_weight; pass class_weight to "
+            advice += "'ce', 'focal', 'ldam', 'balanced-softmax' or 'logit-adjusted' instead)"
+        raise TypeError(
+            f"loss {name!r} got unknown option(s) {', '.join(unknown)}; it accepts "
+            f"{', '.join(accepted) or 'no options'}{advice}"
+        )
+    missing = [p for p, v in params.items() if v.default is v.empty and p not in fixed | options]
+    if missing:
+        raise TypeError(
+            f"loss {name!r} needs option(s) {', '.join(missing)}: "
+            f"create_loss({name!r}, class_counts, {missing[0]}=...)"
+        )
+    return cls(**fixed, **options)
