@@ -152,12 +152,201 @@ def inspect(
         result = inspect_catalog(catalog, skip_unreadable=skip_unreadable)
     except (ValueError, FileNotFoundError) as error:
         _fail(error)
-    console = Console(soft_wrap=True)
+    console = Console()
     result.render(console)
     written = write_inspection(result, catalog, out)
     console.print("wrote " + ", ".join(str(p) for p in written))
     if any(f.level == "error" for f in result.findings):
         raise typer.Exit(code=1)
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, object] | None:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, lists)."""
+    import json
+
+    if not pairs:
+        return None
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. gamma=2")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = text
+    return options
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Argument(help="Data (as for inspect); or data = in --config.")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Run folder.")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML/YAML config; options below override it.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
+    presize: Annotated[int | None, typer.Option(help="Presize cache size (auto: 1.25 x size).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 10).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(help="none | oversample | oversample:ALPHA | undersample | balanced-batches"),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="ce | weighted-ce | cb-ce | cb-focal | cost-ce | focal | ldam | "
+            "balanced-softmax | logit-adjusted | soft-f1"
+        ),
+    ] = None,
+    loss_option: Annotated[
+        list[str] | None,
+        typer.Option("--loss-option", help="KEY=VALUE for the loss, e.g. gamma=2 or tau=1."),
+    ] = None,
+    drw_epoch: Annotated[
+        int | None, typer.Option("--drw-epoch", help="Deferred re-weighting from this epoch.")
+    ] = None,
+    drw: Annotated[bool, typer.Option("--drw", help="DRW at 2/3 of the epochs.")] = False,
+    crt: Annotated[
+        int | None, typer.Option("--crt", help="Classifier re-training epochs after the run.")
+    ] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment")] = None,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    pretrained: Annotated[bool | None, typer.Option("--pretrained/--no-pretrained")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Local pretrained weights (.safetensors or .pth).")
+    ] = None,
+    freeze_epochs: Annotated[
+        int | None, typer.Option("--freeze-epochs", help="Head-only epochs first.")
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(help="auroc | balanced_accuracy | macro_f1 | sensitivity | loss"),
+    ] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience.")] = None,
+    positive_class: Annotated[
+        str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | bf16 | fp16")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.pt.")] = False,
+    resplit_val: ResplitVal = None,
+    group_pattern: GroupPattern = None,
+    group_column: GroupColumn = None,
+    skip_unreadable: Annotated[bool | None, typer.Option("--skip-unreadable")] = None,
+) -> None:
+    """Train a classifier with an imbalance remedy; writes the run folder.
+
+    RUN_DIR holds config.json, history.csv, best.safetensors (the checkpoint chosen on
+    validation data), last.pt (for --resume) and metrics.json (val and test).
+    """
+    from medbalance.config import ConfigError, load_config
+
+    overrides = dict(
+        data=data,
+        out=out,
+        model=model,
+        size=size,
+        presize=presize,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        sampler=sampler,
+        loss=loss,
+        loss_options=_parse_options(loss_option),
+        drw_epoch=drw_epoch,
+        crt_epochs=crt,
+        augment=augment,
+        hflip=hflip,
+        pretrained=pretrained,
+        weights=weights,
+        freeze_epochs=freeze_epochs,
+        select=select,
+        patience=patience,
+        positive_class=positive_class,
+        seed=seed,
+        device=device,
+        precision=precision,
+        resplit_val=resplit_val,
+        group_pattern=group_pattern,
+        group_column=group_column,
+        skip_unreadable=skip_unreadable,
+    )
+    try:
+        config = load_config(config_file, overrides)
+        if drw and config.drw_epoch is None:
+            config = load_config(config_file, {**overrides, "drw_epoch": max(1, config.epochs * 2 // 3)})
+        _check_names(config.sampler, config.loss)
+        from medbalance.engine import fit
+
+        result = fit(config, resume=resume)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+        _fail(error)
+    _print_result(result)
+
+
+def _check_names(sampler: str, loss: str) -> None:
+    from medbalance.losses import LOSSES, create_loss
+    from medbalance.samplers import parse_sampler_spec
+
+    parse_sampler_spec(sampler)
+    if loss not in LOSSES:
+        create_loss(loss, [1, 1])  # raises with "did you mean"
+
+
+def _print_result(result: object) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from medbalance.engine import RunResult
+
+    assert isinstance(result, RunResult)
+    table = Table(title=f"best epoch {result.best_epoch} (by val {result.config.select})")
+    table.add_column("metric")
+    splits = list(result.metrics)
+    for split in splits:
+        table.add_column(split, justify="right")
+    keys = ["auroc", "balanced_accuracy", "sensitivity", "specificity", "macro_f1", "accuracy"]
+    for key in keys:
+        table.add_row(key, *(f"{result.metrics[s].get(key, float('nan')):.4f}" for s in splits))
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {result.run_dir}")
+
+
+@app.command("lr-find")
+def lr_find_command(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for lr_find.png.")] = Path("."),
+    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training image size (auto).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    sampler: Annotated[str, typer.Option()] = "oversample",
+    loss: Annotated[str, typer.Option()] = "ce",
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option()] = "auto",
+) -> None:
+    """Sweep the learning rate (exponentially, one batch each), plot the loss, suggest an lr."""
+    from medbalance.config import ConfigError, load_config
+
+    try:
+        config = load_config(
+            None,
+            dict(
+                data=data, model=model, size=size, batch_size=batch_size, sampler=sampler,
+                loss=loss, seed=seed, device=device,
+            ),
+        )
+        from medbalance.lrfind import lr_find
+
+        result = lr_find(config, out)
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(f"suggested lr: {result.suggestion:.2e} (plot: {result.plot})")
 
 
 def main() -> None:

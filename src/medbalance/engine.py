@@ -1,0 +1,620 @@
+"""The training loop: plain ``train_one_epoch`` and ``evaluate`` functions driven by ``fit``.
+
+A run is a sequence of phases, each with its own optimizer and one-cycle schedule:
+
+1. ``frozen`` (``freeze_epochs``): only the new head trains on a frozen pretrained backbone;
+2. ``full``: everything trains, earlier layers at lower (discriminative) learning rates;
+3. ``crt`` (``crt_epochs``, Kang et al. 2020): the backbone of the best checkpoint is frozen and
+   a re-initialised head is retrained on class-balanced batches with plain cross-entropy.
+
+Deferred re-weighting (``drw_epoch``, Cao et al. 2019) switches the loss to class-balanced
+weights at that epoch. Every epoch seeds torch from ``(seed, epoch)``, so a resumed run draws the
+same samples and augmentations as an uninterrupted one. The test split is never touched here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medbalance import __version__
+from medbalance.checkpoint import atomic_write, save_checkpoint
+from medbalance.config import TrainConfig
+from medbalance.data import BatchLoader, Prepared, default_positive_class, prepare_data
+from medbalance.metrics import classification_metrics
+
+__all__ = ["RunResult", "evaluate", "fit", "predict_probs", "select_device", "train_one_epoch"]
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple MPS is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve(config: TrainConfig, native_size: int | None, device: torch.device) -> TrainConfig:
+    """Fill the "choose for the data" fields: size, presize, model and learning rate."""
+    from medbalance.models import default_model_for
+
+    size = config.size
+    if size is None:
+        size = min(native_size, 224) if native_size else (128 if device.type == "cpu" else 224)
+    presize = config.presize
+    if presize is None:
+        presize = size if native_size == size else math.ceil(size * 1.25)
+    model = config.model or default_model_for(size, device.type)
+    lr = config.lr if config.lr is not None else 2e-3
+    return replace(config, size=size, presize=presize, model=model, lr=lr)
+
+
+def _native_size(source: str) -> int | None:
+    """Side of the square images of an array data set (MedMNIST), else None."""
+    from medbalance.catalog import load_catalog
+
+    catalog = load_catalog(source)
+    if catalog.images is not None and catalog.images.shape[1] == catalog.images.shape[2]:
+        return int(catalog.images.shape[1])
+    return None
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    for k, (x, y) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with torch.no_grad():
+            x = transform(x, train=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, precision):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at batch {k}; lower --lr or use fp32"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(y)
+        count += len(y)
+        if on_batch is not None:
+            on_batch(k + 1, len(loader))
+    return {"train_loss": total / max(count, 1)}
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: nn.Module,
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and logits for every item of ``loader``, in order."""
+    model.eval()
+    all_logits = []
+    for x, _ in loader:
+        x = transform(x.to(device, non_blocking=True), train=False)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, precision):
+            all_logits.append(model(x).float().cpu())
+    logits = torch.cat(all_logits) if all_logits else torch.empty(0)
+    return torch.softmax(logits, dim=1).numpy(), logits.numpy()
+
+
+def evaluate(
+    model: nn.Module,
+    data: Prepared,
+    split: str,
+    transform: nn.Module,
+    loss_fn: nn.Module,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    positive: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on one split (no augmentation)."""
+    idx = data.indices(split)
+    labels = data.catalog.labels[idx]
+    loader = BatchLoader(data.images, data.catalog.labels, idx, batch_size)
+    probs, logits = predict_probs(
+        model, loader, transform, device, precision=precision, channels_last=channels_last
+    )
+    loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)).item())
+    metrics = classification_metrics(labels, probs, data.class_names, positive=positive)
+    return {"loss": loss, **metrics}
+
+
+@dataclass
+class RunResult:
+    """What ``fit`` leaves behind."""
+
+    run_dir: Path
+    config: TrainConfig
+    best_epoch: int
+    best_value: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+_DRW_BASE = {
+    "weighted-ce": ("ce", {"label_smoothing"}),
+    "cb-ce": ("ce", {"label_smoothing"}),
+    "cost-ce": ("ce", {"label_smoothing"}),
+    "cb-focal": ("focal", {"gamma"}),
+}
+
+
+def _better(select: str, row: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Whether an epoch beats the best so far on ``val_<select>``; ties go to lower val loss."""
+    value = row[f"val_{select}"]
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    top = best[f"val_{select}"]
+    if value == top:
+        return row["val_loss"] < best["val_loss"]
+    return value < top if select == "loss" else value > top
+
+
+def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
+    """(phase, first epoch, end epoch) for the whole run."""
+    phases = []
+    if config.freeze_epochs:
+        phases.append(("frozen", 0, config.freeze_epochs))
+    phases.append(("full", config.freeze_epochs, config.epochs))
+    if config.crt_epochs:
+        phases.append(("crt", config.epochs, config.epochs + config.crt_epochs))
+    return phases
+
+
+class _Trainer:
+    """State of one run; ``fit`` is the public entry point."""
+
+    def __init__(self, config: TrainConfig, data: Prepared, device: torch.device) -> None:
+        from medbalance.augment import AugmentConfig, BatchTransform, fit_normalization
+        from medbalance.models import create_model
+
+        self.config, self.data, self.device = config, data, device
+        self.run_dir = Path(config.out)
+        assert config.size is not None and config.model is not None  # resolved by fit()
+        torch.manual_seed(config.seed)
+        self.model = create_model(
+            config.model,
+            num_classes=len(data.class_names),
+            in_chans=data.channels,
+            pretrained=config.pretrained,
+            weights=config.weights,
+        ).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        train_idx = data.indices("train")
+        sample = data.images.take(train_idx[:: max(1, len(train_idx) // 512)])
+        self.norm = fit_normalization(config.normalization, sample)
+        augment = AugmentConfig(enabled=config.augment, hflip=config.hflip, degrees=config.degrees)
+        self.transform = BatchTransform(augment, config.size, self.norm).to(device)
+        counts = data.train_counts()
+        if config.positive_class is not None:
+            if config.positive_class not in data.class_names:
+                raise ValueError(
+                    f"positive class {config.positive_class!r} is not a class of this data "
+                    f"({', '.join(data.class_names)})"
+                )
+            self.positive = data.class_names.index(config.positive_class)
+        else:
+            self.positive = default_positive_class(data.class_names, counts)
+        self.history: list[dict[str, float]] = []
+        self.best_value, self.best_epoch = math.nan, -1
+        self.scaler = (
+            torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+        )
+
+    # --- pieces -------------------------------------------------------------------------
+
+    def loss_for(self, epoch: int, phase: str) -> nn.Module:
+        from medbalance.losses import create_loss, drw_weights
+
+        counts = self.data.train_counts()
+        if phase == "crt":
+            return create_loss("ce", counts).to(self.device)
+        name, options = self.config.loss, dict(self.config.loss_options)
+        if self.config.drw_epoch is not None and epoch >= self.config.drw_epoch:
+            # losses that derive their own weights from the counts hand over to their base loss
+            if name in _DRW_BASE:
+                name, keep = _DRW_BASE[name]
+                options = {k: v for k, v in options.items() if k in keep}
+            options["class_weight"] = drw_weights(counts)
+        return create_loss(name, counts, **options).to(self.device)
+
+    def loader_for(self, epoch: int, phase: str) -> BatchLoader:
+        from medbalance.samplers import create_sampler
+
+        labels = self.data.catalog.labels
+        train_idx = self.data.indices("train")
+        spec = "oversample" if phase == "crt" else self.config.sampler
+        sampler = create_sampler(
+            spec,
+            labels[train_idx],
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            num_samples=self.config.epoch_samples,
+        )
+        if sampler is None:
+            generator = np.random.default_rng((self.config.seed, epoch))
+            order = generator.permutation(train_idx)
+        else:
+            sampler.set_epoch(epoch)
+            order = train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
+        drop_last = len(order) % self.config.batch_size == 1
+        return BatchLoader(
+            self.data.images,
+            labels,
+            order,
+            self.config.batch_size,
+            drop_last=drop_last,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def optimizer_for(
+        self, phase: str, steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        from medbalance.models import head_parameters, param_groups, set_backbone_trainable
+
+        config = self.config
+        assert config.lr is not None
+        if phase in ("frozen", "crt"):
+            set_backbone_trainable(self.model, False)
+            groups: list[dict[str, Any]] = [
+                {"params": head_parameters(self.model), "lr": config.lr}
+            ]
+        else:
+            set_backbone_trainable(self.model, True)
+            mult = config.backbone_lr_mult if (config.pretrained or config.weights) else 1.0
+            groups = param_groups(
+                self.model, config.lr, backbone_lr_mult=mult, weight_decay=config.weight_decay
+            )
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        if config.schedule == "constant" or steps == 0:
+            return optimizer, None
+        if config.schedule == "cosine":
+            return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=steps, pct_start=0.25
+        )
+
+    def metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        config = self.config
+        return {
+            "format": "medbalance-checkpoint/1",
+            "version": __version__,
+            "model": config.model,
+            "class_names": list(self.data.class_names),
+            "positive_class": self.data.class_names[self.positive],
+            "channels": self.data.channels,
+            "image_size": config.size,
+            "presize": config.presize,
+            "fit": "pad",
+            "normalization": self.norm.to_dict(),
+            "train_counts": self.data.train_counts(),
+            "data_fingerprint": self.data.fingerprint,
+            "epoch": epoch,
+            "val_metrics": metrics,
+            "config": config.to_dict(),
+        }
+
+    # --- persistence --------------------------------------------------------------------
+
+    def save_state(self, epoch: int, phase: str, optimizer: Any, scheduler: Any) -> None:
+        state = {
+            "epoch": epoch,
+            "phase": phase,
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "fingerprint": self.data.fingerprint,
+        }
+        atomic_write(self.run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
+
+    def write_history(self) -> None:
+        if not self.history:
+            return
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        text = buffer.getvalue()
+        atomic_write(self.run_dir / "history.csv", lambda tmp: tmp.write_text(text))
+
+
+def _load_resume(trainer: _Trainer) -> dict[str, Any] | None:
+    path = trainer.run_dir / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} does not exist; start the run without --resume")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != trainer.data.fingerprint:
+        raise ValueError(
+            f"--resume: {path} was trained on other data (fingerprint {state['fingerprint']}, "
+            f"now {trainer.data.fingerprint}); resume with the same data, or start afresh"
+        )
+    trainer.model.load_state_dict(state["model"])
+    trainer.history = list(state["history"])
+    trainer.best_value, trainer.best_epoch = float(state["best_value"]), int(state["best_epoch"])
+    return state
+
+
+def _epoch_line(row: dict[str, float], select: str) -> str:
+    return (
+        f"epoch {int(row['epoch']):3d} [{row.get('phase_name', '')}] "
+        f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        f"val_{select} {row[f'val_{select}']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.4f}"
+        f"  ({row['seconds']:.1f}s)"
+    )
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    data: Prepared | None = None,
+    stop_after_epoch: int | None = None,
+) -> RunResult:
+    """Train, select the best checkpoint on validation data, and evaluate it.
+
+    Args:
+        config: the run's configuration (``None`` fields are chosen for the data).
+        resume: continue from ``RUN_DIR/last.pt``.
+        data: already prepared data (tests and ``compare`` reuse it).
+        stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
+
+    Writes ``config.json``, ``history.csv``, ``best.safetensors``, ``last.pt`` and
+    ``metrics.json`` to ``config.out``.
+    """
+    device = select_device(config.device)
+    config = resolve(config, _native_size(config.data) if data is None else None, device)
+    assert config.presize is not None
+    if data is None:
+        data = prepare_data(
+            config.data,
+            presize_to=config.presize,
+            seed=config.seed,
+            resplit_val_fraction=config.resplit_val,
+            group_pattern=config.group_pattern,
+            group_column=config.group_column,
+            skip_unreadable=config.skip_unreadable,
+        )
+    trainer = _Trainer(config, data, device)
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    config.write(trainer.run_dir / "config.json")
+    state = _load_resume(trainer) if resume else None
+    done = int(state["epoch"]) + 1 if state is not None else 0
+    patience_left = config.patience
+    for phase, start, end in _phases(config):
+        if done >= end:
+            continue
+        if phase == "crt" and (state is None or state["phase"] != "crt"):
+            _start_crt(trainer)
+        steps = (end - start) * len(trainer.loader_for(start, phase))
+        optimizer, scheduler = trainer.optimizer_for(phase, steps)
+        if state is not None and state["phase"] == phase:
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state["scheduler"]:
+                scheduler.load_state_dict(state["scheduler"])
+        for epoch in range(max(start, done), end):
+            row = _run_epoch(trainer, epoch, phase, optimizer, scheduler)
+            best_row = trainer.history[trainer.best_epoch] if trainer.best_epoch >= 0 else None
+            improved = _better(config.select, row, best_row)
+            if improved:
+                trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
+                val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+                save_checkpoint(
+                    trainer.run_dir / "best.safetensors", trainer.model, trainer.metadata(epoch, val)
+                )
+            trainer.history.append(row)
+            trainer.write_history()
+            trainer.save_state(epoch, phase, optimizer, scheduler)
+            log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return RunResult(trainer.run_dir, config, trainer.best_epoch, trainer.best_value)
+            if config.patience is not None and phase != "crt":
+                patience_left = config.patience if improved else (patience_left or 0) - 1
+                if patience_left is not None and patience_left < 0:
+                    log.info("early stopping: val_%s did not improve for %d epochs", config.select, config.patience)
+                    break
+        state = None
+    return _finish(trainer)
+
+
+def _start_crt(trainer: _Trainer) -> None:
+    """Load the best weights and give the model a fresh head (classifier re-training)."""
+    from safetensors.torch import load_file
+
+    best = trainer.run_dir / "best.safetensors"
+    if best.is_file():
+        trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
+    head = trainer.model.get_classifier()  # type: ignore[operator]  # timm's head API
+    for module in head.modules() if isinstance(head, nn.Module) else []:
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+def _run_epoch(
+    trainer: _Trainer,
+    epoch: int,
+    phase: str,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> dict[str, float]:
+    config = trainer.config
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    loader = trainer.loader_for(epoch, phase)
+    loss_fn = trainer.loss_for(epoch, phase)
+    started = time.perf_counter()
+    progress = _progress(f"epoch {epoch}", len(loader))
+    with progress as bar:
+        train = train_one_epoch(
+            trainer.model,
+            loader,
+            trainer.transform,
+            loss_fn,
+            optimizer,
+            scheduler,
+            trainer.device,
+            precision=config.precision,
+            scaler=trainer.scaler,
+            channels_last=config.channels_last,
+            on_batch=bar,
+        )
+    if phase == "crt":
+        trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
+    val = evaluate(
+        trainer.model,
+        trainer.data,
+        "val",
+        trainer.transform,
+        loss_fn,
+        trainer.device,
+        positive=trainer.positive,
+        precision=config.precision,
+        channels_last=config.channels_last,
+    )
+    row: dict[str, Any] = {"epoch": epoch, "phase_name": phase, **train}
+    row.update({f"val_{k}": v for k, v in val.items()})
+    row["lr"] = optimizer.param_groups[-1]["lr"]
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing otherwise (the epoch line is logged)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _finish(trainer: _Trainer) -> RunResult:
+    """Evaluate the best checkpoint on val and (if present) test; write metrics.json."""
+    import json
+
+    from safetensors.torch import load_file
+
+    best = trainer.run_dir / "best.safetensors"
+    if not best.is_file():
+        raise RuntimeError(
+            f"no epoch produced a finite val_{trainer.config.select}; nothing was selected"
+        )
+    trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
+    loss_fn = trainer.loss_for(0, "full")
+    metrics: dict[str, dict[str, float]] = {}
+    for split in ("val", "test"):
+        if len(trainer.data.indices(split)):
+            metrics[split] = evaluate(
+                trainer.model,
+                trainer.data,
+                split,
+                trainer.transform,
+                loss_fn,
+                trainer.device,
+                positive=trainer.positive,
+                precision=trainer.config.precision,
+            )
+    summary = {
+        "best_epoch": trainer.best_epoch,
+        "select": trainer.config.select,
+        "positive_class": trainer.data.class_names[trainer.positive],
+        "class_names": list(trainer.data.class_names),
+        **metrics,
+    }
+    text = json.dumps(summary, indent=2, default=float) + "\n"
+    atomic_write(trainer.run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
+    return RunResult(
+        trainer.run_dir,
+        trainer.config,
+        trainer.best_epoch,
+        trainer.best_value,
+        trainer.history,
+        metrics,
+    )
