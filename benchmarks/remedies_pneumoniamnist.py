@@ -88,7 +88,9 @@ def main() -> None:
     result_path = Path(args.out) / "remedies.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    result_path.write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=2))
+    result_path.write_text(
+        json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from medbalance.config import ConfigError, TrainConfig, load_config
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:
-    (tmp_path / "c.toml").write_text('data = "x.npz"\nepochs = 3\nloss = "focal"\n[loss_options]\ngamma = 1.5\n')
+    (tmp_path / "c.toml").write_text(
+        'data = "x.npz"\nepochs = 3\nloss = "focal"\n[loss_options]\ngamma = 1.5\n'
+    )
     config = load_config(tmp_path / "c.toml", {"epochs": 5, "lr": None})
     assert config.epochs == 5 and config.loss == "focal" and config.loss_options == {"gamma": 1.5}
     (tmp_path / "c.yaml").write_text("data: x.npz\nbatch-size: 16\n")
@@ -18,7 +20,9 @@ def test_file_then_overrides(tmp_path: Path) -> None:
 
 def test_unknown_key_suggests(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('data = "x"\nepoch = 3\n')
-    with pytest.raises(ConfigError, match="unknown config key.*'epoch' \\(did you mean 'epochs'\\?\\)"):
+    with pytest.raises(
+        ConfigError, match="unknown config key.*'epoch' \\(did you mean 'epochs'\\?\\)"
+    ):
         load_config(tmp_path / "c.toml")
 
 

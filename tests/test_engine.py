@@ -17,7 +17,14 @@ from medbalance.engine import fit
 
 def _config(data: Path, out: Path, **changes: object) -> TrainConfig:
     values: dict[str, object] = dict(
-        data=str(data), out=str(out), epochs=4, batch_size=16, lr=2e-3, device="cpu", seed=1
+        data=str(data),
+        out=str(out),
+        epochs=4,
+        batch_size=16,
+        lr=2e-3,
+        device="cpu",
+        seed=1,
+        bootstrap=50,
     )
     values.update(changes)
     return TrainConfig(**values)  # type: ignore[arg-type]
@@ -26,13 +33,26 @@ def _config(data: Path, out: Path, **changes: object) -> TrainConfig:
 def test_fit_learns_and_writes_the_run(tiny_npz: Path, tmp_path: Path) -> None:
     result = fit(_config(tiny_npz, tmp_path / "run", epochs=10))
     run = tmp_path / "run"
-    for name in ("config.json", "history.csv", "best.safetensors", "last.pt", "metrics.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "best.safetensors",
+        "last.pt",
+        "metrics.json",
+        "predictions.csv",
+        "report.html",
+    ):
         assert (run / name).is_file(), name
+    assert result.metrics["test"]["balanced_accuracy"] > 0.75  # chance is 0.5
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) >= {"val", "test", "best_epoch"}
-    assert metrics["test"]["balanced_accuracy"] > 0.75  # chance is 0.5
+    assert metrics["split"] == "test" and metrics["n"] == 40
+    assert metrics["threshold"]["chosen_on"] == "val"
+    assert metrics["metrics"]["balanced_accuracy"]["value"] > 0.75
+    lo, hi = metrics["metrics"]["auroc"]["ci"]
+    assert lo <= metrics["metrics"]["auroc"]["value"] <= hi
     meta = read_metadata(run / "best.safetensors")
     assert meta["class_names"] == ["0", "1"] and meta["channels"] == 1
+    assert meta["threshold"]["value"] == metrics["threshold"]["value"]
     assert meta["epoch"] == result.best_epoch
     assert len((run / "history.csv").read_text().splitlines()) == 11
 
@@ -55,6 +75,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) 
         {"sampler": "balanced-batches", "loss": "focal", "select": "balanced_accuracy"},
         {"sampler": "none", "loss": "logit-adjusted", "crt_epochs": 1},
         {"sampler": "oversample:0.5", "loss": "cb-focal", "drw_epoch": 1},
+        {"loss": "cost-ce", "loss_options": {"cost_matrix": [[0, 1], [5, 0]]}, "precision": "bf16"},
     ],
 )
 def test_remedies_run(tiny_npz: Path, tmp_path: Path, changes: dict[str, object]) -> None:
@@ -79,6 +100,25 @@ def test_cli_train_and_errors(tiny_npz: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["train", str(tiny_npz), "--loss", "focall"])
     assert bad.exit_code == 2 and "did you mean 'focal'" in bad.output
     offline = runner.invoke(
-        app, ["train", str(tiny_npz), "--out", str(tmp_path / "p"), "--model", "resnet18", "--pretrained"]
+        app,
+        [
+            "train",
+            str(tiny_npz),
+            "--out",
+            str(tmp_path / "p"),
+            "--model",
+            "resnet18",
+            "--pretrained",
+        ],
     )
     assert offline.exit_code == 2 and "--weights PATH" in offline.output
+
+
+def test_lr_find_writes_plot_and_suggests(tiny_npz: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["lr-find", str(tiny_npz), "--out", str(tmp_path), "--steps", "12", "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    suggested = float(result.output.split("suggested lr: ")[1].split()[0])
+    assert 1e-6 <= suggested <= 1.0

@@ -180,14 +180,18 @@ def _parse_options(pairs: list[str] | None) -> dict[str, object] | None:
 
 @app.command()
 def train(
-    data: Annotated[str | None, typer.Argument(help="Data (as for inspect); or data = in --config.")] = None,
+    data: Annotated[
+        str | None, typer.Argument(help="Data (as for inspect); or data = in --config.")
+    ] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Run folder.")] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="TOML/YAML config; options below override it.")
     ] = None,
     model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
     size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
-    presize: Annotated[int | None, typer.Option(help="Presize cache size (auto: 1.25 x size).")] = None,
+    presize: Annotated[
+        int | None, typer.Option(help="Presize cache size (auto: 1.25 x size).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 10).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
@@ -279,7 +283,9 @@ def train(
     try:
         config = load_config(config_file, overrides)
         if drw and config.drw_epoch is None:
-            config = load_config(config_file, {**overrides, "drw_epoch": max(1, config.epochs * 2 // 3)})
+            config = load_config(
+                config_file, {**overrides, "drw_epoch": max(1, config.epochs * 2 // 3)}
+            )
         _check_names(config.sampler, config.loss)
         from medbalance.engine import fit
 
@@ -329,6 +335,7 @@ def lr_find_command(
     loss: Annotated[str, typer.Option()] = "ce",
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option()] = "auto",
+    steps: Annotated[int, typer.Option(min=5, help="Batches in the sweep.")] = 100,
 ) -> None:
     """Sweep the learning rate (exponentially, one batch each), plot the loss, suggest an lr."""
     from medbalance.config import ConfigError, load_config
@@ -337,16 +344,141 @@ def lr_find_command(
         config = load_config(
             None,
             dict(
-                data=data, model=model, size=size, batch_size=batch_size, sampler=sampler,
-                loss=loss, seed=seed, device=device,
+                data=data,
+                model=model,
+                size=size,
+                batch_size=batch_size,
+                sampler=sampler,
+                loss=loss,
+                seed=seed,
+                device=device,
             ),
         )
         from medbalance.lrfind import lr_find
 
-        result = lr_find(config, out)
+        result = lr_find(config, out, steps=steps)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         _fail(error)
     typer.echo(f"suggested lr: {result.suggestion:.2e} (plot: {result.plot})")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    data: Annotated[
+        str | None, typer.Argument(help="Other data to evaluate on (default: the run's).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to report: test or val.")] = "test",
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-choose the operating point on val: youden | f1 | 'sensitivity>=0.95' | "
+            "'specificity>=0.9' | 'cost:FN=5,FP=1' | a number; multi-class: argmax | prior | "
+            "logit-adjust:TAU. Default: the one stored at training."
+        ),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+) -> None:
+    """Evaluate a run's best checkpoint: metrics.json, predictions.csv and report.html."""
+    from medbalance.evaluation import evaluate_run
+
+    if split not in ("test", "val"):
+        _fail(ValueError(f"--split must be test or val, got {split!r}"))
+    try:
+        result = evaluate_run(
+            run_dir,
+            data=data,
+            split=split,
+            policy=threshold,
+            n_bootstrap=bootstrap,
+            device=device,
+            report=not no_report,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    _print_metrics(result)
+
+
+def _print_metrics(result: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    point = result["threshold"]
+    assert isinstance(point, dict)
+    value = point["value"]
+    title = (
+        f"{result['split']} split (n={result['n']}), operating point: {point['policy']}"
+        + (f" = {value:.3f}" if isinstance(value, float) else "")
+        + f", chosen on {point['chosen_on']}"
+    )
+    table = Table(title=title)
+    for column in ("metric", "value", "95% CI"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    metrics = result["metrics"]
+    assert isinstance(metrics, dict)
+    for name, entry in metrics.items():
+        lo, hi = entry["ci"]
+        table.add_row(name, f"{entry['value']:.4f}", f"{lo:.4f} – {hi:.4f}")
+    Console().print(table)
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders, CSV manifests, .npz.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+) -> None:
+    """Score new images; one row per image with probabilities and the decision.
+
+    Exits 1 if any input could not be read (its row names the reason).
+    """
+    from medbalance.predict import predict as run_predict
+
+    try:
+        summary = run_predict(checkpoint, inputs, out, batch_size=batch_size, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(f"scored {summary.n_scored} image(s) -> {summary.out}")
+    for item, reason in summary.failures:
+        typer.secho(f"unreadable: {item}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if summary.failures:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with metrics.json.")],
+) -> None:
+    """Re-draw RUN_DIR/report.html from the run's files (no galleries)."""
+    from medbalance.report import report_from_run
+
+    try:
+        path = report_from_run(run_dir)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx | torchscript")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
+) -> None:
+    """Export a checkpoint to ONNX or TorchScript with a JSON sidecar (classes, threshold)."""
+    from medbalance.export import export_model
+
+    try:
+        model_path, sidecar = export_model(checkpoint, fmt, out)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        _fail(error)
+    typer.echo(f"wrote {model_path} and {sidecar}")
 
 
 def main() -> None:

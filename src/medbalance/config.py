@@ -64,6 +64,8 @@ class TrainConfig:
     select: str = "auroc"
     patience: int | None = None
     positive_class: str | None = None
+    threshold: str = "youden"
+    bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
@@ -175,7 +177,9 @@ def load_config(
         where = f" in {path}" if path else ""
         raise ConfigError(f"unknown config key(s){where}: {', '.join(hints)}")
     if "data" not in values:
-        raise ConfigError("no data given: pass DATA on the command line or data = '...' in the file")
+        raise ConfigError(
+            "no data given: pass DATA on the command line or data = '...' in the file"
+        )
     try:
         return TrainConfig(**values)
     except TypeError as error:

@@ -69,7 +69,9 @@ def default_positive_class(class_names: Sequence[str], train_counts: Sequence[in
 
     else the minority class of the training split.
     """
-    negatives = [i for i, n in enumerate(class_names) if any(w in n.lower() for w in _NEGATIVE_WORDS)]
+    negatives = [
+        i for i, n in enumerate(class_names) if any(w in n.lower() for w in _NEGATIVE_WORDS)
+    ]
     if len(class_names) == 2 and len(negatives) == 1:
         return 1 - negatives[0]
     return int(np.argmin(train_counts))

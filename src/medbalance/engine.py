@@ -194,6 +194,7 @@ class RunResult:
     best_value: float
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 _DRW_BASE = {
@@ -264,9 +265,12 @@ class _Trainer:
         else:
             self.positive = default_positive_class(data.class_names, counts)
         self.history: list[dict[str, float]] = []
+        self.evaluation: dict[str, Any] = {}
         self.best_value, self.best_epoch = math.nan, -1
         self.scaler = (
-            torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+            torch.amp.GradScaler("cuda")
+            if config.precision == "fp16" and device.type == "cuda"
+            else None
         )
 
     # --- pieces -------------------------------------------------------------------------
@@ -472,7 +476,9 @@ def fit(
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
                 save_checkpoint(
-                    trainer.run_dir / "best.safetensors", trainer.model, trainer.metadata(epoch, val)
+                    trainer.run_dir / "best.safetensors",
+                    trainer.model,
+                    trainer.metadata(epoch, val),
                 )
             trainer.history.append(row)
             trainer.write_history()
@@ -483,7 +489,11 @@ def fit(
             if config.patience is not None and phase != "crt":
                 patience_left = config.patience if improved else (patience_left or 0) - 1
                 if patience_left is not None and patience_left < 0:
-                    log.info("early stopping: val_%s did not improve for %d epochs", config.select, config.patience)
+                    log.info(
+                        "early stopping: val_%s did not improve for %d epochs",
+                        config.select,
+                        config.patience,
+                    )
                     break
         state = None
     return _finish(trainer)
@@ -577,7 +587,6 @@ class _progress:
 
 def _finish(trainer: _Trainer) -> RunResult:
     """Evaluate the best checkpoint on val and (if present) test; write metrics.json."""
-    import json
 
     from safetensors.torch import load_file
 
@@ -601,15 +610,7 @@ def _finish(trainer: _Trainer) -> RunResult:
                 positive=trainer.positive,
                 precision=trainer.config.precision,
             )
-    summary = {
-        "best_epoch": trainer.best_epoch,
-        "select": trainer.config.select,
-        "positive_class": trainer.data.class_names[trainer.positive],
-        "class_names": list(trainer.data.class_names),
-        **metrics,
-    }
-    text = json.dumps(summary, indent=2, default=float) + "\n"
-    atomic_write(trainer.run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
+    trainer.evaluation = _evaluate_checkpoint(trainer)
     return RunResult(
         trainer.run_dir,
         trainer.config,
@@ -617,4 +618,33 @@ def _finish(trainer: _Trainer) -> RunResult:
         trainer.best_value,
         trainer.history,
         metrics,
+        trainer.evaluation,
+    )
+
+
+def _evaluate_checkpoint(trainer: _Trainer) -> dict[str, Any]:
+    """Choose the operating point on val, store it in the checkpoint, evaluate and report."""
+    from medbalance.evaluation import (
+        choose_operating_point,
+        evaluate_run,
+        score_split,
+        store_threshold,
+    )
+    from medbalance.inference import load_trained
+
+    device = str(trainer.device)
+    trained = load_trained(trainer.run_dir / "best.safetensors", device=device)
+    val = score_split(trained, trainer.data, "val")
+    point = choose_operating_point(
+        trained, val, trainer.config.threshold, trainer.data.train_counts()
+    )
+    store_threshold(trainer.run_dir, point)
+    split = "test" if len(trainer.data.indices("test")) else "val"
+    return evaluate_run(
+        trainer.run_dir,
+        split=split,
+        n_bootstrap=trainer.config.bootstrap,
+        seed=trainer.config.seed,
+        device=device,
+        prepared=trainer.data,
     )
