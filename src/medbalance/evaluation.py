@@ -155,9 +155,9 @@ def _predictions_csv(
                 data.catalog.origins[i],
                 str(paths[i]) if paths is not None else "",
                 names[scores.labels[row]],
-                *[f"{p:.6f}" for p in scores.probs[row]],
+                *[repr(float(p)) for p in scores.probs[row]],  # exact: recomputable
                 names[preds[row]],
-                "" if threshold is None else f"{threshold:.6f}",
+                "" if threshold is None else repr(float(threshold)),
             ]
         )
     return buffer.getvalue()
