@@ -7,6 +7,7 @@ Heavy modules (torch, matplotlib, scikit-learn) are imported inside the commands
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -242,6 +243,15 @@ def train(
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
     skip_unreadable: Annotated[bool | None, typer.Option("--skip-unreadable")] = None,
+    sync_bn: Annotated[
+        bool | None, typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm under DDP.")
+    ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc", min=1, help="Processes on this machine (DDP via torchrun); one per GPU."
+        ),
+    ] = None,
 ) -> None:
     """Train a classifier with an imbalance remedy; writes the run folder.
 
@@ -279,7 +289,10 @@ def train(
         group_pattern=group_pattern,
         group_column=group_column,
         skip_unreadable=skip_unreadable,
+        sync_bn=sync_bn,
     )
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(code=_relaunch_with_torchrun(nproc))
     try:
         config = load_config(config_file, overrides)
         if drw and config.drw_epoch is None:
@@ -295,6 +308,34 @@ def train(
     _print_result(result)
 
 
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same ``train`` command under torchrun with ``nproc`` processes."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "medbalance",
+        *args,
+    ]
+    log.info("launching: %s", " ".join(command))
+    return subprocess.call(command)
+
+
 def _check_names(sampler: str, loss: str) -> None:
     from medbalance.losses import LOSSES, create_loss
     from medbalance.samplers import parse_sampler_spec
@@ -305,23 +346,16 @@ def _check_names(sampler: str, loss: str) -> None:
 
 
 def _print_result(result: object) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from medbalance.engine import RunResult
 
-    assert isinstance(result, RunResult)
-    table = Table(title=f"best epoch {result.best_epoch} (by val {result.config.select})")
-    table.add_column("metric")
-    splits = list(result.metrics)
-    for split in splits:
-        table.add_column(split, justify="right")
-    keys = ["auroc", "balanced_accuracy", "sensitivity", "specificity", "macro_f1", "accuracy"]
-    for key in keys:
-        table.add_row(key, *(f"{result.metrics[s].get(key, float('nan')):.4f}" for s in splits))
-    console = Console()
-    console.print(table)
-    console.print(f"run folder: {result.run_dir}")
+    if not isinstance(result, RunResult) or os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
+    typer.echo(
+        f"best epoch {result.best_epoch} by val {result.config.select} = {result.best_value:.4f}"
+    )
+    if result.evaluation:
+        _print_metrics(result.evaluation)
+    typer.echo(f"run folder: {result.run_dir} (report.html, metrics.json, predictions.csv)")
 
 
 @app.command("lr-find")

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
+    sync_bn: bool = False
     resplit_val: float | None = None
     group_pattern: str | None = None
     group_column: str | None = None

@@ -34,9 +34,18 @@ from medbalance import __version__
 from medbalance.checkpoint import atomic_write, save_checkpoint
 from medbalance.config import TrainConfig
 from medbalance.data import BatchLoader, Prepared, default_positive_class, prepare_data
+from medbalance.distributed import DistInfo, barrier, gather_rows, mean_over_ranks, shard
 from medbalance.metrics import classification_metrics
 
-__all__ = ["RunResult", "evaluate", "fit", "predict_probs", "select_device", "train_one_epoch"]
+__all__ = [
+    "RunResult",
+    "evaluate",
+    "fit",
+    "predict_probs",
+    "select_device",
+    "split_probs",
+    "train_one_epoch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +168,29 @@ def predict_probs(
     return torch.softmax(logits, dim=1).numpy(), logits.numpy()
 
 
+def split_probs(
+    model: nn.Module,
+    data: Prepared,
+    split: str,
+    transform: nn.Module,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    dist_info: DistInfo | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and logits of a whole split, in split order; under DDP each rank scores
+    its shard and the rows of all ranks are gathered (each item exactly once)."""
+    info = dist_info or DistInfo()
+    idx = data.indices(split)
+    loader = BatchLoader(data.images, data.catalog.labels, shard(idx, info), batch_size)
+    probs, logits = predict_probs(
+        model, loader, transform, device, precision=precision, channels_last=channels_last
+    )
+    return gather_rows(probs, info), gather_rows(logits, info)
+
+
 def evaluate(
     model: nn.Module,
     data: Prepared,
@@ -171,13 +203,24 @@ def evaluate(
     positive: int | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    dist_info: DistInfo | None = None,
 ) -> dict[str, float]:
-    """Loss and metrics of ``model`` on one split (no augmentation)."""
-    idx = data.indices(split)
-    labels = data.catalog.labels[idx]
-    loader = BatchLoader(data.images, data.catalog.labels, idx, batch_size)
-    probs, logits = predict_probs(
-        model, loader, transform, device, precision=precision, channels_last=channels_last
+    """Loss and metrics of ``model`` on one split (no augmentation).
+
+    Under DDP each rank scores its shard and the predictions are gathered, so every item counts
+    exactly once and the metrics equal the single-process ones.
+    """
+    labels = data.catalog.labels[data.indices(split)]
+    probs, logits = split_probs(
+        model,
+        data,
+        split,
+        transform,
+        device,
+        batch_size=batch_size,
+        precision=precision,
+        channels_last=channels_last,
+        dist_info=dist_info,
     )
     loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)).item())
     metrics = classification_metrics(labels, probs, data.class_names, positive=positive)
@@ -232,11 +275,18 @@ def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
 class _Trainer:
     """State of one run; ``fit`` is the public entry point."""
 
-    def __init__(self, config: TrainConfig, data: Prepared, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Prepared,
+        device: torch.device,
+        dist_info: DistInfo | None = None,
+    ) -> None:
         from medbalance.augment import AugmentConfig, BatchTransform, fit_normalization
         from medbalance.models import create_model
 
         self.config, self.data, self.device = config, data, device
+        self.dist = dist_info or DistInfo()
         self.run_dir = Path(config.out)
         assert config.size is not None and config.model is not None  # resolved by fit()
         torch.manual_seed(config.seed)
@@ -247,8 +297,11 @@ class _Trainer:
             pretrained=config.pretrained,
             weights=config.weights,
         ).to(device)
+        if config.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.train_model: nn.Module = self.model
         train_idx = data.indices("train")
         sample = data.images.take(train_idx[:: max(1, len(train_idx) // 512)])
         self.norm = fit_normalization(config.normalization, sample)
@@ -301,11 +354,15 @@ class _Trainer:
             labels[train_idx],
             seed=self.config.seed,
             batch_size=self.config.batch_size,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
             num_samples=self.config.epoch_samples,
         )
         if sampler is None:
             generator = np.random.default_rng((self.config.seed, epoch))
             order = generator.permutation(train_idx)
+            world = self.dist.world_size
+            order = np.resize(order, -(-len(order) // world) * world)[self.dist.rank :: world]
         else:
             sampler.set_epoch(epoch)
             order = train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
@@ -337,6 +394,7 @@ class _Trainer:
             groups = param_groups(
                 self.model, config.lr, backbone_lr_mult=mult, weight_decay=config.weight_decay
             )
+        self.train_model = self._wrap()
         optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         if config.schedule == "constant" or steps == 0:
             return optimizer, None
@@ -346,6 +404,15 @@ class _Trainer:
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=max_lr, total_steps=steps, pct_start=0.25
         )
+
+    def _wrap(self) -> nn.Module:
+        """DistributedDataParallel over the parameters that train in this phase."""
+        if not self.dist.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
 
     def metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         config = self.config
@@ -370,6 +437,8 @@ class _Trainer:
     # --- persistence --------------------------------------------------------------------
 
     def save_state(self, epoch: int, phase: str, optimizer: Any, scheduler: Any) -> None:
+        if not self.dist.is_main:
+            return
         state = {
             "epoch": epoch,
             "phase": phase,
@@ -384,7 +453,7 @@ class _Trainer:
         atomic_write(self.run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
 
     def write_history(self) -> None:
-        if not self.history:
+        if not self.history or not self.dist.is_main:
             return
         keys = list(dict.fromkeys(k for row in self.history for k in row))
         buffer = io.StringIO()
@@ -438,7 +507,23 @@ def fit(
     Writes ``config.json``, ``history.csv``, ``best.safetensors``, ``last.pt`` and
     ``metrics.json`` to ``config.out``.
     """
-    device = select_device(config.device)
+    from medbalance.distributed import setup, teardown
+
+    dist_info, device = setup(select_device(config.device))
+    try:
+        return _fit(config, resume, data, stop_after_epoch, dist_info, device)
+    finally:
+        teardown(dist_info)
+
+
+def _fit(
+    config: TrainConfig,
+    resume: bool,
+    data: Prepared | None,
+    stop_after_epoch: int | None,
+    dist_info: DistInfo,
+    device: torch.device,
+) -> RunResult:
     config = resolve(config, _native_size(config.data) if data is None else None, device)
     assert config.presize is not None
     if data is None:
@@ -451,9 +536,10 @@ def fit(
             group_column=config.group_column,
             skip_unreadable=config.skip_unreadable,
         )
-    trainer = _Trainer(config, data, device)
-    trainer.run_dir.mkdir(parents=True, exist_ok=True)
-    config.write(trainer.run_dir / "config.json")
+    trainer = _Trainer(config, data, device, dist_info)
+    if dist_info.is_main:
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        config.write(trainer.run_dir / "config.json")
     state = _load_resume(trainer) if resume else None
     done = int(state["epoch"]) + 1 if state is not None else 0
     patience_left = config.patience
@@ -475,15 +561,18 @@ def fit(
             if improved:
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
-                save_checkpoint(
-                    trainer.run_dir / "best.safetensors",
-                    trainer.model,
-                    trainer.metadata(epoch, val),
-                )
+                if dist_info.is_main:
+                    save_checkpoint(
+                        trainer.run_dir / "best.safetensors",
+                        trainer.model,
+                        trainer.metadata(epoch, val),
+                    )
             trainer.history.append(row)
             trainer.write_history()
             trainer.save_state(epoch, phase, optimizer, scheduler)
-            log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))
+            barrier(dist_info)
+            if dist_info.is_main:
+                log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return RunResult(trainer.run_dir, config, trainer.best_epoch, trainer.best_value)
             if config.patience is not None and phase != "crt":
@@ -521,14 +610,14 @@ def _run_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
 ) -> dict[str, float]:
     config = trainer.config
-    torch.manual_seed(config.seed * 100_003 + epoch)
+    torch.manual_seed(config.seed * 100_003 + epoch * 101 + trainer.dist.rank)
     loader = trainer.loader_for(epoch, phase)
     loss_fn = trainer.loss_for(epoch, phase)
     started = time.perf_counter()
     progress = _progress(f"epoch {epoch}", len(loader))
     with progress as bar:
         train = train_one_epoch(
-            trainer.model,
+            trainer.train_model,
             loader,
             trainer.transform,
             loss_fn,
@@ -540,6 +629,7 @@ def _run_epoch(
             channels_last=config.channels_last,
             on_batch=bar,
         )
+    train["train_loss"] = mean_over_ranks(train["train_loss"], len(loader), trainer.dist)
     if phase == "crt":
         trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
     val = evaluate(
@@ -552,6 +642,7 @@ def _run_epoch(
         positive=trainer.positive,
         precision=config.precision,
         channels_last=config.channels_last,
+        dist_info=trainer.dist,
     )
     row: dict[str, Any] = {"epoch": epoch, "phase_name": phase, **train}
     row.update({f"val_{k}": v for k, v in val.items()})
@@ -609,8 +700,11 @@ def _finish(trainer: _Trainer) -> RunResult:
                 trainer.device,
                 positive=trainer.positive,
                 precision=trainer.config.precision,
+                dist_info=trainer.dist,
             )
-    trainer.evaluation = _evaluate_checkpoint(trainer)
+    if trainer.dist.is_main:
+        trainer.evaluation = _evaluate_checkpoint(trainer)
+    barrier(trainer.dist)
     return RunResult(
         trainer.run_dir,
         trainer.config,
