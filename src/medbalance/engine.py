@@ -527,6 +527,8 @@ def _fit(
     config = resolve(config, _native_size(config.data) if data is None else None, device)
     assert config.presize is not None
     if data is None:
+        if not dist_info.is_main:
+            barrier(dist_info)  # rank 0 fills the presize cache first; the others then read it
         data = prepare_data(
             config.data,
             presize_to=config.presize,
@@ -536,6 +538,8 @@ def _fit(
             group_column=config.group_column,
             skip_unreadable=config.skip_unreadable,
         )
+        if dist_info.is_main:
+            barrier(dist_info)
     trainer = _Trainer(config, data, device, dist_info)
     if dist_info.is_main:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
