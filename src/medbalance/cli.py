@@ -246,6 +246,9 @@ def train(
     sync_bn: Annotated[
         bool | None, typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm under DDP.")
     ] = None,
+    compile_model: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
+    ] = None,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -290,6 +293,7 @@ def train(
         group_column=group_column,
         skip_unreadable=skip_unreadable,
         sync_bn=sync_bn,
+        compile=compile_model,
     )
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))
@@ -513,6 +517,165 @@ def export(
     except (ValueError, FileNotFoundError, ImportError) as error:
         _fail(error)
     typer.echo(f"wrote {model_path} and {sidecar}")
+
+
+@app.command()
+def compare(
+    data: Annotated[
+        str | None, typer.Argument(help="Data (as for train); or data = in --config.")
+    ] = None,
+    remedies: Annotated[
+        str | None,
+        typer.Option(
+            "--remedies",
+            "-r",
+            help="Comma-separated presets: baseline, oversample, undersample, balanced-batches, "
+            "weighted-ce, cb-focal, cost-ce, ldam-drw, logit-adjusted, crt; or 'all'; or "
+            "TOML/YAML files whose keys override baseline.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Comparison folder.")] = Path(
+        "comparison"
+    ),
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per remedy (0..N-1).")] = 3,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default 10).")] = None,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-minutes", help="Start no run that would end after this (same epochs kept)."
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs trained at a time (processes).")] = 1,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="Metric of the verdict: auroc | balanced_accuracy | sensitivity | "
+            "specificity | ppv | f1 | macro_f1 | ece"
+        ),
+    ] = "auroc",
+    collect_dir: Annotated[
+        Path | None,
+        typer.Option("--collect", help="Only summarise the finished runs in DIR/runs/ (no DATA)."),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML/YAML with the settings every run shares."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples for CIs and paired tests.")
+    ] = None,
+    positive_class: Annotated[
+        str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    resplit_val: ResplitVal = None,
+    group_pattern: GroupPattern = None,
+    group_column: GroupColumn = None,
+) -> None:
+    """Train every remedy with the same data, splits, model, epochs and seeds, and compare.
+
+    Each run is a train run folder OUT/runs/REMEDY/seedK (finished runs are kept, interrupted
+    ones resume). Writes comparison.csv, comparison.md, comparison.html and comparison.json
+    with a paired comparison against baseline and a verdict.
+    """
+    from medbalance.compare import collect as collect_runs
+    from medbalance.compare import compare as compare_runs
+    from medbalance.config import ConfigError, load_config
+
+    try:
+        if collect_dir is not None:
+            if data is not None:
+                raise ValueError("--collect DIR reads finished runs; give no DATA with it")
+            names = remedies.split(",") if remedies else None
+            result = collect_runs(collect_dir, metric=metric, remedies=names)
+        else:
+            if not remedies:
+                raise ValueError("give --remedies, e.g. --remedies baseline,oversample (or all)")
+            overrides = dict(
+                data=data,
+                epochs=epochs,
+                model=model,
+                size=size,
+                batch_size=batch_size,
+                lr=lr,
+                bootstrap=bootstrap,
+                positive_class=positive_class,
+                device=device,
+                resplit_val=resplit_val,
+                group_pattern=group_pattern,
+                group_column=group_column,
+            )
+            base = load_config(config_file, overrides)
+            result = compare_runs(
+                base,
+                remedies,
+                out,
+                seeds=seeds,
+                jobs=jobs,
+                budget_minutes=budget_minutes,
+                metric=metric,
+            )
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+        _fail(error)
+    _print_comparison(result)
+
+
+def _print_comparison(result: object, note: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from medbalance.compare import Comparison
+
+    assert isinstance(result, Comparison)
+    console = Console()
+    head, rows = result.summary_table()
+    table = Table(title=note or "test metrics at each run's operating point (mean ± sd [CI])")
+    for k, column in enumerate(head):
+        table.add_column(column, justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in result.notes:
+        console.print(f"note: {line}", style="yellow", markup=False, highlight=False)
+    console.print(result.verdict, style="bold", markup=False, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in result.files), markup=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo-out"),
+    minutes: Annotated[
+        float, typer.Option(min=0.5, help="Time to aim for on a 2-core CPU (sets epochs).")
+    ] = 2.0,
+    epochs: Annotated[int | None, typer.Option(min=2, help="Epochs per run (overrides).")] = None,
+) -> None:
+    """Offline demo on SYNTHETIC data: make X-ray-like images, inspect, compare three remedies.
+
+    Writes OUT/synthetic_xrays (labelled SYNTHETIC), OUT/inspect and OUT/compare, and prints
+    where the reports are. No network and no real data needed.
+    """
+    from medbalance.demo import SYNTHETIC_NOTE, run_demo
+
+    typer.secho(f"medbalance demo -- {SYNTHETIC_NOTE}", bold=True)
+    try:
+        result = run_demo(out, minutes=minutes, epochs=epochs)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        _fail(error)
+    _print_comparison(result.comparison, note=f"SYNTHETIC data: {result.data}")
+    lines = [
+        f"SYNTHETIC data set (not medical images): {result.data}",
+        f"inspection of the synthetic data: {result.inspect}/ (summary.json, class_counts.png, "
+        "samples.png)",
+        *(f"run report (synthetic data): {path}" for path in result.reports),
+        f"comparison (synthetic data): {result.comparison.out / 'comparison.html'}",
+        f"demo took {result.seconds:.0f} s",
+    ]
+    for line in lines:
+        typer.echo(line)
 
 
 def main() -> None:

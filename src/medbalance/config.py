@@ -71,6 +71,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     sync_bn: bool = False
+    compile: bool = False
     resplit_val: float | None = None
     group_pattern: str | None = None
     group_column: str | None = None

@@ -396,7 +396,7 @@ class _Trainer:
             )
         self.train_model = self._wrap()
         optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        if config.schedule == "constant" or steps == 0:
+        if config.schedule == "constant" or steps < 10:  # one-cycle needs room for its phases
             return optimizer, None
         if config.schedule == "cosine":
             return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -406,13 +406,16 @@ class _Trainer:
         )
 
     def _wrap(self) -> nn.Module:
-        """DistributedDataParallel over the parameters that train in this phase."""
-        if not self.dist.enabled:
-            return self.model
-        from torch.nn.parallel import DistributedDataParallel
+        """The training forward: DDP over this phase's trainable parameters, optionally compiled."""
+        model: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.config.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        return model
 
     def metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         config = self.config
