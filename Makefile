@@ -27,8 +27,8 @@ lint: install  ## formatting, lint and types
 
 check: lint test  ## everything CI checks
 
-demo: install  ## the main job, offline: inspect the real chest X-rays (or a synthetic set)
-	$(BIN)/medbalance inspect ../shared/data/chest_xray_mini --out demo-out/inspect
+demo: install  ## the main job, offline: synthetic data -> inspect -> compare remedies -> reports
+	$(BIN)/medbalance demo --out demo-out
 
 clean:
 	rm -rf $(VENV) demo-out inspect .pytest_cache .mypy_cache .ruff_cache

@@ -632,10 +632,14 @@ def _print_comparison(result: object, note: str | None = None) -> None:
 
     assert isinstance(result, Comparison)
     console = Console()
-    head, rows = result.summary_table()
-    table = Table(title=note or "test metrics at each run's operating point (mean ± sd [CI])")
-    for k, column in enumerate(head):
-        table.add_column(column, justify="left" if k == 0 else "right")
+    if not console.is_terminal:  # a log file or pipe: no 80-column squeeze
+        console = Console(width=150)
+    head, rows = result.summary_table(compact=True)
+    title = "test metrics at each run's operating point, mean ± sd over seeds"
+    table = Table(title=f"{note}: {title}" if note else title)
+    table.add_column(head[0], no_wrap=True)
+    for column in head[1:]:
+        table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -97,6 +97,13 @@ def _native_size(source: str) -> int | None:
     return None
 
 
+def _array_side(data: Prepared) -> int | None:
+    images = data.catalog.images
+    if images is not None and images.shape[1] == images.shape[2]:
+        return int(images.shape[1])
+    return None
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: BatchLoader,
@@ -527,7 +534,8 @@ def _fit(
     dist_info: DistInfo,
     device: torch.device,
 ) -> RunResult:
-    config = resolve(config, _native_size(config.data) if data is None else None, device)
+    native = _native_size(config.data) if data is None else _array_side(data)
+    config = resolve(config, native, device)
     assert config.presize is not None
     if data is None:
         if not dist_info.is_main:

@@ -1,0 +1,199 @@
+"""compare: remedies side by side on the same data; collect; paired tests; remedy presets."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medbalance import compare as compare_module
+from medbalance.cli import app
+from medbalance.compare import (
+    REMEDIES,
+    RemedyName,
+    collect,
+    compare,
+    cost_matrix,
+    paired_runs,
+    parse_remedies,
+    remedy_config,
+)
+from medbalance.config import ConfigError, TrainConfig
+from medbalance.metrics import binary_metrics, bootstrap_ci, with_ci
+
+
+def _base(data: Path, **changes: object) -> TrainConfig:
+    values: dict[str, object] = dict(
+        data=str(data), epochs=1, batch_size=32, lr=2e-3, device="cpu", bootstrap=50
+    )
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def _fake_run(root: Path, remedy: str, seed: int, shift: float, n: int = 60) -> Path:
+    """A finished run folder written by hand: metrics.json, predictions.csv, config, history."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([0] * (n - n // 4) + [1] * (n // 4))
+    score = np.clip(0.3 * labels + shift + rng.normal(0.35, 0.15, n), 0, 1)
+    run = root / "runs" / remedy / f"seed{seed}"
+    run.mkdir(parents=True)
+    metric = functools.partial(binary_metrics, threshold=0.5)
+    metrics = with_ci(metric(labels, score), bootstrap_ci(metric, labels, score, n_resamples=20))
+    result = {
+        "split": "test",
+        "n": n,
+        "class_names": ["normal", "lesion"],
+        "positive_class": "lesion",
+        "threshold": {"policy": "youden", "value": 0.5, "chosen_on": "val"},
+        "metrics": metrics,
+    }
+    (run / "metrics.json").write_text(json.dumps(result))
+    config = {"data": "x", "model": "smallcnn", "epochs": 3, "seed": seed, "bootstrap": 100}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "history.csv").write_text("epoch,seconds\n0,1.5\n1,2.5\n")
+    names = ["normal", "lesion"]
+    with (run / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "path", "true_label", "prob_normal", "prob_lesion",
+                         "predicted_label", "threshold"])  # fmt: skip
+        for i, (y, s) in enumerate(zip(labels, score, strict=True)):
+            predicted = names[int(s >= 0.5)]
+            writer.writerow([f"case{i}", "", names[y], 1 - s, s, predicted, 0.5])
+    return run
+
+
+def test_compare_writes_outputs_keeps_finished_runs_and_collect_agrees(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "cmp"
+    # a budget too small for more than the first run: the others are not started, and said so
+    cut = compare(_base(tiny_npz), "baseline,oversample", out, seeds=2, budget_minutes=1e-6)
+    assert [p.parent.parent.name for p in out.glob("runs/*/seed*/metrics.json")] == ["baseline"]
+    assert any("budget" in n and "oversample/seed0" in n for n in cut.notes)
+    assert "nothing to compare" in cut.verdict
+    # the same command without a budget trains the other three
+    result = compare(_base(tiny_npz), "baseline,oversample", out, seeds=2)
+    for name in ("comparison.csv", "comparison.md", "comparison.html", "comparison.json"):
+        assert (out / name).is_file(), name
+    with (out / "comparison.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["remedy"] for r in rows] == ["baseline", "oversample"]
+    for column in (
+        "seeds",
+        "auroc_mean",
+        "auroc_sd",
+        "auroc_ci_low",
+        "auroc_ci_high",
+        "balanced_accuracy_mean",
+        "sensitivity_mean",
+        "specificity_mean",
+        "ppv_mean",
+        "f1_mean",
+        "ece_mean",
+        "train_seconds_mean",
+        "auroc_diff_vs_reference",
+        "balanced_accuracy_diff_outside_noise",
+    ):
+        assert column in rows[0], column
+    assert rows[0]["seeds"] == "2"
+    markdown = (out / "comparison.md").read_text()
+    assert markdown.splitlines()[2].startswith("**Verdict (test AUROC, mean over 2 seeds): best is")
+    assert "noise" in result.verdict and result.verdict in (out / "comparison.html").read_text()
+    assert "data:image/png;base64," in (out / "comparison.html").read_text()
+    assert {(p["seed"], p["metric"]) for p in result.paired} == {
+        (s, m) for s in (0, 1) for m in ("auroc", "balanced_accuracy")
+    }
+
+    # re-invocation: nothing is retrained
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed*/best.safetensors")}
+    assert len(stamps) == 4
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fit was called for a finished run")
+
+    monkeypatch.setattr("medbalance.engine.fit", no_training)
+    table = (out / "comparison.csv").read_text()
+    again = compare(_base(tiny_npz), "baseline,oversample", out, seeds=2)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (out / "comparison.csv").read_text() == table and again.verdict == result.verdict
+
+    # --collect reproduces the same table without training
+    (out / "comparison.csv").unlink()
+    cli = CliRunner().invoke(app, ["compare", "--collect", str(out)])
+    assert cli.exit_code == 0, cli.output
+    assert "Verdict" in cli.output
+    assert (out / "comparison.csv").read_text() == table
+
+    # a folder holding another config is an error, not overwritten
+    with pytest.raises(ValueError, match="another config.*epochs 2 planned vs 1 stored"):
+        compare(_base(tiny_npz, epochs=2), "baseline", out, seeds=1)
+
+
+def test_unknown_remedy_suggests_the_nearest(tiny_npz: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown remedy 'oversampel'.*did you mean 'oversample'"):
+        parse_remedies("baseline,oversampel")
+    cli = CliRunner().invoke(app, ["compare", str(tiny_npz), "--remedies", "ldam-drv"])
+    assert cli.exit_code == 2 and "did you mean 'ldam-drw'" in cli.output
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_remedies("crt,crt")
+    assert [r.name for r in parse_remedies("all")] == list(REMEDIES) == list(RemedyName)
+
+
+def test_remedy_presets_resolve(tmp_path: Path) -> None:
+    base = TrainConfig(data="d", epochs=9, sampler="oversample")
+    config = {
+        name: remedy_config(r, base, seed=2, out=tmp_path / name, n_classes=2, positive=1)
+        for name, r in ((r.name, r) for r in parse_remedies("all"))
+    }
+    assert config["baseline"].sampler == "none" and config["baseline"].loss == "ce"
+    assert config["ldam-drw"].drw_epoch == 6 and config["ldam-drw"].loss == "ldam"
+    assert config["crt"].crt_epochs == 2 and config["crt"].seed == 2
+    assert config["cost-ce"].loss_options == {"cost_matrix": [[0.0, 1.0], [5.0, 0.0]]}
+    assert cost_matrix(3, 0, 5) == [[0, 5, 5], [1, 0, 1], [1, 1, 0]]
+    short = TrainConfig(data="d", epochs=1)
+    with pytest.raises(ConfigError, match="needs at least 2 epochs"):
+        remedy_config(parse_remedies("ldam-drw")[0], short, seed=0, out=tmp_path, n_classes=2,
+                      positive=1)  # fmt: skip
+    custom = tmp_path / "focal2.toml"
+    custom.write_text('loss = "focal"\nloss_options = {gamma = 2}\n')
+    (remedy,) = parse_remedies([str(custom)])
+    made = remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=2, positive=1)
+    assert remedy.name == "focal2" and made.loss == "focal" and made.sampler == "none"
+    custom.write_text("epochs = 3\n")
+    with pytest.raises(ConfigError, match="'epochs' is set by compare"):
+        parse_remedies([str(custom)])
+    custom.write_text("los = 'ce'\n")
+    with pytest.raises(ConfigError, match="did you mean 'loss'"):
+        parse_remedies([str(custom)])
+
+
+def test_paired_comparison_of_a_run_with_itself_is_zero(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, "baseline", 0, shift=0.0)
+    for metric in ("auroc", "balanced_accuracy"):
+        result = paired_runs(run, run, metric, n_resamples=200)
+        assert result["difference"] == 0.0
+        assert result["ci_low"] == result["ci_high"] == 0.0
+        assert not result["outside_noise"]
+
+
+def test_collect_without_baseline_pairs_against_the_first(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        _fake_run(tmp_path, "weighted-ce", seed, shift=0.0)
+        _fake_run(tmp_path, "oversample", seed, shift=0.1)
+    result = collect(tmp_path, metric="sensitivity")
+    assert result.reference == "oversample"  # registry order: oversample before weighted-ce
+    assert any("paired comparisons are against the first remedy, oversample" in n for n in
+               result.notes)  # fmt: skip
+    assert result.verdict.startswith("Verdict (test Sensitivity, mean over 2 seeds)")
+    assert result.rows[0]["train_seconds_mean"] == pytest.approx(4.0)
+    assert json.loads((tmp_path / "comparison.json").read_text())["reference"] == "oversample"
+    with pytest.raises(ConfigError, match="did you mean 'auroc'"):
+        collect(tmp_path, metric="aurc")
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        collect(tmp_path / "empty")
+    assert compare_module.METRICS["ece"][1] is False  # lower is better
