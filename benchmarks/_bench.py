@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,39 @@ def others_share(before: tuple[float, float, float], after: tuple[float, float, 
         return 0.0
     others = (after[1] - before[1]) - (after[2] - before[2])
     return max(0.0, others) / (wall * (os.cpu_count() or 1))
+
+
+def quiet_rounds(
+    run_round: Callable[[], dict[str, Any]],
+    *,
+    repeats: int,
+    max_others: float,
+    max_attempts: int,
+    others: Callable[[dict[str, Any]], float],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``run_round`` until ``repeats`` rounds ran with other processes using at most
+    ``max_others`` of the CPU, or ``max_attempts`` rounds ran.
+
+    On this 2-core machine a torch step slows down several-fold, not two-fold, when another job
+    takes one core (its two OpenMP threads wait on each other at every barrier), so a disturbed
+    round says little about medbalance. Returns the quiet rounds (all rounds when none was
+    quiet) and a record of what was discarded.
+    """
+    kept, discarded = [], []
+    for _ in range(max_attempts):
+        result = run_round()
+        share = others(result)
+        (kept if share <= max_others else discarded).append(result)
+        print(f"  round: others' CPU share {share:.0%}", file=sys.stderr, flush=True)
+        if len(kept) == repeats:
+            break
+    record = {
+        "quiet_rounds": len(kept),
+        "discarded_rounds": len(discarded),
+        "max_others": max_others,
+        "all_rounds_disturbed": not kept,
+    }
+    return (kept or discarded), record
 
 
 def median(values: Sequence[float]) -> float:

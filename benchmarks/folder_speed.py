@@ -19,7 +19,8 @@ images into an empty cache) is timed with ``workers=1`` and ``workers=2``.
 
 Every figure is the median of ``--repeats`` rounds; the 1-minute load average is recorded
 around each, and the share of the machine's CPU that other processes used meanwhile (from
-``/proc/stat``; reported as the maximum over rounds). Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
+``/proc/stat``; reported as the maximum over rounds). A round in which other processes used
+more than ``--max-others`` of the CPU is discarded and run again, up to ``--max-rounds``. Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
 
     python benchmarks/folder_speed.py [--sizes 128,224] [--repeats 3]
 """
@@ -27,6 +28,7 @@ around each, and the share of the machine's CPU that other processes used meanwh
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -160,25 +162,40 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--build-workers", default="1,2")
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.1,
+        help="discard a round when other processes used more than this share of the CPU",
+    )
+    parser.add_argument("--max-rounds", type=int, default=6, help="rounds to try at most")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the tiny-val warning is expected here
     started = time.perf_counter()
     results: dict[str, Any] = {"sizes": {}}
     for size in map(int, args.sizes.split(",")):
         presize_to = math.ceil(size * args.presize_factor)
-        rounds = [
-            training_round(args.data, size, presize_to, args.batch_size)
-            for _ in range(args.repeats)
-        ]
-        training = _median_of(rounds)
+        rounds, quiet = _bench.quiet_rounds(
+            functools.partial(training_round, args.data, size, presize_to, args.batch_size),
+            repeats=args.repeats,
+            max_others=args.max_others,
+            max_attempts=args.max_rounds,
+            others=lambda row: row["others_cpu"],
+        )
+        training = {**_median_of(rounds), **quiet}
         n_train = training["n_train"]
         training["first_epoch_images_per_s"] = n_train / training["first_epoch_s"]
         training["later_epoch_images_per_s"] = n_train / training["later_epoch_s"]
         builds = {}
         for workers in map(int, args.build_workers.split(",")):
-            builds[f"workers_{workers}"] = _median_of(
-                [build_round(args.data, presize_to, workers) for _ in range(args.repeats)]
+            rounds, quiet = _bench.quiet_rounds(
+                functools.partial(build_round, args.data, presize_to, workers),
+                repeats=args.repeats,
+                max_others=args.max_others,
+                max_attempts=args.max_rounds,
+                others=lambda row: row["others_cpu"],
             )
+            builds[f"workers_{workers}"] = {**_median_of(rounds), **quiet}
         results["sizes"][str(size)] = {"presize": presize_to, "training": training, **builds}
     wall = time.perf_counter() - started
     worker_keys = [f"workers_{w}" for w in map(int, args.build_workers.split(","))]
@@ -186,15 +203,17 @@ def main() -> None:
         "| size (presize) | first epoch s (prepare + train) | later epoch s | first / later "
         "| img/s first, later | warm prepare s | "
         + " | ".join(f"cache build s, {k.replace('_', '=')}" for k in worker_keys)
-        + " | load (1 min) | others' CPU share (max) |"
+        + " | load (1 min) | others' CPU share (max) | rounds kept (discarded) |"
     )
-    print("|" + "---|" * (8 + len(worker_keys)))
+    print("|" + "---|" * (9 + len(worker_keys)))
     for size, r in results["sizes"].items():
         t = r["training"]
         loads = [t["load_min"], t["load_max"]] + [
             r[k][b] for k in worker_keys for b in ("load_min", "load_max")
         ]
         others = max([t["others_cpu"]] + [r[k]["others_cpu"] for k in worker_keys])
+        kept = sum([t["quiet_rounds"]] + [r[k]["quiet_rounds"] for k in worker_keys])
+        dropped = sum([t["discarded_rounds"]] + [r[k]["discarded_rounds"] for k in worker_keys])
         print(
             f"| {size} ({r['presize']}) | {t['first_epoch_s']:.1f} ({t['cold_prepare_s']:.1f} + "
             f"{t['first_epoch_train_s']:.1f}) | {t['later_epoch_s']:.1f} "
@@ -202,7 +221,7 @@ def main() -> None:
             f"| {t['first_epoch_images_per_s']:.1f}, {t['later_epoch_images_per_s']:.1f} "
             f"| {t['warm_prepare_s']:.2f} | "
             + " | ".join(f"{r[k]['build_s']:.1f}" for k in worker_keys)
-            + f" | {min(loads):.1f}–{max(loads):.1f} | {others:.0%} |"
+            + f" | {min(loads):.1f}–{max(loads):.1f} | {others:.0%} | {kept} ({dropped}) |"
         )
     results.update(
         machine=_bench.machine(),

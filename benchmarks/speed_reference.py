@@ -27,7 +27,10 @@ extrapolated to one epoch of the 4,708 training images. The three ways are inter
 ``--repeats`` rounds and the median is reported, with the 1-minute load average around each
 measurement and the share of the machine's CPU that other processes used meanwhile (from
 ``/proc/stat``; the best indicator of whether other jobs disturbed a figure). The ratios are
-given both as ratios of the medians and per round (variants of one round ran back to back). Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
+given both as ratios of the medians and per round (variants of one round ran back to back).
+A round in which other processes used more than ``--max-others`` of the CPU is discarded and
+run again, up to ``--max-rounds`` rounds: on 2 cores a torch step slows down several-fold when
+another job takes one core, so such a round measures the other job, not medbalance. Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
 
     python benchmarks/speed_reference.py [--sizes 28,64] [--repeats 3] [--batches 12]
 """
@@ -35,6 +38,7 @@ given both as ratios of the medians and per round (variants of one round ran bac
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -214,6 +218,32 @@ def measure(fn: Callable[..., float], *args: Any) -> dict[str, float]:
     }
 
 
+def one_round(
+    ref_images: np.ndarray,
+    ref_labels: np.ndarray,
+    presized: Any,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    size: int,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, float]]:
+    """Every variant once, back to back, so drifting load hits them alike."""
+    workers = [int(w) for w in args.workers.split(",")]
+    row = {}
+    for w in workers:
+        row[f"reference_w{w}"] = measure(time_reference, ref_images, ref_labels, size, w, args)
+    row["medbalance"] = measure(time_medbalance, presized, labels, train_idx, size, args)
+    row["bare"] = measure(time_bare, size, args)
+    for w in workers:
+        row[f"reference_pipeline_w{w}"] = measure(
+            time_reference_pipeline, ref_images, ref_labels, size, w, args
+        )
+    row["medbalance_pipeline"] = measure(
+        time_medbalance_pipeline, presized, labels, train_idx, size, args
+    )
+    return row
+
+
 def summarise(runs: Iterable[dict[str, float]]) -> dict[str, Any]:
     runs = list(runs)
     epochs = [r["epoch_s"] for r in runs]
@@ -238,6 +268,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", default="0,2", help="reference DataLoader workers to try")
     parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.1,
+        help="discard a round when other processes used more than this share of the CPU",
+    )
+    parser.add_argument("--max-rounds", type=int, default=6, help="rounds to try at most")
+    parser.add_argument(
         "--presize", type=int, help="medbalance presize (default: what medbalance train picks)"
     )
     args = parser.parse_args()
@@ -258,31 +295,18 @@ def main() -> None:
         t0 = time.perf_counter()
         presized, catalog, _ = presize(catalog, presize_to)
         presize_s = time.perf_counter() - t0
-        runs: dict[str, list[dict[str, float]]] = {
-            "medbalance": [],
-            "bare": [],
-            "medbalance_pipeline": [],
-        }
         workers = [int(w) for w in args.workers.split(",")]
-        for w in workers:
-            runs[f"reference_w{w}"] = []
-            runs[f"reference_pipeline_w{w}"] = []
-        for _ in range(args.repeats):  # interleaved, so drifting load hits every variant alike
-            for w in workers:
-                runs[f"reference_w{w}"].append(
-                    measure(time_reference, ref_images, ref_labels, size, w, args)
-                )
-            runs["medbalance"].append(
-                measure(time_medbalance, presized, catalog.labels, train_idx, size, args)
-            )
-            runs["bare"].append(measure(time_bare, size, args))
-            for w in workers:
-                runs[f"reference_pipeline_w{w}"].append(
-                    measure(time_reference_pipeline, ref_images, ref_labels, size, w, args)
-                )
-            runs["medbalance_pipeline"].append(
-                measure(time_medbalance_pipeline, presized, catalog.labels, train_idx, size, args)
-            )
+
+        rounds, quiet = _bench.quiet_rounds(
+            functools.partial(
+                one_round, ref_images, ref_labels, presized, catalog.labels, train_idx, size, args
+            ),
+            repeats=args.repeats,
+            max_others=args.max_others,
+            max_attempts=args.max_rounds,
+            others=lambda row: max(m["others_cpu"] for m in row.values()),
+        )
+        runs = {name: [r[name] for r in rounds] for name in rounds[0]}
         summary = {name: summarise(r) for name, r in runs.items()}
         best = min(workers, key=lambda w: summary[f"reference_w{w}"]["epoch_s"])
         summary["reference"] = {"workers": best, **summary[f"reference_w{best}"]}
@@ -307,14 +331,16 @@ def main() -> None:
             "reference_over_bare": ref / bare,
             "per_round_ratios": per_round,
             "others_cpu_max": max(others),
+            **quiet,
             "others_cpu_median": _bench.median(others),
         }
     wall = time.perf_counter() - started
     print(
         "| size | reference s/epoch (workers) | medbalance s/epoch | bare model s/epoch "
-        "| medbalance / reference | medbalance / bare | load (1 min) | others' CPU share |"
+        "| medbalance / reference | medbalance / bare | load (1 min) | others' CPU share "
+        "| rounds kept (discarded) |"
     )
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 9)
     for size, r in results["sizes"].items():
         loads = [
             r[k][b] for k in ("reference", "medbalance", "bare") for b in ("load_min", "load_max")
@@ -324,7 +350,8 @@ def main() -> None:
             f"| {r['medbalance']['epoch_s']:.1f} | {r['bare']['epoch_s']:.1f} "
             f"| {r['medbalance_over_reference']:.2f} | {r['medbalance_over_bare']:.2f} "
             f"| {min(loads):.1f}–{max(loads):.1f} "
-            f"| {r['others_cpu_median']:.0%} (max {r['others_cpu_max']:.0%}) |"
+            f"| {r['others_cpu_median']:.0%} (max {r['others_cpu_max']:.0%}) "
+            f"| {r['quiet_rounds']} ({r['discarded_rounds']}) |"
         )
     print()
     print(
