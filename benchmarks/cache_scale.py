@@ -1,7 +1,7 @@
 """Benchmark: the presize cache at scale, on generated 512×512 grayscale JPEGs (CPU).
 
 Writes ``max(N) + 1%`` synthetic images once (smooth anatomy-like shading plus noise, each made
-unique by a 20-bit marker, JPEG quality 90, about 70 KB each) under a temporary folder in
+unique by a 20-bit marker, JPEG quality 90, about 63 KiB each) under a temporary folder in
 ``--tmp``, then for each N builds a class-folder tree (``majority/`` and ``minority/``, 9:1) of
 hard links to the first N of them and measures, in a **fresh subprocess per N** (so that peak
 memory does not accumulate across N):
@@ -21,10 +21,14 @@ memory does not accumulate across N):
   decoding worker.
 
 Each row also records the 1-minute load average and the share of the machine's CPU that other
-processes used meanwhile (from ``/proc/stat``). The generated images and caches are deleted at
-the end (``--keep`` leaves them). The default sizes fit about two minutes on a 2-core machine; ``--sizes 10000,50000,100000`` is the full
-study (about 7 GB of JPEGs plus caches in ``--tmp`` and tens of minutes). Not a test: run it by
-hand and record the result in benchmarks/RESULTS.md.
+processes used meanwhile (from ``/proc/stat``); an N measured while others used more than
+``--max-others`` of the CPU is measured again (``--max-attempts`` in all; the least disturbed
+try is kept). The generated images and caches are deleted at the end (``--keep`` leaves them).
+
+The default sizes take about two minutes on a 2-core machine. The full study, for a user with
+more time, is ``--sizes 10000,50000,100000``: about 6.5 GB of JPEGs plus up to 2.5 GB of cache
+in ``--tmp`` at once, and roughly 10–15 minutes on 2 cores. Not a test: run it by hand and record
+the result in benchmarks/RESULTS.md.
 
     python benchmarks/cache_scale.py [--sizes 2000,5000,10000,20000] [--workers 2] [--tmp /tmp]
 """
@@ -214,6 +218,34 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 # --- driver -----------------------------------------------------------------------------
 
 
+def run_child(work: Path, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Link a tree of the first N images, measure it in a fresh process, clean up."""
+    tree, cache = work / f"tree-{n}", work / f"cache-{n}"
+    link_tree(work / "pool", tree, 0, n)
+    spec = {
+        "n": n,
+        "extra": max(1, n // 100),
+        "tree": str(tree),
+        "cache": str(cache),
+        "pool": str(work / "pool"),
+        "presize": args.presize,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(tree, ignore_errors=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,5000,10000,20000")
@@ -222,6 +254,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--tmp", default=tempfile.gettempdir())
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.1,
+        help="measure an N again when other processes used more than this share of the CPU",
+    )
+    parser.add_argument("--max-attempts", type=int, default=2, help="tries per N at most")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,29 +283,20 @@ def main() -> None:
             file=sys.stderr,
         )
         for n in sizes:
-            tree, cache = work / f"tree-{n}", work / f"cache-{n}"
-            link_tree(pool, tree, 0, n)
-            spec = {
-                "n": n,
-                "extra": max(1, n // 100),
-                "tree": str(tree),
-                "cache": str(cache),
-                "pool": str(pool),
-                "presize": args.presize,
-                "workers": args.workers,
-                "batch_size": args.batch_size,
-            }
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", json.dumps(spec)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            attempts = []
+            for _ in range(args.max_attempts):  # a fresh tree, cache and process each time
+                attempts.append(run_child(work, n, args))
+                row = attempts[-1]
+                print(
+                    f"N={n}: build {row['build_s']:.1f} s, others' CPU share "
+                    f"{row['others_cpu']:.0%}",
+                    file=sys.stderr,
+                )
+                if row["others_cpu"] <= args.max_others:
+                    break
+            row = min(attempts, key=lambda r: r["others_cpu"])
+            row["attempts"] = len(attempts)
             rows.append(row)
-            print(f"N={n}: build {row['build_s']:.1f} s", file=sys.stderr)
-            shutil.rmtree(cache, ignore_errors=True)
-            shutil.rmtree(tree, ignore_errors=True)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)

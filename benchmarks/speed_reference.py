@@ -30,7 +30,9 @@ measurement and the share of the machine's CPU that other processes used meanwhi
 given both as ratios of the medians and per round (variants of one round ran back to back).
 A round in which other processes used more than ``--max-others`` of the CPU is discarded and
 run again, up to ``--max-rounds`` rounds: on 2 cores a torch step slows down several-fold when
-another job takes one core, so such a round measures the other job, not medbalance. Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
+another job takes one core, so such a round measures the other job, not medbalance.
+
+Not a test: run it by hand and record the result in benchmarks/RESULTS.md.
 
     python benchmarks/speed_reference.py [--sizes 28,64] [--repeats 3] [--batches 12]
 """
