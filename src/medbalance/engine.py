@@ -88,9 +88,18 @@ def resolve(config: TrainConfig, native_size: int | None, device: torch.device) 
 
 
 def _native_size(source: str) -> int | None:
-    """Side of the square images of an array data set (MedMNIST), else None."""
+    """Side of the square images of an array data set (MedMNIST), else None.
+
+    Folders and manifests have no native size, so they are not scanned here (``fit`` scans them
+    once, in ``prepare_data``).
+    """
+    from pathlib import Path
+
     from medbalance.catalog import load_catalog
 
+    path = Path(source).expanduser()
+    if path.is_dir() or path.suffix.lower() == ".csv":
+        return None
     catalog = load_catalog(source)
     if catalog.images is not None and catalog.images.shape[1] == catalog.images.shape[2]:
         return int(catalog.images.shape[1])
