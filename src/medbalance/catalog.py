@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from medbalance._medmnist import MEDMNIST, resolve_medmnist
-from medbalance.images import IMAGE_EXTENSIONS, is_image_file
+from medbalance.images import IMAGE_EXTENSIONS
 
 __all__ = [
     "SPLITS",
@@ -209,14 +210,14 @@ def _with_group_pattern(catalog: Catalog, pattern: str) -> Catalog:
 # --- class-folder trees -------------------------------------------------------------------
 
 
-def _is_junk(path: Path) -> bool:
-    return path.name.startswith(".") or path.name.lower() in _JUNK_NAMES
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _JUNK_NAMES
 
 
 def _visible_children(folder: Path, ignored: list[str], root: Path) -> list[Path]:
     children = []
     for child in sorted(folder.iterdir()):
-        if _is_junk(child):
+        if _is_junk(child.name):
             ignored.append(str(child.relative_to(root)))
         else:
             children.append(child)
@@ -224,6 +225,7 @@ def _visible_children(folder: Path, ignored: list[str], root: Path) -> list[Path
 
 
 def _from_folder(root: Path) -> Catalog:
+    root = root.resolve()  # once: resolving each of 100k files costs seconds
     ignored: list[str] = []
     top = _visible_children(root, ignored, root)
     top_dirs = [p for p in top if p.is_dir()]
@@ -237,7 +239,7 @@ def _from_folder(root: Path) -> Catalog:
             f"other folders ({', '.join(others)}); use either ROOT/CLASS/ or ROOT/SPLIT/CLASS/"
         )
     pools = list(split_dirs.items()) if split_dirs else [(root, "")]
-    entries: list[tuple[str, Path, str]] = []  # (class name, path, split)
+    entries: list[tuple[str, str, str]] = []  # (class name, path relative to root, split)
     for folder, split in pools:
         entries.extend(_scan_class_folders(folder, split, root, ignored))
     class_names = tuple(sorted({name for name, _, _ in entries}))
@@ -248,23 +250,22 @@ def _from_folder(root: Path) -> Catalog:
             "holding images (ROOT/CLASS/*.png or ROOT/train/CLASS/*.png)"
         )
     index = {name: i for i, name in enumerate(class_names)}
-    paths = tuple(p.resolve() for _, p, _ in entries)
     return Catalog(
-        source=root.resolve(),
+        source=root,
         kind=SourceKind.FOLDER,
         class_names=class_names,
         labels=np.array([index[name] for name, _, _ in entries], dtype=np.int64),
         splits=np.array([s for _, _, s in entries], dtype="<U5"),
-        origins=tuple(str(p.relative_to(root)) for _, p, _ in entries),
-        paths=paths,
+        origins=tuple(rel for _, rel, _ in entries),
+        paths=tuple(root / rel for _, rel, _ in entries),
         ignored=tuple(dict.fromkeys(ignored)),
     )
 
 
 def _scan_class_folders(
     folder: Path, split: str, root: Path, ignored: list[str]
-) -> list[tuple[str, Path, str]]:
-    entries: list[tuple[str, Path, str]] = []
+) -> list[tuple[str, str, str]]:
+    entries: list[tuple[str, str, str]] = []
     children = _visible_children(folder, ignored, root)
     stray = [p for p in children if p.is_file()]
     if stray:
@@ -280,24 +281,34 @@ def _scan_class_folders(
             "expected ROOT/CLASS/*.png or ROOT/train/CLASS/*.png"
         )
     for class_dir in class_dirs:
+        prefix = str(class_dir.relative_to(root)) + os.sep
         files = []
-        for path in sorted(class_dir.rglob("*")):
-            rel = path.relative_to(root)
-            if any(_is_junk(Path(part)) for part in rel.parts):
-                if path.is_file():
-                    ignored.append(str(rel))
-                continue
-            if path.is_file() and is_image_file(path):
-                files.append(path)
-            elif path.is_file():
-                ignored.append(str(rel))
+        for rel, is_file, junk in _walk(str(class_dir), prefix, junk=False):
+            if is_file and not junk and rel.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(rel)
+            else:
+                ignored.append(rel)
         if not files:
             raise DataError(
                 f"class folder {class_dir.name!r} under {folder} holds 0 images (looked for "
                 f"{_EXTENSIONS_TEXT}, any case); remove the folder or add images"
             )
-        entries.extend((class_dir.name, p, split) for p in files)
+        entries.extend((class_dir.name, rel, split) for rel in files)
     return entries
+
+
+def _walk(folder: str, prefix: str, *, junk: bool) -> Iterator[tuple[str, bool, bool]]:
+    """Yield ``(path relative to the root, is a regular file, inside a hidden or junk entry)``
+    for every non-directory entry below ``folder``, depth first in name order (the order of
+    ``sorted(Path.rglob("*"))``). Symbolic links to folders are not followed (no loops)."""
+    with os.scandir(folder) as scan:
+        children = sorted(scan, key=lambda entry: entry.name)
+    for entry in children:
+        hidden = junk or _is_junk(entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path, prefix + entry.name + os.sep, junk=hidden)
+        else:
+            yield prefix + entry.name, entry.is_file(), hidden
 
 
 # --- CSV manifests ------------------------------------------------------------------------
