@@ -78,8 +78,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medbalance.checkpoint import atomic_write
 from medbalance.config import ConfigError, TrainConfig
+from medbalance.figures import figure_img, new_figure
+from medbalance.files import atomic_write
 
 if TYPE_CHECKING:
     from medbalance.data import Prepared
@@ -1037,29 +1038,9 @@ def _markdown(comparison: Comparison, runs: Mapping[str, list[_Run]], note: str 
     return "\n".join(parts)
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots()
-
-
-def _img(figure: Any, alt: str) -> str:
-    import base64
-    import html
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=130, metadata={"Software": None})
-    width = round(figure.get_figwidth() * 96)
-    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img class="plot" style="max-width:{width}px" src="{uri}" alt="{html.escape(alt)}">'
-
-
 def _plot_bars(comparison: Comparison) -> str:
     keys = [k for k in _BARS if k in _keys(comparison)]
-    figure, ax = _figure(11, 4.6)
+    figure, (ax,) = new_figure(11, 4.6)
     n = len(comparison.rows)
     width = 0.8 / max(n, 1)
     for k, row in enumerate(comparison.rows):
@@ -1076,13 +1057,13 @@ def _plot_bars(comparison: Comparison) -> str:
     ax.set(ylim=(0, 1.05), ylabel="test value", title="Test metrics per remedy")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=9, ncols=min(n, 5), loc="lower right")
-    return _img(figure, "bar chart of test metrics per remedy")
+    return figure_img(figure, "bar chart of test metrics per remedy", dpi=130)
 
 
 def _plot_roc(comparison: Comparison, runs: Mapping[str, list[_Run]]) -> str:
     from sklearn.metrics import roc_curve
 
-    figure, ax = _figure(6.4, 6)
+    figure, (ax,) = new_figure(6.4, 6)
     for k, row in enumerate(comparison.rows):
         for j, run in enumerate(runs[row["remedy"]]):
             if run.positive is None:
@@ -1099,11 +1080,11 @@ def _plot_roc(comparison: Comparison, runs: Mapping[str, list[_Run]]) -> str:
            ylabel="Sensitivity", title="ROC curves, every run")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
-    return _img(figure, "ROC curves of every run")
+    return figure_img(figure, "ROC curves of every run", dpi=130)
 
 
 def _plot_points(comparison: Comparison, runs: Mapping[str, list[_Run]]) -> str:
-    figure, ax = _figure(6.4, 6)
+    figure, (ax,) = new_figure(6.4, 6)
     markers = "osD^vP*Xhp"
     for k, row in enumerate(comparison.rows):
         points = [(1 - r.value("specificity"), r.value("sensitivity")) for r in runs[row["remedy"]]]
@@ -1116,7 +1097,8 @@ def _plot_points(comparison: Comparison, runs: Mapping[str, list[_Run]]) -> str:
            title="Operating points (chosen on val), test split")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
-    return _img(figure, "sensitivity against 1 - specificity of every run's operating point")
+    alt = "sensitivity against 1 - specificity of every run's operating point"
+    return figure_img(figure, alt, dpi=130)
 
 
 def _html(comparison: Comparison, runs: Mapping[str, list[_Run]], note: str | None) -> str:

@@ -117,7 +117,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def write(self, path: Path) -> None:
-        from medbalance.checkpoint import atomic_write
+        from medbalance.files import atomic_write
 
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
         atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medbalance.checkpoint import atomic_write
+from medbalance.files import atomic_write
 
 if TYPE_CHECKING:
     from medbalance.compare import Comparison

@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 from medbalance import __version__
-from medbalance.checkpoint import atomic_write, save_checkpoint
+from medbalance.checkpoint import save_checkpoint
 from medbalance.config import TrainConfig
 from medbalance.data import BatchLoader, Prepared, default_positive_class, prepare_data
 from medbalance.distributed import DistInfo, barrier, gather_rows, mean_over_ranks, shard
+from medbalance.files import atomic_write
 from medbalance.metrics import classification_metrics
 
 __all__ = [

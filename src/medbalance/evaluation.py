@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from medbalance.checkpoint import load_checkpoint, save_checkpoint
 from medbalance.data import BatchLoader, Prepared, prepare_data
+from medbalance.files import atomic_write
 from medbalance.inference import Trained, load_trained
 
 __all__ = ["Scores", "choose_operating_point", "evaluate_run", "score_split"]

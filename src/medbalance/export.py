@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from medbalance import __version__
-from medbalance.checkpoint import atomic_write
+from medbalance.files import atomic_write
 
 __all__ = ["SIDECAR_FORMAT", "ExportFormat", "export_model", "sidecar_path"]
 

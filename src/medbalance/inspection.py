@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,8 @@ import numpy as np
 
 from medbalance.cache import file_digest
 from medbalance.catalog import SPLITS, Catalog
+from medbalance.figures import new_figure, save_png
+from medbalance.files import atomic_write_text
 from medbalance.images import IMAGE_EXTENSIONS, UnreadableImageError, probe_image, read_image
 from medbalance.splits import tiny_val_reason
 
@@ -581,37 +582,16 @@ def write_inspection(inspection: Inspection, catalog: Catalog, out_dir: Path) ->
     text = json.dumps(inspection.to_dict(), indent=2) + "\n"
     counts, samples = _plot_counts(inspection), _plot_samples(inspection, catalog)
     return [
-        _write_atomic(out_dir / "summary.json", lambda p: p.write_text(text, encoding="utf-8")),
-        _write_atomic(out_dir / "class_counts.png", lambda p: counts.savefig(p, format="png")),
-        _write_atomic(out_dir / "samples.png", lambda p: samples.savefig(p, format="png")),
+        atomic_write_text(out_dir / "summary.json", text),
+        save_png(counts, out_dir / "class_counts.png"),
+        save_png(samples, out_dir / "samples.png"),
     ]
-
-
-def _write_atomic(target: Path, write: Callable[[Path], object]) -> Path:
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained", dpi=100)
-    FigureCanvasAgg(figure)  # the Agg backend, without touching pyplot's global state
-    return figure
 
 
 def _plot_counts(inspection: Inspection) -> Figure:
     splits = list(inspection.splits.values())
     n_classes = len(inspection.class_names)
-    figure = _figure(max(4.5, 1.5 + 0.45 * n_classes * len(splits)), 3.6)
-    ax = figure.add_subplot()
+    figure, (ax,) = new_figure(max(4.5, 1.5 + 0.45 * n_classes * len(splits)), 3.6)
     x, width = np.arange(len(splits)), 0.8 / n_classes
     for c, name in enumerate(inspection.class_names):
         counts = [s.classes[name].count for s in splits]
@@ -641,8 +621,8 @@ def _plot_samples(inspection: Inspection, catalog: Catalog, per_class: int = 8) 
             pool = np.flatnonzero(ok & (catalog.labels == c))
         rows.append(np.sort(rng.choice(pool, min(per_class, len(pool)), replace=False)))
     cols = max(1, *(len(row) for row in rows))
-    figure = _figure(1.4 * cols + 0.6, 1.5 * len(rows) + 0.5)
-    axes = figure.subplots(len(rows), cols, squeeze=False)
+    figure, flat = new_figure(1.4 * cols + 0.6, 1.5 * len(rows) + 0.5, ncols=cols, nrows=len(rows))
+    axes = np.array(flat, dtype=object).reshape(len(rows), cols)
     for r, row in enumerate(rows):
         axes[r][0].set_ylabel(catalog.class_names[r], fontsize=9, fontweight="bold")
         for k, ax in enumerate(axes[r]):

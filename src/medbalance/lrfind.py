@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medbalance.config import TrainConfig
+from medbalance.figures import new_figure, save_png
 
 __all__ = ["LRFindResult", "lr_find", "suggest_lr"]
 
@@ -45,7 +46,6 @@ def lr_find(
     steps: int = 100,
 ) -> LRFindResult:
     """Sweep the learning rate on the training split and write ``lr_find.png``."""
-    from medbalance.checkpoint import atomic_write
     from medbalance.data import prepare_data
     from medbalance.engine import _native_size, _Trainer, resolve, select_device
 
@@ -82,23 +82,16 @@ def lr_find(
     suggestion = suggest_lr(np.array(lrs), np.array(losses))
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = out_dir / "lr_find.png"
-    atomic_write(plot, lambda tmp: _plot(lrs, losses, suggestion, tmp))
+    _plot(lrs, losses, suggestion, plot)
     return LRFindResult(lrs, losses, suggestion, plot)
 
 
 def _plot(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    figure, (ax,) = new_figure(6, 4)
     ax.plot(lrs, losses)
     ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.1e}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss (smoothed)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    save_png(figure, path)

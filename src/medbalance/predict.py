@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medbalance.cache import PresizeSettings, presize_array
-from medbalance.checkpoint import atomic_write
+from medbalance.files import atomic_write
 from medbalance.images import UnreadableImageError, is_image_file, read_image
 from medbalance.inference import Trained, load_trained
 

@@ -13,10 +13,8 @@ Every optional input that is missing becomes a short "not available" note.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -26,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medbalance.checkpoint import atomic_write
+from medbalance.figures import array_img, figure_img, new_figure
+from medbalance.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -356,45 +355,6 @@ def _threshold_text(point: dict[str, Any]) -> str:
 # --- images ---------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)  # the Agg backend, without pyplot's global state
-    return figure, list(np.atleast_1d(figure.subplots(1, ncols)))
-
-
-def _img(figure: Figure, alt: str) -> str:
-    """The figure as an inline PNG, shown no wider than its size at 96 dpi."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=150, metadata={"Software": None})
-    width = round(figure.get_figwidth() * 96)
-    figure.clear()
-    return _png_tag(buffer.getvalue(), alt, f'class="plot" style="max-width:{width}px"')
-
-
-def _png_tag(data: bytes, alt: str, attributes: str = "") -> str:
-    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return f'<img {attributes} src="{uri}" alt="{_e(alt)}">'
-
-
-def _array_tag(rgb: np.ndarray, alt: str) -> str:
-    """An ``H x W x 3`` uint8 image as an inline PNG: small ones enlarged with sharp pixels,
-    large ones reduced to 448 px so that the page stays light."""
-    from PIL import Image
-
-    picture = Image.fromarray(rgb)
-    scale = max(1, 224 // max(picture.size))
-    picture = picture.resize(
-        (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
-    )
-    picture.thumbnail((448, 448), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return _png_tag(buffer.getvalue(), alt)
-
-
 # --- header ---------------------------------------------------------------------------------
 
 
@@ -490,7 +450,7 @@ def _data_section(run: _Run) -> str:
     counts = _counts(run)
     if counts:
         table = _counts_table(counts, run.classes)
-        chart = _img(_plot_counts(counts, run.classes), "images per class and split")
+        chart = figure_img(_plot_counts(counts, run.classes), "images per class and split")
         parts = [f'<div class="row"><div>{table}</div><div>{chart}</div></div>']
     else:
         parts = [_note("class counts (in neither metrics.json nor inspect/summary.json)")]
@@ -534,7 +494,7 @@ def _findings(run: _Run) -> str:
 
 
 def _plot_counts(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure:
-    figure, (ax,) = _figure(6.4, 3.6)
+    figure, (ax,) = new_figure(6.4, 3.6)
     x, width = np.arange(len(counts)), 0.8 / max(1, len(classes))
     for c, name in enumerate(classes):
         values = [split.get(name, 0) for split in counts.values()]
@@ -573,7 +533,9 @@ def _operating_section(run: _Run) -> str:
             f"(one-vs-rest). Decisions use {_e(_threshold_text(run.point))}, so there is no "
             "single threshold to mark.</p>"
         )
-        return _section("operating-point", text + _img(_plot_curves(run), "one-vs-rest curves"))
+        return _section(
+            "operating-point", text + figure_img(_plot_curves(run), "one-vs-rest curves")
+        )
     y, score = labels == pos, probs[:, pos]
     if y.all() or not y.any():
         return _section("operating-point", _note(f"curves (the {run.split} split has one class)"))
@@ -584,8 +546,10 @@ def _operating_section(run: _Run) -> str:
         f"sensitivity {100 * sens:.1f}%, specificity {100 * spec:.1f}%. The red dot marks this "
         "operating point, the open square the naive threshold 0.5.</p>"
     )
-    curves = _img(_plot_curves(run, threshold), "ROC and precision-recall curves")
-    sweep = _img(_plot_sweep(y, score, threshold, run.pos_name), "rates against the threshold")
+    curves = figure_img(_plot_curves(run, threshold), "ROC and precision-recall curves")
+    sweep = figure_img(
+        _plot_sweep(y, score, threshold, run.pos_name), "rates against the threshold"
+    )
     return _section("operating-point", f"{text}{curves}<h3>Choosing the threshold</h3>{sweep}")
 
 
@@ -594,7 +558,7 @@ def _plot_curves(run: _Run, threshold: float | None = None) -> Figure:
 
     assert run.predictions is not None
     labels, probs = run.predictions
-    figure, (roc, pr) = _figure(12, 5.6, ncols=2)
+    figure, (roc, pr) = new_figure(12, 5.6, ncols=2)
     for c in [run.positive] if run.positive is not None else range(len(run.classes)):
         y, score = labels == c, probs[:, c]
         if y.all() or not y.any():
@@ -644,7 +608,7 @@ def _plot_sweep(y: np.ndarray, score: np.ndarray, threshold: float, pos: str) ->
     }
     curves["PPV"][n_flagged == 0] = np.nan
     curves["NPV"][n_cleared == 0] = np.nan
-    figure, (ax,) = _figure(12, 4.2)
+    figure, (ax,) = new_figure(12, 4.2)
     for (name, values), style in zip(curves.items(), ("-", "-", "--", "--"), strict=True):
         ax.plot(grid, values, style, lw=2.5 if style == "-" else 1.5, label=name)
     ax.axvline(threshold, color="C3", lw=2, label=f"chosen threshold {threshold:.3f}")
@@ -673,14 +637,14 @@ def _confusion_section(run: _Run) -> str:
         "operating point. On the right each row is in percent: the diagonal is each class's "
         "sensitivity.</p>"
     )
-    figure = _img(_plot_confusion(matrix, run.classes), "confusion matrix")
+    figure = figure_img(_plot_confusion(matrix, run.classes), "confusion matrix")
     return _section("confusion", text + figure)
 
 
 def _plot_confusion(matrix: np.ndarray, classes: list[str]) -> Figure:
     k = len(classes)
     side = min(7.0, 2.0 + 0.75 * k)
-    figure, axes = _figure(2 * side + 1.0, side, ncols=2)
+    figure, axes = new_figure(2 * side + 1.0, side, ncols=2)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     for ax, values, title in ((axes[0], matrix, "Counts"), (axes[1], shares, "Percent of row")):
         ax.imshow(values, cmap="Blues", vmin=0, vmax=max(float(values.max()), 1e-9))
@@ -760,7 +724,7 @@ def _calibration_section(run: _Run) -> str:
         what, outcomes = "confidence in the most probable class", ("correct", "wrong")
     if y.all() or not y.any():
         return _section("calibration", text + _note("a reliability diagram (one outcome only)"))
-    figure = _img(_plot_reliability(y, prob, what, outcomes), "reliability diagram")
+    figure = figure_img(_plot_reliability(y, prob, what, outcomes), "reliability diagram")
     return _section("calibration", text + figure)
 
 
@@ -770,7 +734,7 @@ def _plot_reliability(
     from sklearn.calibration import calibration_curve
 
     observed, predicted = calibration_curve(y, prob, n_bins=10, strategy="uniform")
-    figure, (ax, hist) = _figure(12, 5.0, ncols=2)
+    figure, (ax, hist) = new_figure(12, 5.0, ncols=2)
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
     ax.plot(predicted, observed, "o-", lw=2, ms=7, label="model (10 equal-width bins)")
     ax.set(xlabel=what.capitalize(), ylabel="Observed frequency", title="Reliability diagram")
@@ -833,7 +797,9 @@ def _training_section(run: _Run) -> str:
             f"<p>The evaluated checkpoint is {_e(said)}: the epoch with the best validation "
             f"{_e(select)}.</p>"
         )
-        parts.append(_img(_plot_history(run.history, select, epoch, run.config), "training curves"))
+        parts.append(
+            figure_img(_plot_history(run.history, select, epoch, run.config), "training curves")
+        )
     else:
         why = run.problems.get("history.csv", "history.csv not found in the run folder")
         parts.append(_note(f"training curves ({why})"))
@@ -855,7 +821,7 @@ def _plot_history(
     history: list[dict[str, Any]], select: str, chosen: int | None, config: dict[str, Any]
 ) -> Figure:
     epochs = np.array([row.get("epoch", i) for i, row in enumerate(history)], dtype=float)
-    figure, (loss, score) = _figure(12, 4.4, ncols=2)
+    figure, (loss, score) = new_figure(12, 4.4, ncols=2)
     for column, label in (("train_loss", "training loss"), ("val_loss", "validation loss")):
         loss.plot(epochs, [row.get(column, math.nan) for row in history], "o-", ms=4, label=label)
     values = [row.get(f"val_{select}", math.nan) for row in history]
@@ -896,9 +862,9 @@ def _gallery_section(key: str, items: Sequence[GalleryItem], missing: str) -> st
     for item in items:
         try:
             rgb = np.round(_as_rgb(item.image) * 255).astype(np.uint8)
-            image = _array_tag(rgb, item.title)
+            image = array_img(rgb, item.title)
             if item.heatmap is not None:
-                cam = _array_tag(overlay(rgb, item.heatmap), f"Grad-CAM: {item.title}")
+                cam = array_img(overlay(rgb, item.heatmap), f"Grad-CAM: {item.title}")
                 image = f"<div>{image}{cam}</div>"
         except ValueError as error:
             raise ValueError(f"gallery image {item.title!r}: {error}") from error
