@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_npz, write_tree
-from medbalance.catalog import DataError, SourceKind, load_catalog
+from medbalance.catalog import DataError, SourceKind, load_catalog, npz_image_side
 
 
 def test_split_tree_counts_and_classes(tiny_tree: Path) -> None:
@@ -199,3 +199,14 @@ def test_real_medmnist(
     monkeypatch.setenv("MEDBALANCE_DATA", str(shared_data))
     catalog = load_catalog(name)
     assert {s: catalog.class_counts(s).tolist() for s in counts} == counts
+
+
+def test_npz_image_side_reads_headers_only(tmp_path: Path) -> None:
+    square = write_npz(tmp_path / "sq.npz", {"train": (3, 2)}, size=20)
+    assert npz_image_side(square) == 20
+    np.savez_compressed(tmp_path / "wide.npz", train_images=np.zeros((2, 8, 12), np.uint8))
+    assert npz_image_side(tmp_path / "wide.npz") is None
+    np.savez(tmp_path / "other.npz", x=np.zeros((2, 8, 8), np.uint8))
+    assert npz_image_side(tmp_path / "other.npz") is None
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert npz_image_side(tmp_path / "broken.npz") is None

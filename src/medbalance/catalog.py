@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import os
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +35,7 @@ __all__ = [
     "DataError",
     "SourceKind",
     "load_catalog",
+    "npz_image_side",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -464,6 +466,30 @@ def _from_npz(path: Path) -> Catalog:
         origins=tuple(origins),
         images=np.concatenate(images),
     )
+
+
+def npz_image_side(path: Path) -> int | None:
+    """Side of the square images in a MedMNIST-style ``.npz``, read from the array headers only.
+
+    Returns None when the archive holds no ``*_images`` array of square images; loading the
+    pixels (and every check on them) is left to :func:`load_catalog`.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("_images.npy")]
+            if not names:
+                return None
+            with archive.open(sorted(names)[0]) as member:
+                major, _ = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape = read_header(member)[0]
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return int(shape[1]) if len(shape) >= 3 and shape[1] == shape[2] else None
 
 
 def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:

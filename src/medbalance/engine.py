@@ -81,8 +81,10 @@ def resolve(config: TrainConfig, native_size: int | None, device: torch.device) 
     if size is None:
         size = min(native_size, 224) if native_size else (128 if device.type == "cpu" else 224)
     presize = config.presize
-    if presize is None:
-        presize = size if native_size == size else math.ceil(size * 1.25)
+    if presize is None:  # a margin for crops and zooms, but never upsampled beyond the data
+        presize = math.ceil(size * 1.25)
+        if native_size is not None and native_size <= presize:
+            presize = native_size  # the on-device warp resamples to ``size`` in one step
     model = config.model or default_model_for(size, device.type)
     lr = config.lr if config.lr is not None else 2e-3
     return replace(config, size=size, presize=presize, model=model, lr=lr)
@@ -91,20 +93,18 @@ def resolve(config: TrainConfig, native_size: int | None, device: torch.device) 
 def _native_size(source: str) -> int | None:
     """Side of the square images of an array data set (MedMNIST), else None.
 
-    Folders and manifests have no native size, so they are not scanned here (``fit`` scans them
-    once, in ``prepare_data``).
+    Only the array headers are read: ``fit`` loads the data once, in ``prepare_data``. Folders
+    and manifests have no native size.
     """
     from pathlib import Path
 
-    from medbalance.catalog import load_catalog
+    from medbalance._medmnist import MEDMNIST, resolve_medmnist
+    from medbalance.catalog import npz_image_side
 
     path = Path(source).expanduser()
-    if path.is_dir() or path.suffix.lower() == ".csv":
-        return None
-    catalog = load_catalog(source)
-    if catalog.images is not None and catalog.images.shape[1] == catalog.images.shape[2]:
-        return int(catalog.images.shape[1])
-    return None
+    if not path.exists() and source.lower() in MEDMNIST:
+        path = resolve_medmnist(source)
+    return npz_image_side(path) if path.suffix.lower() == ".npz" and path.is_file() else None
 
 
 def _array_side(data: Prepared) -> int | None:
