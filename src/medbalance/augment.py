@@ -7,12 +7,15 @@ no Python loop over images.
 
 Evaluation (``train=False``, or augmentation disabled) is an antialiased resize from ``P`` to
 ``size`` followed by normalisation: no crop, so the whole image, corners included, is seen.
-Training applies the same resize, then one random warp per sample that composes a rotation,
-isotropic scale and translation (padding with zeros) with a random-resized crop (area in
-``crop_scale``, aspect ratio in (0.9, 1.1)) and an optional horizontal flip, sampled once with
-``grid_sample``, so the image is interpolated once rather than once per operation. Brightness
-(additive) and contrast (around each image's mean) follow, after min-max scaling, because
-min-max scaling would undo any affine change of intensity made before it.
+Training draws one random warp per sample that composes a rotation, isotropic scale and
+translation (padding with zeros) with a random-resized crop (area in ``crop_scale``, aspect ratio
+in (0.9, 1.1)) and an optional horizontal flip, and samples it with ``grid_sample`` straight to
+``size``, so the image is interpolated once rather than once per operation (a presize more than
+1.5 × ``size`` gets an antialiased resize first). Brightness (additive) and contrast (around each
+image's mean) follow min-max scaling, because min-max scaling would undo any affine change of
+intensity made before it. Scaling by dtype, min-max, contrast and brightness are folded into one
+per-image ``x * a + b`` (and, without a clamp to apply, the mean/std standardisation too), so a
+batch is read and written a few times, not once per operation.
 
 There is deliberately no vertical flip: radiographs have an up and a down (apex above the
 diaphragm, skull above the spine), and an upside-down image is not a plausible sample. The
@@ -54,6 +57,9 @@ _NP_FULL_SCALE = {
 }
 _RATIO = (0.9, 1.1)  # aspect-ratio range of the random-resized crop
 _EPS = 1e-6
+# Training batches up to this factor above ``size`` are resized and augmented by one warp; with
+# larger factors bilinear sampling would alias, so an antialiased resize comes first.
+_DIRECT_WARP = 1.5
 
 
 class Normalization(StrEnum):
@@ -281,31 +287,56 @@ class BatchTransform(nn.Module):
                 f"expected uint8, uint16 or int32 images, got {x_uint.dtype}; pass the presize "
                 "cache's integer batches, not already-scaled floats"
             )
-        x = x_uint.to(torch.float32) / _FULL_SCALE[x_uint.dtype]
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-            )
         augment = train and self.config.enabled and self.config.p > 0
-        params = self._draw(x.shape[0], generator).to(x.device) if augment else None
-        if params is not None:
-            x = self._warp(x, params)
-        if self.norm.kind is Normalization.MINMAX:
-            low = x.amin(dim=(1, 2, 3), keepdim=True)
-            high = x.amax(dim=(1, 2, 3), keepdim=True)
-            x = (x - low) / (high - low).clamp_min(_EPS)
-        if params is not None:
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            contrast, shift = params[:, 8].view(-1, 1, 1, 1), params[:, 9].view(-1, 1, 1, 1)
-            x = ((x - mean) * contrast + mean + shift).clamp(0.0, 1.0)
-        if self.norm.kind is Normalization.MEANSTD:
-            if self.mean.shape[1] != x.shape[1]:
-                raise ValueError(
-                    f"normalization stats have {self.mean.shape[1]} channel(s) but the batch has "
-                    f"{x.shape[1]}; fit them on images with the same channels"
+        params = self._draw(x_uint.shape[0], generator).to(x_uint.device) if augment else None
+        x = x_uint.to(torch.float32)
+        side = x.shape[-1]
+        if params is not None and side <= _DIRECT_WARP * self.size:
+            x = self._warp(x, params, self.size)  # resize and augment in one resampling
+        else:
+            if x.shape[-2:] != (self.size, self.size):
+                x = F.interpolate(
+                    x, (self.size, self.size), mode="bilinear", antialias=True, align_corners=False
                 )
-            x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+            if params is not None:
+                x = self._warp(x, params, self.size)
+        scale, shift = self._intensity(x, x_uint.dtype, params)
+        standardise = self.norm.kind is Normalization.MEANSTD
+        if params is None and standardise:  # nothing to clamp: fold mean/std into the affine
+            mean, std = self._stats(x)
+            return torch.addcmul((shift - mean) / std, x, scale / std)
+        x = torch.addcmul(shift, x, scale).clamp_(0.0, 1.0)  # the clamp also absorbs rounding
+        if standardise:
+            mean, std = self._stats(x)
+            x = x.sub_(mean).div_(std)
         return x
+
+    def _intensity(
+        self, x: Tensor, dtype: torch.dtype, params: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-image ``(scale, shift)``, each ``(B, 1, 1, 1)``, such that ``x * scale + shift`` is
+        the image scaled to [0, 1] (by dtype, or min-max per image), then with the sample's
+        contrast (around the image's mean) and brightness applied."""
+        batch = x.shape[0]
+        scale = torch.full((batch, 1, 1, 1), 1.0 / _FULL_SCALE[dtype], device=x.device)
+        shift = torch.zeros_like(scale)
+        if self.norm.kind is Normalization.MINMAX:
+            low, high = torch.aminmax(x.reshape(batch, -1), dim=1)
+            scale = 1.0 / (high - low).view(-1, 1, 1, 1).clamp_min(_EPS * _FULL_SCALE[dtype])
+            shift = -low.view(-1, 1, 1, 1) * scale
+        if params is not None:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True) * scale + shift  # of the [0, 1] image
+            contrast, add = params[:, 8].view(-1, 1, 1, 1), params[:, 9].view(-1, 1, 1, 1)
+            scale, shift = scale * contrast, (shift - mean) * contrast + mean + add
+        return scale, shift
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.mean.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"normalization stats have {self.mean.shape[1]} channel(s) but the batch has "
+                f"{x.shape[1]}; fit them on images with the same channels"
+            )
+        return self.mean.to(x.device), self.std.to(x.device)
 
     def _draw(self, batch: int, generator: torch.Generator | None) -> Tensor:
         """Per-sample parameters ``(B, 10)``: angle, zoom, shift x/y, crop w/h/x/y, contrast, add.
@@ -338,7 +369,7 @@ class BatchTransform(nn.Module):
         return torch.stack(columns, dim=1)
 
     @staticmethod
-    def _warp(x: Tensor, params: Tensor) -> Tensor:
+    def _warp(x: Tensor, params: Tensor, size: int) -> Tensor:
         """Sample each image through its crop, flip and inverse affine transform at once.
 
         An output point ``u`` (in [-1, 1] coordinates) lies at ``v = c + D u`` in the augmented
@@ -357,5 +388,5 @@ class BatchTransform(nn.Module):
         theta = torch.cat(
             [inverse * box[:, None, :], (inverse @ (centre - shift)[:, :, None])], dim=2
         )
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
