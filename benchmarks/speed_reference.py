@@ -64,9 +64,10 @@ from medbalance.cache import presize  # noqa: E402
 from medbalance.catalog import load_catalog  # noqa: E402
 from medbalance.config import TrainConfig  # noqa: E402
 from medbalance.data import BatchLoader  # noqa: E402
-from medbalance.engine import resolve, train_one_epoch  # noqa: E402
+from medbalance.engine import train_one_epoch  # noqa: E402
 from medbalance.losses import create_loss  # noqa: E402
 from medbalance.models import create_model  # noqa: E402
+from medbalance.trainer import resolve  # noqa: E402
 
 EPOCH_IMAGES = 4708  # PneumoniaMNIST training split
 LR = 2e-3

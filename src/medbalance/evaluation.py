@@ -81,13 +81,8 @@ def _decide(trained: Trained, probs: np.ndarray, point: dict[str, Any]) -> np.nd
 def _metrics_block(
     trained: Trained, scores: Scores, point: dict[str, Any], n_bootstrap: int, seed: int
 ) -> dict[str, Any]:
-    from medbalance.metrics import (
-        binary_metrics,
-        bootstrap_ci,
-        multiclass_metrics,
-        per_class_metrics,
-        with_ci,
-    )
+    from medbalance.bootstrap import bootstrap_ci, with_ci
+    from medbalance.metrics import binary_metrics, multiclass_metrics, per_class_metrics
 
     labels, probs = scores.labels, scores.probs
     n_classes = probs.shape[1]

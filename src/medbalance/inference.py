@@ -58,8 +58,8 @@ class Trained:
 def load_trained(checkpoint: Path, *, device: str = "cpu") -> Trained:
     """Rebuild the model and evaluation transform stored in a ``best.safetensors``."""
     from medbalance.augment import AugmentConfig, BatchTransform, NormStats
-    from medbalance.engine import select_device
     from medbalance.models import create_model
+    from medbalance.trainer import select_device
 
     state, metadata = load_checkpoint(Path(checkpoint))
     target = select_device(device)
