@@ -88,3 +88,22 @@ def write_npz(
 @pytest.fixture
 def tiny_npz(tmp_path: Path) -> Path:
     return write_npz(tmp_path / "tiny.npz", {"train": (80, 20), "val": (20, 20), "test": (20, 20)})
+
+
+def scored(n_neg: int, n_pos: int, seed: int, shift: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping binary scores: logistic of normal with the positives shifted up."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
+    logit = rng.normal(size=len(y)) + shift * y - 0.5
+    return y, np.round(1 / (1 + np.exp(-logit)), 3)  # rounding makes ties
+
+
+def multiclass_data(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(
+        n_classes, size=n, p=np.linspace(3, 1, n_classes) / np.linspace(3, 1, n_classes).sum()
+    )
+    logits = rng.normal(size=(n, n_classes))
+    logits[np.arange(n), labels] += 1.2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return labels, probs

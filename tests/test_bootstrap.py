@@ -10,28 +10,9 @@ from functools import partial
 import numpy as np
 import pytest
 
+from conftest import multiclass_data, scored
 from medbalance.bootstrap import bootstrap_ci, paired_bootstrap, with_ci
 from medbalance.metrics import BINARY_KEYS, MULTICLASS_KEYS, binary_metrics, multiclass_metrics
-
-
-def scored(n_neg: int, n_pos: int, seed: int, shift: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """Overlapping binary scores: logistic of normal with the positives shifted up."""
-    rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
-    logit = rng.normal(size=len(y)) + shift * y - 0.5
-    return y, np.round(1 / (1 + np.exp(-logit)), 3)  # rounding makes ties
-
-
-def multiclass_data(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.choice(
-        n_classes, size=n, p=np.linspace(3, 1, n_classes) / np.linspace(3, 1, n_classes).sum()
-    )
-    logits = rng.normal(size=(n, n_classes))
-    logits[np.arange(n), labels] += 1.2
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return labels, probs
-
 
 # --- bootstrap -------------------------------------------------------------------------------
 
@@ -201,13 +182,3 @@ def test_paired_bootstrap_with_separate_thresholds_and_bad_metric() -> None:
 
 
 # --- the re-export in medbalance.metrics (goes when compare's imports move) ------------------
-
-
-def test_metrics_still_lends_the_moved_names() -> None:
-    import medbalance.bootstrap
-    import medbalance.metrics
-
-    for name in ("bootstrap_ci", "paired_bootstrap", "with_ci"):
-        assert getattr(medbalance.metrics, name) is getattr(medbalance.bootstrap, name)
-    with pytest.raises(AttributeError, match="has no attribute 'bootstrap_cii'"):
-        _ = medbalance.metrics.bootstrap_cii  # type: ignore[attr-defined]

@@ -111,3 +111,26 @@ def test_npz_presize_in_memory(tiny_npz: Path) -> None:
     np.testing.assert_array_equal(native.take([3])[0, 0], catalog.images[3])  # type: ignore[index]
     larger, _, _ = presize(catalog, 36)
     assert larger.take([0, 1]).shape == (2, 1, 36, 36)
+
+
+def test_presize_command_fills_the_cache_that_train_reads(tiny_tree: Path, tiny_npz: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["presize", str(tiny_tree), "--size", "32", "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    assert "94 images presized to 40 px" in first.output and "(94 decoded now" in first.output
+    again = runner.invoke(app, ["presize", str(tiny_tree), "--size", "32"])
+    assert "(0 decoded now" in again.output
+    cache = PresizeCache(PresizeSettings(size=40))  # what train --size 32 opens
+    try:
+        cache.ensure(load_catalog(tiny_tree))
+        assert cache.decoded == 0
+    finally:
+        cache.close()
+    arrays = runner.invoke(app, ["presize", str(tiny_npz), "--size", "28"])
+    assert arrays.exit_code == 0 and "nothing to cache" in arrays.output
+    missing = runner.invoke(app, ["presize", str(tiny_tree / "nope"), "--size", "32"])
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output

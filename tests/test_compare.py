@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medbalance import compare as compare_module
+from medbalance.bootstrap import bootstrap_ci, with_ci
 from medbalance.cli import app
 from medbalance.compare import (
     REMEDIES,
@@ -24,7 +26,7 @@ from medbalance.compare import (
     remedy_config,
 )
 from medbalance.config import ConfigError, TrainConfig
-from medbalance.metrics import binary_metrics, bootstrap_ci, with_ci
+from medbalance.metrics import binary_metrics
 
 
 def _base(data: Path, **changes: object) -> TrainConfig:
@@ -132,6 +134,37 @@ def test_compare_writes_outputs_keeps_finished_runs_and_collect_agrees(
     # a folder holding another config is an error, not overwritten
     with pytest.raises(ValueError, match="another config.*epochs 2 planned vs 1 stored"):
         compare(_base(tiny_npz, epochs=2), "baseline", out, seeds=1)
+
+
+def test_compare_with_two_jobs_trains_in_workers_like_one_job(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    """``jobs=2`` trains the runs in two worker processes; each equals the run trained here."""
+    import torch
+
+    spec = "baseline,oversample"
+    pooled = compare(_base(tiny_npz), spec, tmp_path / "pool", seeds=1, jobs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each of 2 workers uses
+    try:
+        here = compare(_base(tiny_npz), spec, tmp_path / "here", seeds=1, jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["remedy"] for r in pooled.rows] == ["baseline", "oversample"]
+    assert [p.name for p in pooled.files] == [p.name for p in here.files]
+    assert all(p.is_file() for p in pooled.files) and not pooled.notes
+    assert {(p["remedy"], p["seed"], p["metric"]) for p in pooled.paired} == {
+        ("oversample", 0, m) for m in ("auroc", "balanced_accuracy")
+    }
+    for remedy in ("baseline", "oversample"):
+        a, b = (tmp_path / side / "runs" / remedy / "seed0" for side in ("pool", "here"))
+        for name in ("metrics.json", "predictions.csv", "best.safetensors", "report.html"):
+            assert (a / name).is_file(), f"{remedy}: {name}"
+        config_a, config_b = (json.loads((r / "config.json").read_text()) for r in (a, b))
+        assert {**config_a, "out": ""} == {**config_b, "out": ""}
+        result_a, result_b = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
+        assert result_a["n"] == 40 and result_a["metrics"] == result_b["metrics"], remedy
+        assert result_a["threshold"] == result_b["threshold"], remedy
 
 
 def test_unknown_remedy_suggests_the_nearest(tiny_npz: Path) -> None:

@@ -19,10 +19,16 @@ from medbalance.distributed import DistInfo, gather_rows, shard
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _config(data: Path, out: Path) -> TrainConfig:
@@ -39,10 +45,12 @@ def _config(data: Path, out: Path) -> TrainConfig:
     )
 
 
-def _worker(rank: int, world: int, port: int, data: str, out: str, resume: bool, cut: int) -> None:
+def _worker(
+    rank: int, world: int, ports: tuple[int, int], data: str, out: str, resume: bool, cut: int
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
+        MASTER_PORT=str(ports[0]),
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -64,6 +72,9 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, resume: bool,
         from medbalance.engine import split_probs
         from medbalance.inference import load_trained
 
+        # a second group on a fresh port: on the first one, a fast rank could reach the old
+        # store before the slow rank's teardown closed it, and wait there forever
+        os.environ["MASTER_PORT"] = str(ports[1])
         info, device = setup(torch.device("cpu"))
         trained = load_trained(Path(out) / "best.safetensors")
         prepared = prepare_data(data, presize_to=trained.presize, seed=3)
@@ -76,7 +87,8 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, resume: bool,
 
 
 def _spawn(data: Path, out: Path, *, resume: bool = False, cut: int = -1) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(data), str(out), resume, cut), nprocs=2)
+    ports = tuple(_free_ports(2))
+    mp.spawn(_worker, args=(2, ports, str(data), str(out), resume, cut), nprocs=2)
 
 
 def test_shard_and_gather_cover_each_item_once() -> None:

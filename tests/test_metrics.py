@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from conftest import multiclass_data, scored
 from medbalance.metrics import (
     BINARY_KEYS,
     MULTICLASS_KEYS,
@@ -35,25 +36,6 @@ def from_matrix(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(i, j) for i, row in enumerate(confusion) for j, n in enumerate(row) for _ in range(n)]
     labels, preds = zip(*pairs, strict=True)
     return np.array(labels), np.array(preds)
-
-
-def scored(n_neg: int, n_pos: int, seed: int, shift: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """Overlapping binary scores: logistic of normal with the positives shifted up."""
-    rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
-    logit = rng.normal(size=len(y)) + shift * y - 0.5
-    return y, np.round(1 / (1 + np.exp(-logit)), 3)  # rounding makes ties
-
-
-def multiclass_data(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.choice(
-        n_classes, size=n, p=np.linspace(3, 1, n_classes) / np.linspace(3, 1, n_classes).sum()
-    )
-    logits = rng.normal(size=(n, n_classes))
-    logits[np.arange(n), labels] += 1.2
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return labels, probs
 
 
 # --- hand-written metrics against hand-worked confusion matrices ----------------------------

@@ -161,6 +161,63 @@ def inspect(
         raise typer.Exit(code=1)
 
 
+@app.command("presize")
+def presize_command(
+    data: DataArg,
+    size: Annotated[
+        int,
+        typer.Option(
+            min=8,
+            max=4096,
+            help="The --size you will train at (train's automatic size: 128 on CPU, 224 on GPU).",
+        ),
+    ],
+    presize: Annotated[
+        int | None, typer.Option(min=8, help="Cache side in pixels (default: as train picks).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Decoding processes (default: one per core).")
+    ] = None,
+    group_column: GroupColumn = None,
+    allow_outside: AllowOutside = False,
+    skip_unreadable: SkipUnreadable = False,
+) -> None:
+    """Fill the presize cache before training, e.g. once before a multi-node job.
+
+    Decodes and resizes every image not cached yet into $MEDBALANCE_CACHE/presize (put it on
+    shared storage for several machines); a later train run with the same --size reads it.
+    """
+    import math
+    import time
+
+    from medbalance.cache import PresizeCache, PresizeSettings
+    from medbalance.catalog import load_catalog
+
+    try:
+        catalog = load_catalog(data, group_column=group_column, allow_outside=allow_outside)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    if catalog.paths is None:
+        typer.echo(f"{data}: an array data set is presized in memory; nothing to cache")
+        return
+    side = presize or math.ceil(size * 1.25)
+    cache = PresizeCache(PresizeSettings(size=side))
+    started = time.perf_counter()
+    try:
+        _, failures = cache.ensure(catalog, workers=workers, skip_unreadable=skip_unreadable)
+    except ValueError as error:
+        _fail(error)
+    finally:
+        cache.close()
+    typer.echo(
+        f"{len(catalog) - len(failures)} images presized to {side} px in "
+        f"{time.perf_counter() - started:.1f} s ({cache.decoded} decoded now, the rest were "
+        f"cached); cache: {cache.root}"
+    )
+    for path, reason in failures:
+        typer.echo(f"skipped unreadable {path}: {reason}", err=True)
+
+
 def _parse_options(pairs: list[str] | None) -> dict[str, object] | None:
     """``key=value`` pairs; values are read as JSON when they parse (numbers, lists)."""
     import json
@@ -628,7 +685,7 @@ def _print_comparison(result: object, note: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from medbalance.compare import Comparison
+    from medbalance.comparison_report import Comparison
 
     assert isinstance(result, Comparison)
     console = Console()

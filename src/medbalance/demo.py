@@ -24,7 +24,7 @@ import numpy as np
 from medbalance.files import atomic_write
 
 if TYPE_CHECKING:
-    from medbalance.compare import Comparison
+    from medbalance.comparison_report import Comparison
     from medbalance.config import TrainConfig
 
 __all__ = [
@@ -182,7 +182,7 @@ def _probe(base: TrainConfig, folder: Path) -> tuple[float, float]:
 
 def _load(remedies: tuple[str, ...], counts: dict[str, dict[str, int]]) -> float:
     """Work per epoch of all runs, in plain epochs: a fully oversampled epoch is longer."""
-    from medbalance.compare import REMEDIES
+    from medbalance.remedies import REMEDIES
 
     train = list(counts["train"].values())
     oversampled = len(train) * max(train) / max(1, sum(train))

@@ -40,7 +40,6 @@ __all__ = [
     "evaluate",
     "fit",
     "predict_probs",
-    "select_device",
     "split_probs",
     "train_one_epoch",
 ]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -504,16 +503,3 @@ def classification_metrics(
         out[f"sensitivity/{name}"] = float(sens)
         out[f"specificity/{name}"] = float(spec)
     return out
-
-
-# re-exported for compare.py until its imports move
-_MOVED_TO_BOOTSTRAP = frozenset({"bootstrap_ci", "paired_bootstrap", "with_ci"})
-
-
-def __getattr__(name: str) -> Any:
-    """The names moved to :mod:`medbalance.bootstrap`, imported lazily (it imports this module)."""
-    if name in _MOVED_TO_BOOTSTRAP:
-        from medbalance import bootstrap
-
-        return getattr(bootstrap, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
