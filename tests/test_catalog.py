@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import write_npz, write_tree
-from medbalance.catalog import DataError, SourceKind, load_catalog, npz_image_side
+from medbalance.catalog import DataError, SourceKind, load_catalog
 
 
 def test_split_tree_counts_and_classes(tiny_tree: Path) -> None:
@@ -80,78 +79,6 @@ def test_group_pattern(tmp_path: Path) -> None:
         load_catalog(root, group_pattern=r"^q\d")
 
 
-def _manifest(folder: Path, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("x1.png", "x2.png", "x3.png"):
-        Image.new("L", (8, 8)).save(folder / name)
-    path = folder / "manifest.csv"
-    path.write_text(text)
-    return path
-
-
-def test_csv_manifest_with_split_and_patient(tmp_path: Path) -> None:
-    path = _manifest(
-        tmp_path / "m",
-        "path,label,split,patient_id\nx1.png,yes,train,p1\nx2.png,no,train,p2\nx3.png,no,test,p3\n",
-    )
-    catalog = load_catalog(path)
-    assert catalog.kind is SourceKind.CSV
-    assert catalog.class_names == ("no", "yes")
-    assert catalog.labels.tolist() == [1, 0, 0]
-    assert catalog.splits.tolist() == ["train", "train", "test"]
-    assert catalog.groups is not None and catalog.groups.tolist() == ["p1", "p2", "p3"]
-
-
-@pytest.mark.parametrize(
-    ("text", "match"),
-    [
-        ("file,label\nx1.png,a\n", "missing column\\(s\\) path .* 'path,label'"),
-        ("path,label\nx1.png,a\nx1.png,b\n", "duplicate path.*x1.png \\(lines 2 and 3\\)"),
-        (
-            "path,label\n../x1.png,a\nx2.png,b\n",
-            "points outside the manifest's folder.*--allow-outside",
-        ),
-        ("path,label\nx1.png,a\nx2.png,a\n", "only one label"),
-        ("path,label\nx1.png,a\nx2.png,\n", "empty label on line\\(s\\) 3"),
-        ("path,label,split\nx1.png,a,train\nx2.png,b,dev\n", "unknown split 'dev' on line 3"),
-        ("path,label,split\nx1.png,a,train\nx2.png,b,\n", "split is empty on line\\(s\\) 3"),
-        ("path,label\n", "header but no rows"),
-    ],
-)
-def test_bad_manifests(tmp_path: Path, text: str, match: str) -> None:
-    with pytest.raises(DataError, match=match):
-        load_catalog(_manifest(tmp_path / "m", text))
-
-
-def test_npz_source(tiny_npz: Path) -> None:
-    catalog = load_catalog(tiny_npz)
-    assert catalog.kind is SourceKind.NPZ
-    assert catalog.images is not None and catalog.images.shape == (180, 28, 28)
-    assert catalog.class_counts("train").tolist() == [80, 20]
-    assert catalog.origins[0] == "train_images[0]"
-
-
-@pytest.mark.parametrize(
-    ("arrays", "match"),
-    [
-        ({"train_images": np.zeros((3, 8, 8))}, "missing key\\(s\\) train_labels"),
-        (
-            {"train_images": np.zeros((3, 8, 8)), "train_labels": np.zeros((2, 1))},
-            "3 images but train_labels 2 labels",
-        ),
-        ({"x": np.zeros(3)}, "no MedMNIST keys"),
-        (
-            {"train_images": np.zeros((2, 8, 8)), "train_labels": np.zeros((2, 14))},
-            "multi-label",
-        ),
-    ],
-)
-def test_bad_npz(tmp_path: Path, arrays: dict[str, np.ndarray], match: str) -> None:
-    np.savez(tmp_path / "bad.npz", **arrays)  # type: ignore[arg-type]
-    with pytest.raises(DataError, match=match):
-        load_catalog(tmp_path / "bad.npz")
-
-
 def test_medmnist_name_resolves_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_npz(tmp_path / "breastmnist.npz", {"train": (5, 5)})
     monkeypatch.setenv("MEDBALANCE_DATA", str(tmp_path))
@@ -199,14 +126,3 @@ def test_real_medmnist(
     monkeypatch.setenv("MEDBALANCE_DATA", str(shared_data))
     catalog = load_catalog(name)
     assert {s: catalog.class_counts(s).tolist() for s in counts} == counts
-
-
-def test_npz_image_side_reads_headers_only(tmp_path: Path) -> None:
-    square = write_npz(tmp_path / "sq.npz", {"train": (3, 2)}, size=20)
-    assert npz_image_side(square) == 20
-    np.savez_compressed(tmp_path / "wide.npz", train_images=np.zeros((2, 8, 12), np.uint8))
-    assert npz_image_side(tmp_path / "wide.npz") is None
-    np.savez(tmp_path / "other.npz", x=np.zeros((2, 8, 8), np.uint8))
-    assert npz_image_side(tmp_path / "other.npz") is None
-    (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    assert npz_image_side(tmp_path / "broken.npz") is None

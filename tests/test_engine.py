@@ -122,3 +122,40 @@ def test_lr_find_writes_plot_and_suggests(tiny_npz: Path, tmp_path: Path) -> Non
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     suggested = float(result.output.split("suggested lr: ")[1].split()[0])
     assert 1e-6 <= suggested <= 1.0
+
+
+@pytest.mark.parametrize("n_images", [0, 30, 1024])
+def test_precise_bn_sets_exact_population_statistics(
+    tiny_npz: Path, tmp_path: Path, n_images: int
+) -> None:
+    import torch
+    from torch import nn
+
+    from medbalance.data import prepare_data
+    from medbalance.trainer import Trainer, resolve
+
+    config = resolve(
+        _config(tiny_npz, tmp_path, model="resnet18", size=28, precise_bn=n_images),
+        28,
+        torch.device("cpu"),
+    )
+    data = prepare_data(config.data, presize_to=28, seed=config.seed)
+    trainer = Trainer(config, data, torch.device("cpu"))
+    first = next(m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
+    before = first.running_mean.clone()
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
+    trainer.recalibrate_bn()
+    hook.remove()
+    if n_images == 0:
+        assert not seen and torch.equal(first.running_mean, before)
+        return
+    inputs = torch.cat(seen)  # what the layer saw: the chosen train images, eval transform
+    assert len(inputs) == min(n_images, len(data.indices("train")))
+    # update_bn sets the plain average over batches of each batch's mean and unbiased variance
+    means = torch.stack([b.mean(dim=(0, 2, 3)) for b in seen]).mean(0)
+    variances = torch.stack(
+        [b.transpose(0, 1).reshape(b.shape[1], -1).var(dim=1) for b in seen]
+    ).mean(0)
+    torch.testing.assert_close(first.running_mean, means, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(first.running_var, variances, rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from medbalance.class_weights import class_balanced_weights, drw_weights
 from medbalance.losses import (
     LOSSES,
     BalancedSoftmaxLoss,
@@ -22,14 +23,9 @@ from medbalance.losses import (
     LossName,
     SoftF1Loss,
     WeightedCrossEntropyLoss,
-    class_balanced_weights,
-    cost_weights,
     create_loss,
     cross_entropy,
-    drw_weights,
     focal_loss,
-    inverse_frequency_weights,
-    ldam_margins,
     soft_f1_loss,
 )
 
@@ -69,11 +65,6 @@ def test_ldam_with_zero_margin_and_unit_scale_equals_ce() -> None:
     assert_close(loss(logits, target), F.cross_entropy(logits, target))
 
 
-def test_ldam_margins_closed_form() -> None:
-    # n^(-1/4) = [1, 0.5]; the rarest class gets max_m
-    assert_close(ldam_margins([1, 16], max_m=0.5), torch.tensor([0.5, 0.25]))
-
-
 def test_logit_adjustment_with_tau_zero_equals_ce() -> None:
     logits, target = _batch()
     loss = LogitAdjustedLoss([50, 10, 5], tau=0.0)
@@ -99,24 +90,6 @@ def test_weighted_ce_with_equal_counts_equals_ce() -> None:
     )
 
 
-def test_inverse_frequency_weights_have_mean_sample_weight_one() -> None:
-    w = inverse_frequency_weights(COUNTS)
-    assert_close(w, torch.tensor([100 / 180, 100 / 20]))
-    assert_close((w * torch.tensor([90.0, 10.0])).sum(), torch.tensor(100.0))
-
-
-def test_class_balanced_weights_closed_form() -> None:
-    # beta = 0.5: effective numbers (1 - 0.5^n) / 0.5 = [1, 1.5]; 1/E = [1, 2/3]; sum to C = 2
-    assert_close(class_balanced_weights([1, 2], beta=0.5), torch.tensor([1.2, 0.8]))
-    assert_close(class_balanced_weights([3, 300], beta=0.0), torch.ones(2))
-
-
-def test_drw_weights_are_class_balanced_with_mean_sample_weight_one() -> None:
-    w, cb = drw_weights(COUNTS), class_balanced_weights(COUNTS, beta=0.9999)
-    assert_close(w / w.sum(), cb / cb.sum())
-    assert_close((w * torch.tensor([90.0, 10.0])).sum(), torch.tensor(100.0))
-
-
 def test_cb_ce_weights_each_sample_by_its_class() -> None:
     logits, target = _batch()
     counts = [50, 10, 5]
@@ -132,11 +105,6 @@ def test_cost_ce_with_scaled_zero_one_matrix_equals_ce(k: float) -> None:
     assert_close(
         CostSensitiveCrossEntropyLoss(cost)(logits, target), F.cross_entropy(logits, target)
     )
-
-
-def test_cost_weights_follow_row_sums() -> None:
-    # a missed positive (truth 1, predicted 0) costs 5 times a false alarm
-    assert_close(cost_weights([[0, 1], [5, 0]]), torch.tensor([1 / 3, 5 / 3]))
 
 
 @pytest.mark.parametrize("name", ["ce", "weighted-ce", "balanced-softmax"])
@@ -237,8 +205,6 @@ def test_cost_ce_needs_a_matching_cost_matrix() -> None:
         create_loss("cost-ce", COUNTS)
     with pytest.raises(ValueError, match="cost_matrix is 3 x 3 but there are 2 classes"):
         create_loss("cost-ce", COUNTS, cost_matrix=1 - torch.eye(3))
-    with pytest.raises(ValueError, match="0 on the diagonal"):
-        cost_weights([[1, 1], [1, 0]])
 
 
 def test_soft_f1_refuses_three_classes() -> None:
@@ -256,8 +222,6 @@ def test_zero_count_class_is_an_error() -> None:
         ValueError, match=r"class_counts\[1\] is 0 .*needs a whole, positive number"
     ):
         create_loss("ce", [90, 0])
-    with pytest.raises(ValueError, match=r"class_counts\[0\] is 2.5"):
-        inverse_frequency_weights([2.5, 3])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 log = logging.getLogger("medbalance")
 
@@ -306,6 +307,15 @@ def train(
     compile_model: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
     ] = None,
+    precise_bn: Annotated[
+        int | None,
+        typer.Option(
+            "--precise-bn",
+            min=0,
+            help="Re-estimate BatchNorm statistics on this many training images before each "
+            "validation (default 1024; 0 = off).",
+        ),
+    ] = None,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -351,6 +361,7 @@ def train(
         skip_unreadable=skip_unreadable,
         sync_bn=sync_bn,
         compile=compile_model,
+        precise_bn=precise_bn,
     )
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))

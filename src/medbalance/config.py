@@ -71,6 +71,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     sync_bn: bool = False
+    precise_bn: int = 1024
     compile: bool = False
     resplit_val: float | None = None
     group_pattern: str | None = None
@@ -110,6 +111,10 @@ class TrainConfig:
             raise ConfigError(f"crt_epochs must be 0 or more, got {self.crt_epochs}")
         if not 0 < self.backbone_lr_mult <= 1:
             raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
+        if self.precise_bn < 0:
+            raise ConfigError(
+                f"precise_bn is a number of training images (0 turns it off), got {self.precise_bn}"
+            )
         if not 0 <= self.degrees <= 45:
             raise ConfigError(f"degrees must be between 0 and 45, got {self.degrees}")
 

@@ -385,6 +385,8 @@ def _run_epoch(
     train["train_loss"] = mean_over_ranks(train["train_loss"], len(loader), trainer.dist)
     if phase == "crt":
         trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
+    else:
+        trainer.recalibrate_bn()
     val = evaluate(
         trainer.model,
         trainer.data,

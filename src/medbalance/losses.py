@@ -7,7 +7,8 @@ per-sample losses; a class weight scales the loss of each sample of that class. 
 ``F.cross_entropy(weight=...)`` the mean does not divide by the batch's sum of weights, so the
 scale of the weights matters, and every weight vector built here is normalised.
 
-Names, modules and pure functions (plus the helper that turns counts into weights or priors):
+Names, modules and pure functions (plus the helper of :mod:`medbalance.class_weights` that turns
+the training counts into weights, margins or priors):
 
 - ``ce``: :class:`CrossEntropyLoss`, :func:`cross_entropy`
 - ``weighted-ce``: :class:`WeightedCrossEntropyLoss`, ``cross_entropy`` with
@@ -32,7 +33,7 @@ plain loss, and from the DRW epoch on use a second one built with class-balanced
     loss_fn = create_loss("ldam", train_counts).to(device)
     ...
     if epoch == drw_epoch:
-        weights = drw_weights(train_counts)  # beta = 0.9999
+        weights = drw_weights(train_counts)  # from medbalance.class_weights; beta = 0.9999
         loss_fn = create_loss("ldam", train_counts, class_weight=weights).to(device)
 
 The same works for ``focal``, ``balanced-softmax`` and ``logit-adjusted``; the CE family switches
@@ -55,8 +56,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
-import operator
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Literal
@@ -64,6 +63,18 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from medbalance.class_weights import (
+    Counts,
+    _check,
+    _counts,
+    _real,
+    class_balanced_weights,
+    cost_weights,
+    inverse_frequency_weights,
+    ldam_margins,
+    log_prior,
+)
 
 __all__ = [
     "LOSSES",
@@ -81,35 +92,19 @@ __all__ = [
     "SoftF1Loss",
     "WeightedCrossEntropyLoss",
     "balanced_softmax_loss",
-    "class_balanced_weights",
-    "cost_weights",
     "create_loss",
     "cross_entropy",
-    "drw_weights",
     "focal_loss",
-    "inverse_frequency_weights",
     "ldam_loss",
-    "ldam_margins",
-    "log_prior",
     "logit_adjusted_loss",
     "soft_f1_loss",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
-Counts = Sequence[int] | Tensor
 WeightLike = Sequence[float] | Tensor
 
 
 # --- validation ----------------------------------------------------------------------------------
-def _check(ok: bool, name: str, value: object, rule: str, fix: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid: {rule}; {fix}")
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_smoothing(label_smoothing: float) -> None:
     ok = _real(label_smoothing) and 0 <= label_smoothing < 1
     _check(ok, "label_smoothing", label_smoothing, "it must lie in [0, 1)", "use 0.1, or 0 for off")
@@ -118,29 +113,6 @@ def _check_smoothing(label_smoothing: float) -> None:
 def _check_reduction(reduction: str) -> None:
     ok = reduction in ("mean", "sum", "none")
     _check(ok, "reduction", reduction, "choose 'mean', 'sum' or 'none'", "'mean' is the default")
-
-
-def _check_beta(beta: float) -> None:
-    ok = _real(beta) and 0 <= beta < 1
-    _check(ok, "beta", beta, "it must lie in [0, 1)", "Cui et al. use 0.999 or 0.9999")
-
-
-def _counts(class_counts: Counts) -> Tensor:
-    """Validate per-class training counts; return them as float64."""
-    values = class_counts.tolist() if isinstance(class_counts, Tensor) else list(class_counts)
-    if len(values) < 2:
-        raise ValueError(f"class_counts needs one count per class, at least 2; got {values}")
-    for i, value in enumerate(values):
-        try:
-            count = -1 if isinstance(value, bool) else operator.index(value)
-        except TypeError:
-            count = -1
-        if count <= 0:
-            raise ValueError(
-                f"class_counts[{i}] is {value!r} (counts {values}): every class needs a whole, "
-                f"positive number of training samples; add samples of class {i} or drop the class"
-            )
-    return torch.tensor([operator.index(v) for v in values], dtype=torch.float64)
 
 
 def _weight(weight: WeightLike, num_classes: int | None, name: str = "class_weight") -> Tensor:
@@ -173,73 +145,6 @@ def _check_inputs(logits: Tensor, target: Tensor, num_classes: int | None) -> No
             f"logits have {logits.shape[1]} classes (shape {tuple(logits.shape)}) but the loss was "
             f"built for {num_classes}; build it from the same class list as the model head"
         )
-
-
-# --- weights, priors and margins from the training counts ---------------------------------------
-def inverse_frequency_weights(class_counts: Counts) -> Tensor:
-    """Weights ``w_c = N / (C * n_c)``, so that ``sum_c w_c * n_c = N`` (mean sample weight 1)."""
-    n = _counts(class_counts)
-    return (n.sum() / (len(n) * n)).float()
-
-
-def class_balanced_weights(class_counts: Counts, beta: float = 0.999) -> Tensor:
-    """Class-balanced weights of Cui et al. (2019), normalised to sum to ``C``.
-
-    ``w_c`` is proportional to ``(1 - beta) / (1 - beta ** n_c)``, the inverse effective number of
-    samples; ``beta=0`` gives equal weights and ``beta -> 1`` inverse frequency.
-    """
-    _check_beta(beta)
-    n = _counts(class_counts)
-    if beta == 0:
-        return torch.ones(len(n))
-    w = (1 - beta) / -torch.expm1(n * math.log(beta))
-    return (w * len(n) / w.sum()).float()
-
-
-def drw_weights(class_counts: Counts, beta: float = 0.9999) -> Tensor:
-    """The class-balanced weights Cao et al. (2019) switch to for deferred re-weighting.
-
-    The ratios are those of :func:`class_balanced_weights`; the scale makes the mean weight over
-    training samples 1 (``sum_c w_c * n_c = N``). Cao et al.'s code divides by the batch's sum of
-    weights, which cancels any scale; our plain mean matches it in expectation only at this scale
-    (with weights summing to ``C`` the DRW stage would run at a fraction of the learning rate).
-    """
-    n = _counts(class_counts)
-    w = class_balanced_weights(class_counts, beta).double()
-    return (w * n.sum() / (w * n).sum()).float()
-
-
-def ldam_margins(class_counts: Counts, max_m: float = 0.5) -> Tensor:
-    """LDAM margins ``m_c = max_m * n_c^(-1/4) / max_k n_k^(-1/4)``; the rarest class gets max_m."""
-    _check(_real(max_m) and max_m >= 0, "max_m", max_m, "it must be >= 0", "Cao et al. use 0.5")
-    m = _counts(class_counts) ** -0.25
-    return (max_m * m / m.max()).float()
-
-
-def log_prior(class_counts: Counts) -> Tensor:
-    """Log of the training-split class prior, ``log(n_c / N)``."""
-    n = _counts(class_counts)
-    return (n / n.sum()).log().float()
-
-
-def cost_weights(cost_matrix: Sequence[Sequence[float]] | Tensor) -> Tensor:
-    """Per-class ``cost-ce`` weights: row sums of the cost matrix, normalised to sum to ``C``.
-
-    ``cost_matrix[i][j]`` is the cost of predicting ``j`` when the truth is ``i``; see the module
-    docstring for the rules it must follow and when the weighting is exact.
-    """
-    cost = torch.as_tensor(cost_matrix, dtype=torch.float64)
-    if cost.ndim != 2 or cost.shape[0] != cost.shape[1] or cost.shape[0] < 2:
-        raise ValueError(f"cost_matrix must be square C x C with C >= 2; got {tuple(cost.shape)}")
-    rows = cost.sum(dim=1)
-    if not (torch.isfinite(cost).all() and (cost >= 0).all() and (cost.diagonal() == 0).all()):
-        raise ValueError(
-            f"cost_matrix must be finite, nonnegative and 0 on the diagonal; got {cost.tolist()}; "
-            "subtract each row's diagonal entry from that row"
-        )
-    if not (rows > 0).all():
-        raise ValueError(f"every row of cost_matrix needs a positive cost; got {cost.tolist()}")
-    return (rows * len(rows) / rows.sum()).float()
 
 
 # --- pure functions ------------------------------------------------------------------------------

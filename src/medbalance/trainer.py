@@ -69,7 +69,7 @@ def native_size(source: str) -> int | None:
     from pathlib import Path
 
     from medbalance._medmnist import MEDMNIST, resolve_medmnist
-    from medbalance.catalog import npz_image_side
+    from medbalance.npz import npz_image_side
 
     path = Path(source).expanduser()
     if not path.exists() and source.lower() in MEDMNIST:
@@ -143,7 +143,8 @@ class Trainer:
     # --- pieces -------------------------------------------------------------------------
 
     def loss_for(self, epoch: int, phase: str) -> nn.Module:
-        from medbalance.losses import create_loss, drw_weights
+        from medbalance.class_weights import drw_weights
+        from medbalance.losses import create_loss
 
         counts = self.data.train_counts()
         if phase == "crt":
@@ -250,6 +251,42 @@ class Trainer:
             "val_metrics": metrics,
             "config": config.to_dict(),
         }
+
+    def recalibrate_bn(self) -> None:
+        """Precise BatchNorm (Wu & Johnson, 2021): re-estimate every BatchNorm layer's running
+        mean and variance as the exact average over up to ``config.precise_bn`` training images
+        (seeded choice, evaluation transform).
+
+        The momentum average that BatchNorm keeps in training lags the weights by about ten
+        steps; on a small data set that is most of the run, and evaluation-mode predictions
+        collapse to one class while the ranking (AUROC) looks fine. Every rank uses the same
+        images, so the statistics agree under DDP; rank 0's are broadcast to make sure.
+        """
+        from torch.optim.swa_utils import update_bn
+
+        n = self.config.precise_bn
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not n or not norms:
+            return
+        train_idx = self.data.indices("train")
+        rng = np.random.default_rng((self.config.seed, 7))
+        chosen = np.sort(rng.permutation(train_idx)[:n])
+        batch = self.config.batch_size
+        loader = BatchLoader(
+            self.data.images,
+            self.data.catalog.labels,
+            chosen,
+            batch,
+            drop_last=len(chosen) % batch == 1 and len(chosen) > 1,  # BatchNorm needs 2 a batch
+        )
+        inputs = (self.transform(x.to(self.device), train=False) for x, _ in loader)
+        update_bn(inputs, self.model)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            for module in norms:
+                for buffer in module.buffers():
+                    dist.broadcast(buffer, src=0)
 
     # --- persistence --------------------------------------------------------------------
 
