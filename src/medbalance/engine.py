@@ -8,8 +8,11 @@ A run is a sequence of phases, each with its own optimizer and one-cycle schedul
    a re-initialised head is retrained on class-balanced batches with plain cross-entropy.
 
 Deferred re-weighting (``drw_epoch``, Cao et al. 2019) switches the loss to class-balanced
-weights at that epoch. Every epoch seeds torch from ``(seed, epoch)``, so a resumed run draws the
-same samples and augmentations as an uninterrupted one. The test split is never touched here.
+weights at that epoch. Before each validation (not in cRT, whose backbone stays as it was) the
+BatchNorm statistics are re-estimated on training images (``precise_bn``), so that evaluation
+does not see momentum averages that lag the weights. Every epoch seeds torch from
+``(seed, epoch)``, so a resumed run draws the same samples and augmentations as an uninterrupted
+one. The test split is never touched here.
 """
 
 from __future__ import annotations
