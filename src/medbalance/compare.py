@@ -127,18 +127,9 @@ def _resolve_base(base: TrainConfig) -> TrainConfig:
 
 
 def _prepare(config: TrainConfig) -> Prepared:
-    from medbalance.data import prepare_data
+    from medbalance.data import prepare_for
 
-    assert config.presize is not None  # resolved
-    return prepare_data(
-        config.data,
-        presize_to=config.presize,
-        seed=config.seed,
-        resplit_val_fraction=config.resplit_val,
-        group_pattern=config.group_pattern,
-        group_column=config.group_column,
-        skip_unreadable=config.skip_unreadable,
-    )
+    return prepare_for(config)
 
 
 def _plain(value: Any) -> Any:

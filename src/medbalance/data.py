@@ -1,10 +1,10 @@
 """Training data, ready for the loop: catalog, splits and presized images, plus a batch loader.
 
-:func:`prepare_data` turns a :class:`~medbalance.config.TrainConfig` into a :class:`Prepared`
-(the catalog with final splits, the presized images, the class statistics of the training split
-and a fingerprint of the data); :class:`BatchLoader` yields ``(uint images, labels)`` batches
-from it, gathered straight from the memory-mapped presize cache, with one batch prefetched on a
-background thread.
+:func:`prepare_data` (or :func:`prepare_for`, from a resolved
+:class:`~medbalance.config.TrainConfig`) makes a :class:`Prepared` (the catalog with final splits,
+the presized images, the class statistics of the training split and a fingerprint of the data);
+:class:`BatchLoader` yields ``(uint images, labels)`` batches from it, gathered straight from the
+memory-mapped presize cache, with one batch prefetched on a background thread.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ import torch
 
 from medbalance.cache import Presized, presize
 from medbalance.catalog import Catalog, load_catalog
+from medbalance.config import TrainConfig
 from medbalance.splits import assign_splits, resplit_val, tiny_val_reason
 
-__all__ = ["BatchLoader", "Prepared", "default_positive_class", "fingerprint", "prepare_data"]
+__all__ = [
+    "BatchLoader",
+    "Prepared",
+    "default_positive_class",
+    "fingerprint",
+    "prepare_data",
+    "prepare_for",
+]
 
 log = logging.getLogger(__name__)
 _NEGATIVE_WORDS = ("normal", "benign", "healthy", "negative", "no finding", "no_finding", "nevus")
@@ -106,6 +114,22 @@ def prepare_data(
         raise ValueError(f"{catalog.source}: no train split; give one or let medbalance split")
     images, catalog, unreadable = presize(catalog, presize_to, skip_unreadable=skip_unreadable)
     return Prepared(catalog, images, fingerprint(catalog), unreadable)
+
+
+def prepare_for(config: TrainConfig) -> Prepared:
+    """:func:`prepare_data` with a resolved config's data, seed, splitting and presize options,
+    so that ``train``, ``lr-find`` and ``compare`` see the same splits."""
+    if config.presize is None:
+        raise ValueError("prepare_for needs a resolved config (presize set); call resolve() first")
+    return prepare_data(
+        config.data,
+        presize_to=config.presize,
+        seed=config.seed,
+        resplit_val_fraction=config.resplit_val,
+        group_pattern=config.group_pattern,
+        group_column=config.group_column,
+        skip_unreadable=config.skip_unreadable,
+    )
 
 
 class BatchLoader:

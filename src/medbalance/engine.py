@@ -33,7 +33,7 @@ from torch import nn
 
 from medbalance.checkpoint import save_checkpoint
 from medbalance.config import TrainConfig
-from medbalance.data import BatchLoader, Prepared, prepare_data
+from medbalance.data import BatchLoader, Prepared, prepare_for
 from medbalance.distributed import DistInfo, barrier, gather_rows, mean_over_ranks, shard
 from medbalance.metrics import classification_metrics
 from medbalance.trainer import Trainer, load_resume, native_size, resolve, select_device
@@ -281,15 +281,7 @@ def _fit(
     if data is None:
         if not dist_info.is_main:
             barrier(dist_info)  # rank 0 fills the presize cache first; the others then read it
-        data = prepare_data(
-            config.data,
-            presize_to=config.presize,
-            seed=config.seed,
-            resplit_val_fraction=config.resplit_val,
-            group_pattern=config.group_pattern,
-            group_column=config.group_column,
-            skip_unreadable=config.skip_unreadable,
-        )
+        data = prepare_for(config)
         if dist_info.is_main:
             barrier(dist_info)
     trainer = Trainer(config, data, device, dist_info)

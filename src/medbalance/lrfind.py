@@ -46,13 +46,13 @@ def lr_find(
     steps: int = 100,
 ) -> LRFindResult:
     """Sweep the learning rate on the training split and write ``lr_find.png``."""
-    from medbalance.data import prepare_data
+    from medbalance.data import prepare_for
     from medbalance.trainer import Trainer, native_size, resolve, select_device
 
     device = select_device(config.device)
     config = resolve(config, native_size(config.data), device)
     assert config.presize is not None
-    data = prepare_data(config.data, presize_to=config.presize, seed=config.seed)
+    data = prepare_for(config)
     trainer = Trainer(replace(config, lr=start), data, device)
     optimizer, _ = trainer.optimizer_for("full", 0)
     loss_fn = trainer.loss_for(0, "full")
