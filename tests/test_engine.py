@@ -55,6 +55,14 @@ def test_fit_learns_and_writes_the_run(tiny_npz: Path, tmp_path: Path) -> None:
     assert meta["threshold"]["value"] == metrics["threshold"]["value"]
     assert meta["epoch"] == result.best_epoch
     assert len((run / "history.csv").read_text().splitlines()) == 11
+    # fit scores val and test once and reuses the probabilities for the evaluation; a fresh
+    # `medbalance evaluate` (which rebuilds the model from the checkpoint) gives the same numbers
+    from medbalance.evaluation import evaluate_run
+
+    again = evaluate_run(run, n_bootstrap=50, seed=1, report=False)
+    for key, entry in metrics["metrics"].items():
+        assert again["metrics"][key]["value"] == pytest.approx(entry["value"], abs=1e-6), key
+    assert again["threshold"] == metrics["threshold"]
 
 
 def test_resume_after_kill_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) -> None:

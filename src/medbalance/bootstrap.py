@@ -34,17 +34,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medbalance.metrics import (
+from medbalance._metric_inputs import (
     Floats,
+    binary_inputs,
+    check_threshold,
+    class_indices,
+    ece,
+    ece_bins,
+    multiclass_inputs,
+    one_vs_rest,
+    ratio,
+)
+from medbalance.metrics import (
     MetricFn,
-    _binary_inputs,
-    _check_threshold,
-    _classes,
-    _ece,
-    _ece_bins,
-    _multiclass_inputs,
-    _one_vs_rest,
-    _ratio,
     binary_metrics,
     multiclass_metrics,
     specificity_per_class,
@@ -69,10 +71,10 @@ def _ranking(weights: Floats, y: Floats, score: Floats) -> tuple[Floats, Floats]
     fps = np.hstack([zero, np.cumsum(w * (1.0 - y[order]), axis=1)[:, ends]])
     n_pos, n_neg = tps[:, -1], fps[:, -1]
     area = np.sum(np.diff(fps, axis=1) * (tps[:, 1:] + tps[:, :-1]), axis=1) / 2
-    auroc = _ratio(area, n_pos * n_neg)
-    precision = _ratio(tps[:, 1:], tps[:, 1:] + fps[:, 1:])
+    auroc = ratio(area, n_pos * n_neg)
+    precision = ratio(tps[:, 1:], tps[:, 1:] + fps[:, 1:])
     gained = np.diff(tps, axis=1)
-    ap = _ratio(np.sum(np.where(gained > 0, gained * precision, 0.0), axis=1), n_pos)
+    ap = ratio(np.sum(np.where(gained > 0, gained * precision, 0.0), axis=1), n_pos)
     return auroc, ap
 
 
@@ -84,26 +86,26 @@ def _binary_batched(
     n_bins: int = 15,
     weights: Floats,
 ) -> dict[str, Floats]:
-    y, s = _binary_inputs(y_true, score)
-    pos = (s >= _check_threshold(threshold)).astype(np.float64)
+    y, s = binary_inputs(y_true, score)
+    pos = (s >= check_threshold(threshold)).astype(np.float64)
     counts = weights @ np.stack([y * pos, (1 - y) * pos, y * (1 - pos), (1 - y) * (1 - pos)], 1)
     tp, fp, fn, tn = counts.T
     n = weights.sum(axis=1)
-    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    sens, spec = ratio(tp, tp + fn), ratio(tn, tn + fp)
     auroc, ap = _ranking(weights, y, s)
     return {
         "auroc": auroc,
         "balanced_accuracy": (sens + spec) / 2,
         "sensitivity": sens,
         "specificity": spec,
-        "ppv": _ratio(tp, tp + fp),
-        "npv": _ratio(tn, tn + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "ppv": ratio(tp, tp + fp),
+        "npv": ratio(tn, tn + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
         "accuracy": (tp + tn) / n,
-        "mcc": _ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))),
+        "mcc": ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))),
         "average_precision": ap,
         "brier": weights @ (s - y) ** 2 / n,
-        "ece": _ece(weights, _ece_bins(s, n_bins), y - s, n_bins),
+        "ece": ece(weights, ece_bins(s, n_bins), y - s, n_bins),
     }
 
 
@@ -116,18 +118,18 @@ def _multiclass_batched(
     n_bins: int = 15,
     weights: Floats,
 ) -> dict[str, Floats]:
-    y, p = _multiclass_inputs(labels, probs)
+    y, p = multiclass_inputs(labels, probs)
     c = p.shape[1]
-    pred = _classes(preds, c, "preds")
+    pred = class_indices(preds, c, "preds")
     onehot = np.eye(c)[y]
     confusion = (weights @ np.eye(c * c)[y * c + pred]).reshape(-1, c, c)
     n = weights.sum(axis=1)
     true_counts, pred_counts = confusion.sum(axis=2), confusion.sum(axis=1)
-    tp, fp, fn, _ = _one_vs_rest(confusion)
-    recall = _ratio(tp, tp + fn)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    tp, fp, fn, _ = one_vs_rest(confusion)
+    recall = ratio(tp, tp + fn)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
     agree = np.einsum("rkk->r", confusion)
-    mcc = _ratio(
+    mcc = ratio(
         agree * n - np.einsum("rk,rk->r", true_counts, pred_counts),
         np.sqrt(
             (n**2 - np.einsum("rk,rk->r", pred_counts, pred_counts))
@@ -137,7 +139,7 @@ def _multiclass_batched(
     grid = np.arange(c)
     disagreement = (grid[:, None] - grid[None, :]) ** 2 if ordinal else 1 - np.eye(c)
     expected = true_counts[:, :, None] * pred_counts[:, None, :] / n[:, None, None]
-    kappa = 1 - _ratio(
+    kappa = 1 - ratio(
         np.einsum("ij,rij->r", disagreement, confusion),
         np.einsum("ij,rij->r", disagreement, expected),
     )
@@ -155,9 +157,9 @@ def _multiclass_batched(
         "kappa": kappa,
         "average_precision": np.mean([ap for _, ap in ranked], axis=0),
         "brier": weights @ np.sum((p - onehot) ** 2, axis=1) / n,
-        "ece": _ece(
+        "ece": ece(
             weights,
-            _ece_bins(confidence, n_bins),
+            ece_bins(confidence, n_bins),
             (p.argmax(axis=1) == y) - confidence,
             n_bins,
         ),

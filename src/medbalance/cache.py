@@ -134,9 +134,9 @@ def _decode_presized(path: Path, settings: PresizeSettings) -> np.ndarray:
             with Image.open(path) as img:
                 img.draft(img.mode, (settings.size, settings.size))
                 img.load()
-                from medbalance.images import _pil_to_array
+                from medbalance.images import pil_to_array
 
-                return presize_array(_pil_to_array(img), settings)
+                return presize_array(pil_to_array(img), settings)
         except (OSError, SyntaxError, ValueError) as error:
             raise UnreadableImageError(f"{path}: cannot be decoded ({error})") from error
     return presize_array(read_image(path), settings)

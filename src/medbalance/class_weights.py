@@ -20,11 +20,12 @@ The losses themselves live in :mod:`medbalance.losses`.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from medbalance._validation import Counts, check, counts_tensor, is_real
 
 __all__ = [
     "class_balanced_weights",
@@ -35,46 +36,17 @@ __all__ = [
     "log_prior",
 ]
 
-Counts = Sequence[int] | Tensor
-
 
 # --- validation ----------------------------------------------------------------------------------
-def _check(ok: bool, name: str, value: object, rule: str, fix: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid: {rule}; {fix}")
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_beta(beta: float) -> None:
-    ok = _real(beta) and 0 <= beta < 1
-    _check(ok, "beta", beta, "it must lie in [0, 1)", "Cui et al. use 0.999 or 0.9999")
-
-
-def _counts(class_counts: Counts) -> Tensor:
-    """Validate per-class training counts; return them as float64."""
-    values = class_counts.tolist() if isinstance(class_counts, Tensor) else list(class_counts)
-    if len(values) < 2:
-        raise ValueError(f"class_counts needs one count per class, at least 2; got {values}")
-    for i, value in enumerate(values):
-        try:
-            count = -1 if isinstance(value, bool) else operator.index(value)
-        except TypeError:
-            count = -1
-        if count <= 0:
-            raise ValueError(
-                f"class_counts[{i}] is {value!r} (counts {values}): every class needs a whole, "
-                f"positive number of training samples; add samples of class {i} or drop the class"
-            )
-    return torch.tensor([operator.index(v) for v in values], dtype=torch.float64)
+    ok = is_real(beta) and 0 <= beta < 1
+    check(ok, "beta", beta, "it must lie in [0, 1)", "Cui et al. use 0.999 or 0.9999")
 
 
 # --- weights, priors and margins from the training counts ---------------------------------------
 def inverse_frequency_weights(class_counts: Counts) -> Tensor:
     """Weights ``w_c = N / (C * n_c)``, so that ``sum_c w_c * n_c = N`` (mean sample weight 1)."""
-    n = _counts(class_counts)
+    n = counts_tensor(class_counts)
     return (n.sum() / (len(n) * n)).float()
 
 
@@ -85,7 +57,7 @@ def class_balanced_weights(class_counts: Counts, beta: float = 0.999) -> Tensor:
     samples; ``beta=0`` gives equal weights and ``beta -> 1`` inverse frequency.
     """
     _check_beta(beta)
-    n = _counts(class_counts)
+    n = counts_tensor(class_counts)
     if beta == 0:
         return torch.ones(len(n))
     w = (1 - beta) / -torch.expm1(n * math.log(beta))
@@ -100,21 +72,21 @@ def drw_weights(class_counts: Counts, beta: float = 0.9999) -> Tensor:
     weights, which cancels any scale; our plain mean matches it in expectation only at this scale
     (with weights summing to ``C`` the DRW stage would run at a fraction of the learning rate).
     """
-    n = _counts(class_counts)
+    n = counts_tensor(class_counts)
     w = class_balanced_weights(class_counts, beta).double()
     return (w * n.sum() / (w * n).sum()).float()
 
 
 def ldam_margins(class_counts: Counts, max_m: float = 0.5) -> Tensor:
     """LDAM margins ``m_c = max_m * n_c^(-1/4) / max_k n_k^(-1/4)``; the rarest class gets max_m."""
-    _check(_real(max_m) and max_m >= 0, "max_m", max_m, "it must be >= 0", "Cao et al. use 0.5")
-    m = _counts(class_counts) ** -0.25
+    check(is_real(max_m) and max_m >= 0, "max_m", max_m, "it must be >= 0", "Cao et al. use 0.5")
+    m = counts_tensor(class_counts) ** -0.25
     return (max_m * m / m.max()).float()
 
 
 def log_prior(class_counts: Counts) -> Tensor:
     """Log of the training-split class prior, ``log(n_c / N)``."""
-    n = _counts(class_counts)
+    n = counts_tensor(class_counts)
     return (n / n.sum()).log().float()
 
 

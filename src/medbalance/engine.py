@@ -177,7 +177,6 @@ def evaluate(
     Under DDP each rank scores its shard and the predictions are gathered, so every item counts
     exactly once and the metrics equal the single-process ones.
     """
-    labels = data.catalog.labels[data.indices(split)]
     probs, logits = split_probs(
         model,
         data,
@@ -189,6 +188,18 @@ def evaluate(
         channels_last=channels_last,
         dist_info=dist_info,
     )
+    return _split_metrics(data, split, probs, logits, loss_fn, positive)
+
+
+def _split_metrics(
+    data: Prepared,
+    split: str,
+    probs: np.ndarray,
+    logits: np.ndarray,
+    loss_fn: nn.Module,
+    positive: int | None,
+) -> dict[str, float]:
+    labels = data.catalog.labels[data.indices(split)]
     loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)).item())
     metrics = classification_metrics(labels, probs, data.class_names, positive=positive)
     return {"loss": loss, **metrics}
@@ -439,21 +450,24 @@ def _finish(trainer: Trainer) -> RunResult:
     trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
     loss_fn = trainer.loss_for(0, "full")
     metrics: dict[str, dict[str, float]] = {}
+    probs: dict[str, np.ndarray] = {}
     for split in ("val", "test"):
         if len(trainer.data.indices(split)):
-            metrics[split] = evaluate(
+            # scored once, in fp32 (as `medbalance evaluate` will), for these metrics and for
+            # the threshold, metrics.json, predictions.csv and the report
+            probs[split], logits = split_probs(
                 trainer.model,
                 trainer.data,
                 split,
                 trainer.transform,
-                loss_fn,
                 trainer.device,
-                positive=trainer.positive,
-                precision=trainer.config.precision,
                 dist_info=trainer.dist,
             )
+            metrics[split] = _split_metrics(
+                trainer.data, split, probs[split], logits, loss_fn, trainer.positive
+            )
     if trainer.dist.is_main:
-        trainer.evaluation = _evaluate_checkpoint(trainer)
+        trainer.evaluation = _evaluate_checkpoint(trainer, probs)
     barrier(trainer.dist)
     return RunResult(
         trainer.run_dir,
@@ -466,21 +480,25 @@ def _finish(trainer: Trainer) -> RunResult:
     )
 
 
-def _evaluate_checkpoint(trainer: Trainer) -> dict[str, Any]:
-    """Choose the operating point on val, store it in the checkpoint, evaluate and report."""
+def _evaluate_checkpoint(trainer: Trainer, probs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Choose the operating point on val, store it in the checkpoint, evaluate and report,
+    from the probabilities :func:`_finish` computed with the best checkpoint."""
     from medbalance.evaluation import (
+        Scores,
         choose_operating_point,
         evaluate_run,
-        score_split,
         store_threshold,
     )
     from medbalance.inference import load_trained
 
+    def scores(split: str) -> Scores:
+        idx = trainer.data.indices(split)
+        return Scores(split, idx, trainer.data.catalog.labels[idx], probs[split])
+
     device = str(trainer.device)
     trained = load_trained(trainer.run_dir / "best.safetensors", device=device)
-    val = score_split(trained, trainer.data, "val")
     point = choose_operating_point(
-        trained, val, trainer.config.threshold, trainer.data.train_counts()
+        trained, scores("val"), trainer.config.threshold, trainer.data.train_counts()
     )
     store_threshold(trainer.run_dir, point)
     split = "test" if len(trainer.data.indices("test")) else "val"
@@ -491,4 +509,5 @@ def _evaluate_checkpoint(trainer: Trainer) -> dict[str, Any]:
         seed=trainer.config.seed,
         device=device,
         prepared=trainer.data,
+        scores=scores(split),
     )

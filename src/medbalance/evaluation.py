@@ -177,6 +177,7 @@ def evaluate_run(
     device: str = "cpu",
     report: bool = True,
     prepared: Prepared | None = None,
+    scores: Scores | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``RUN_DIR/best.safetensors`` on ``split``; write metrics, predictions, report.
 
@@ -191,6 +192,8 @@ def evaluate_run(
         device: where the model runs.
         report: also write ``report.html``.
         prepared: the run's data, already prepared (``fit`` passes it).
+        scores: the best checkpoint's probabilities on ``split`` of ``prepared``, already
+            computed (``fit`` passes them); scored here when None.
 
     Returns:
         The content of ``metrics.json``.
@@ -222,7 +225,10 @@ def evaluate_run(
     if policy is not None or point is None:
         val = score_split(trained, prepared, "val")
         point = choose_operating_point(trained, val, policy or DEFAULT_POLICY, meta["train_counts"])
-    scores = score_split(trained, prepared, split)
+    if scores is None:
+        scores = score_split(trained, prepared, split)
+    elif scores.split != split or len(scores.probs) != len(prepared.indices(split)):
+        raise ValueError(f"scores of split {scores.split!r} do not match split {split!r}")
     block = _metrics_block(trained, scores, point, n_bootstrap, seed)
     preds = block.pop("preds")
     result = {

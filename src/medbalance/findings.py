@@ -31,6 +31,7 @@ __all__ = [
     "Finding",
     "ImageRecord",
     "catalog_findings",
+    "format_bytes",
     "image_findings",
 ]
 
@@ -243,7 +244,7 @@ def _shortcut_findings(
 def _describe(catalog: Catalog, feature: str, values: np.ndarray) -> str:
     def fmt(value: float) -> str:
         if feature == "image file size":
-            return _bytes(value)
+            return format_bytes(value)
         return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
     parts = []
@@ -256,7 +257,8 @@ def _describe(catalog: Catalog, feature: str, values: np.ndarray) -> str:
     return ", ".join(parts)
 
 
-def _bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``"812 B"``, ``"34 KiB"``, ``"2.5 MiB"``, ``"1.2 GiB"``."""
     for unit in ("B", "KiB", "MiB"):
         if n < 1024:
             return f"{n:.1f} {unit}" if unit == "MiB" else f"{n:.0f} {unit}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["find_target_layer", "gradcam_maps", "overlay"]
+__all__ = ["as_rgb", "find_target_layer", "gradcam_maps", "overlay"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def overlay(
 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    base = _as_rgb(image)
+    base = as_rgb(image)
     heat = np.asarray(heatmap, dtype=np.float32)
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be H x W, got shape {heat.shape}")
@@ -139,8 +139,13 @@ def overlay(
     return np.clip(np.round(blended * 255), 0, 255).astype(np.uint8)
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """``image`` as float ``H x W x 3`` in [0, 1]."""
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """``image`` as float ``H x W x 3`` in [0, 1].
+
+    Args:
+        image: ``H x W``, ``H x W x 1`` or ``H x W x 3``; ``uint8`` is scaled by 1/255, any
+            other dtype is taken as [0, 1] (clipped, NaN as 0).
+    """
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]

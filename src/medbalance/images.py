@@ -21,6 +21,7 @@ __all__ = [
     "ImageProbe",
     "UnreadableImageError",
     "is_image_file",
+    "pil_to_array",
     "probe_image",
     "read_image",
     "to_channels",
@@ -95,14 +96,23 @@ def read_image(path: Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                return _pil_to_array(img)
+                return pil_to_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImageError(f"{path}: cannot be decoded ({error})") from error
 
 
-def _pil_to_array(img: Image.Image) -> np.ndarray:
+def pil_to_array(img: Image.Image) -> np.ndarray:
+    """The pixels of a loaded PIL image as the array :func:`read_image` returns.
+
+    Grayscale modes give ``H x W`` (``uint8``, or ``uint16`` for 16-bit data; mode ``1`` as
+    0/255); ``LA`` keeps the luminance; other modes are converted to RGB and collapsed to one
+    channel when R, G and B are equal everywhere.
+
+    Raises:
+        ValueError: pixel values that do not fit 16 bits.
+    """
     mode = img.mode
     if mode in _GRAY_MODES:
         arr = np.asarray(img)

@@ -37,8 +37,8 @@ from medbalance.findings import (
     UNASSIGNED,
     Finding,
     ImageRecord,
-    _bytes,
     catalog_findings,
+    format_bytes,
     image_findings,
 )
 from medbalance.images import IMAGE_EXTENSIONS, UnreadableImageError, probe_image, read_image
@@ -169,7 +169,7 @@ class Inspection:
                     "count": str(k.count),
                     "share": f"{k.share:.0%}",
                     "size (px)": f"{_span(k.width)} × {_span(k.height)}",
-                    "file size": _span(k.file_bytes, _bytes),
+                    "file size": _span(k.file_bytes, format_bytes),
                     "modes": _modes(k),
                 }
                 table.add_row(*(Text(cells[c]) for c in columns))

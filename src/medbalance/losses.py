@@ -64,11 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medbalance._validation import Counts, check, counts_tensor, is_real
 from medbalance.class_weights import (
-    Counts,
-    _check,
-    _counts,
-    _real,
     class_balanced_weights,
     cost_weights,
     inverse_frequency_weights,
@@ -106,13 +103,13 @@ WeightLike = Sequence[float] | Tensor
 
 # --- validation ----------------------------------------------------------------------------------
 def _check_smoothing(label_smoothing: float) -> None:
-    ok = _real(label_smoothing) and 0 <= label_smoothing < 1
-    _check(ok, "label_smoothing", label_smoothing, "it must lie in [0, 1)", "use 0.1, or 0 for off")
+    ok = is_real(label_smoothing) and 0 <= label_smoothing < 1
+    check(ok, "label_smoothing", label_smoothing, "it must lie in [0, 1)", "use 0.1, or 0 for off")
 
 
 def _check_reduction(reduction: str) -> None:
     ok = reduction in ("mean", "sum", "none")
-    _check(ok, "reduction", reduction, "choose 'mean', 'sum' or 'none'", "'mean' is the default")
+    check(ok, "reduction", reduction, "choose 'mean', 'sum' or 'none'", "'mean' is the default")
 
 
 def _weight(weight: WeightLike, num_classes: int | None, name: str = "class_weight") -> Tensor:
@@ -224,7 +221,7 @@ def focal_loss(
     ``class_weight`` plays the role of the paper's alpha (for two classes pass ``[1 - a, a]``).
     """
     _prepare(logits, target, reduction, 0.0, class_weight)
-    _check(_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
+    check(is_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
     log_pt = -_per_sample_ce(logits, target, 0.0)
     loss = -log_pt
     if gamma != 0:  # clamp keeps d/dp (1 - p)^gamma finite at p = 1 for gamma < 1
@@ -247,7 +244,7 @@ def ldam_loss(
     with an ordinary linear head use a smaller scale.
     """
     _prepare(logits, target, reduction, 0.0, class_weight, margins)
-    _check(_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
+    check(is_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
     x = _float(logits)
     shifted = x - F.one_hot(target, x.shape[1]).to(x.dtype) * margins.to(x.dtype)
     return _reduce(_per_sample_ce(scale * shifted, target, 0.0), target, class_weight, reduction)
@@ -268,7 +265,7 @@ def logit_adjusted_loss(
     Only training sees the adjustment: predict with the raw logits.
     """
     _prepare(logits, target, reduction, label_smoothing, class_weight, log_prior)
-    _check(_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
+    check(is_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
     x = _float(logits)
     adjusted = x + tau * log_prior.to(x.dtype)
     return cross_entropy(
@@ -329,7 +326,7 @@ class ClassificationLoss(nn.Module):
     ) -> None:
         super().__init__()
         ok = num_classes is None or (type(num_classes) is int and num_classes >= 2)
-        _check(ok, "num_classes", num_classes, "it must be an int >= 2", "pass len(class_names)")
+        check(ok, "num_classes", num_classes, "it must be an int >= 2", "pass len(class_names)")
         _check_reduction(reduction)
         weight = None if class_weight is None else _weight(class_weight, num_classes)
         self.num_classes = num_classes if weight is None else weight.numel()
@@ -435,7 +432,7 @@ class FocalLoss(ClassificationLoss):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes, reduction, class_weight)
-        _check(_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
+        check(is_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
         self.gamma = gamma
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -484,7 +481,7 @@ class LDAMLoss(ClassificationLoss):
     ) -> None:
         margins = ldam_margins(class_counts, max_m)
         super().__init__(len(margins), reduction, class_weight)
-        _check(_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
+        check(is_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
         self.max_m, self.scale = max_m, scale
         self.register_buffer("margins", margins)
 
@@ -516,7 +513,7 @@ class LogitAdjustedLoss(ClassificationLoss):
     ) -> None:
         prior = log_prior(class_counts)
         super().__init__(len(prior), reduction, class_weight)
-        _check(_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
+        check(is_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
         _check_smoothing(label_smoothing)
         self.tau, self.label_smoothing = tau, label_smoothing
         self.register_buffer("log_prior", prior)
@@ -564,7 +561,7 @@ class SoftF1Loss(ClassificationLoss):
                 "classes; use 'ce', 'focal' or 'ldam' for more classes"
             )
         super().__init__(num_classes)
-        _check(_real(eps) and eps > 0, "eps", eps, "it must be > 0", "the default is 1e-7")
+        check(is_real(eps) and eps > 0, "eps", eps, "it must be > 0", "the default is 1e-7")
         self.eps = eps
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -620,7 +617,7 @@ def create_loss(name: str, class_counts: Counts, **options: Any) -> Classificati
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}{hint}")
     cls = LOSSES[name]
-    counts = _counts(class_counts).long().tolist()
+    counts = counts_tensor(class_counts).long().tolist()
     params = inspect.signature(cls).parameters
     fixed: dict[str, Any] = (
         {"class_counts": counts} if "class_counts" in params else {"num_classes": len(counts)}

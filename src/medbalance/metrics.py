@@ -39,7 +39,19 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
+
+from medbalance._metric_inputs import (
+    Floats,
+    binary_inputs,
+    check_threshold,
+    class_indices,
+    ece,
+    ece_bins,
+    multiclass_inputs,
+    one_vs_rest,
+    ratio,
+)
 
 __all__ = [
     "BINARY_KEYS",
@@ -66,7 +78,6 @@ MULTICLASS_KEYS = (
     "average_precision", "brier", "ece", "sensitivity", "specificity",
 )  # fmt: skip
 
-Floats = NDArray[np.float64]
 MetricFn = Callable[..., dict[str, float]]
 
 _NAN = math.nan
@@ -76,30 +87,14 @@ _RATE_TOL = 1e-12  # float slack when comparing a rate k/n with a target such as
 # --- written here: what scikit-learn lacks --------------------------------------------------
 
 
-def _ratio(num: ArrayLike, den: ArrayLike) -> Floats:
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def _one_vs_rest(confusion: ArrayLike) -> tuple[Floats, Floats, Floats, Floats]:
-    """TP, FP, FN, TN per class from confusion matrices ``(..., C, C)`` (rows: true class)."""
-    confusion = np.asarray(confusion, dtype=np.float64)
-    total = confusion.sum(axis=(-2, -1))[..., None]
-    true_pos = np.diagonal(confusion, axis1=-2, axis2=-1)
-    false_pos = confusion.sum(axis=-2) - true_pos
-    false_neg = confusion.sum(axis=-1) - true_pos
-    return true_pos, false_pos, false_neg, total - true_pos - false_pos - false_neg
-
-
 def specificity_per_class(confusion: np.ndarray) -> np.ndarray:
     """Specificity of each class, one-vs-rest: TN / (TN + FP), from a confusion matrix.
 
     ``confusion[i, j]`` counts items of true class ``i`` predicted as ``j``; a stack of matrices
     ``(..., C, C)`` gives ``(..., C)``. A class with no negatives has specificity NaN.
     """
-    _, false_pos, _, true_neg = _one_vs_rest(confusion)
-    return _ratio(true_neg, true_neg + false_pos)
+    _, false_pos, _, true_neg = one_vs_rest(confusion)
+    return ratio(true_neg, true_neg + false_pos)
 
 
 def npv_per_class(confusion: np.ndarray) -> np.ndarray:
@@ -108,22 +103,8 @@ def npv_per_class(confusion: np.ndarray) -> np.ndarray:
     Same layout as :func:`specificity_per_class`. A class predicted for every item (no
     predicted negatives) has NPV NaN.
     """
-    _, _, false_neg, true_neg = _one_vs_rest(confusion)
-    return _ratio(true_neg, true_neg + false_neg)
-
-
-def _ece_bins(confidence: Floats, n_bins: int) -> NDArray[np.intp]:
-    if not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r} is invalid: ECE needs a positive whole number of bins")
-    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    return np.searchsorted(inner_edges, confidence, side="left")  # bin k is (k/n, (k+1)/n]
-
-
-def _ece(weights: Floats, bins: NDArray[np.intp], residual: Floats, n_bins: int) -> Floats:
-    """ECE of each weighted resample: ``sum_b |sum_{i in b} w_i (hit_i - conf_i)| / sum w``."""
-    signed = np.zeros((len(residual), n_bins))
-    signed[np.arange(len(residual)), bins] = residual
-    return np.abs(weights @ signed).sum(axis=1) / weights.sum(axis=1)
+    _, _, false_neg, true_neg = one_vs_rest(confusion)
+    return ratio(true_neg, true_neg + false_neg)
 
 
 def expected_calibration_error(y_true: ArrayLike, probs: ArrayLike, *, n_bins: int = 15) -> float:
@@ -140,20 +121,20 @@ def expected_calibration_error(y_true: ArrayLike, probs: ArrayLike, *, n_bins: i
     """
     probs = np.asarray(probs)
     if probs.ndim == 1:
-        y, score = _binary_inputs(y_true, probs)
-        bins, residual = _ece_bins(score, n_bins), y - score
+        y, score = binary_inputs(y_true, probs)
+        bins, residual = ece_bins(score, n_bins), y - score
     else:
-        labels, p = _multiclass_inputs(y_true, probs)
+        labels, p = multiclass_inputs(y_true, probs)
         confidence = p.max(axis=1)
         hit = (p.argmax(axis=1) == labels).astype(np.float64)
-        bins, residual = _ece_bins(confidence, n_bins), hit - confidence
-    return float(_ece(np.ones((1, len(residual))), bins, residual, n_bins)[0])
+        bins, residual = ece_bins(confidence, n_bins), hit - confidence
+    return float(ece(np.ones((1, len(residual))), bins, residual, n_bins)[0])
 
 
 def _roc(y_true: ArrayLike, score: ArrayLike) -> tuple[Floats, Floats] | None:
     from sklearn.metrics import roc_curve
 
-    y, s = _binary_inputs(y_true, score)
+    y, s = binary_inputs(y_true, score)
     if y.min() == y.max():
         return None
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
@@ -214,70 +195,6 @@ def specificity_at_sensitivity(y_true: ArrayLike, score: ArrayLike, sensitivity:
     return float(1.0 - (fpr[i - 1] + step * (fpr[i] - fpr[i - 1])))
 
 
-# --- validation -----------------------------------------------------------------------------
-
-
-def _binary_inputs(y_true: ArrayLike, score: ArrayLike) -> tuple[Floats, Floats]:
-    """``y_true`` as 0.0/1.0 and ``score`` as float64 probabilities, validated."""
-    y = np.asarray(y_true)
-    s = np.asarray(score, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(
-            f"y_true and score must be 1-D of the same length; got shapes {y.shape} and "
-            f"{s.shape} (for (N, 2) probabilities pass the positive column, probs[:, 1])"
-        )
-    if len(y) == 0:
-        raise ValueError("y_true is empty: metrics need at least one item")
-    values = np.unique(y)
-    if not np.isin(values, [0, 1]).all():
-        raise ValueError(
-            f"y_true must hold 0 (negative) and 1 (positive) only; found {values.tolist()[:10]}"
-        )
-    if not np.isfinite(s).all() or s.min() < 0.0 or s.max() > 1.0:
-        raise ValueError(
-            f"score must be finite probabilities in [0, 1]; found min {np.nanmin(s):.4g}, max "
-            f"{np.nanmax(s):.4g}, {int(np.isnan(s).sum())} NaN; pass sigmoid/softmax outputs"
-        )
-    return y.astype(np.float64), s
-
-
-def _multiclass_inputs(labels: ArrayLike, probs: ArrayLike) -> tuple[NDArray[np.intp], Floats]:
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"probs must be (N, C) with C >= 2 classes; got shape {p.shape}")
-    y = _classes(labels, p.shape[1], "labels")
-    if len(y) != len(p):
-        raise ValueError(f"labels has {len(y)} items but probs has {len(p)} rows")
-    sums = p.sum(axis=1)
-    if not np.isfinite(p).all() or p.min() < 0.0 or np.abs(sums - 1.0).max() > 1e-4:
-        worst = int(np.argmax(np.abs(sums - 1.0)))
-        raise ValueError(
-            f"probs must be finite, nonnegative and sum to 1 per row (within 1e-4); row {worst} "
-            f"sums to {sums[worst]:.6g}; apply softmax to the logits first"
-        )
-    return y, p / sums[:, None]
-
-
-def _classes(values: ArrayLike, n_classes: int, name: str) -> NDArray[np.intp]:
-    a = np.asarray(values)
-    if a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of class indices; got {a.shape}")
-    if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.array_equal(a, np.round(a))):
-        raise ValueError(f"{name} must hold whole class indices; got dtype {a.dtype}")
-    if a.min() < 0 or a.max() >= n_classes:
-        raise ValueError(
-            f"{name} must lie in 0..{n_classes - 1} ({n_classes} classes); "
-            f"found {a.min()}..{a.max()}"
-        )
-    return a.astype(np.intp)
-
-
-def _check_threshold(threshold: float) -> float:
-    if not isinstance(threshold, int | float | np.floating) or math.isnan(threshold):
-        raise ValueError(f"threshold={threshold!r} is invalid: it must be a number (inf allowed)")
-    return float(threshold)
-
-
 # --- metric sets (scikit-learn) -------------------------------------------------------------
 
 
@@ -308,8 +225,8 @@ def binary_metrics(
         roc_auc_score,
     )
 
-    y, s = _binary_inputs(y_true, score)
-    pred = (s >= _check_threshold(threshold)).astype(np.float64)
+    y, s = binary_inputs(y_true, score)
+    pred = (s >= check_threshold(threshold)).astype(np.float64)
     confusion = confusion_matrix(y, pred, labels=[0, 1])
     (tn, fp), (fn, tp) = confusion
     ppv, sens, f1, _ = precision_recall_fscore_support(
@@ -369,9 +286,9 @@ def multiclass_metrics(
         roc_auc_score,
     )
 
-    y, p = _multiclass_inputs(labels, probs)
+    y, p = multiclass_inputs(labels, probs)
     n_classes = p.shape[1]
-    pred = _classes(preds, n_classes, "preds")
+    pred = class_indices(preds, n_classes, "preds")
     if len(pred) != len(y):
         raise ValueError(f"preds has {len(pred)} items but labels has {len(y)}")
     classes = list(range(n_classes))
@@ -416,8 +333,8 @@ def per_class_metrics(
 
     if not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes={n_classes!r} is invalid: a classifier has at least 2")
-    y = _classes(labels, n_classes, "labels")
-    pred = _classes(preds, n_classes, "preds")
+    y = class_indices(labels, n_classes, "labels")
+    pred = class_indices(preds, n_classes, "preds")
     if len(pred) != len(y):
         raise ValueError(f"preds has {len(pred)} items but labels has {len(y)}")
     classes = list(range(n_classes))

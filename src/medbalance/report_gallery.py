@@ -44,10 +44,10 @@ def gallery_html(items: Sequence[GalleryItem]) -> str:
 
 
 def _figure(item: GalleryItem) -> str:
-    from medbalance.gradcam import _as_rgb, overlay
+    from medbalance.gradcam import as_rgb, overlay
 
     try:
-        rgb = np.round(_as_rgb(item.image) * 255).astype(np.uint8)
+        rgb = np.round(as_rgb(item.image) * 255).astype(np.uint8)
         image = array_img(rgb, item.title)
         if item.heatmap is not None:
             cam = array_img(overlay(rgb, item.heatmap), f"Grad-CAM: {item.title}")
