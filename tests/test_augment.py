@@ -219,3 +219,20 @@ def test_rejects_bad_inputs() -> None:
         transform(torch.zeros(2, 2, 36, 36, dtype=torch.uint8), train=False)
     with pytest.raises(ValueError, match="size must be"):
         BatchTransform(AugmentConfig(), 4, MINMAX)
+
+
+@pytest.mark.parametrize("side", [20, 28, 36, 60])
+def test_identity_augmentation_equals_eval_at_every_presize(side: int) -> None:
+    """A warp whose every sample draws the identity (p ~ 0: no sample is augmented, but the warp
+    still runs) gives the evaluation output, whether the presize is below, at or above the
+    output size: no border fringe, no shift."""
+    still = AugmentConfig(p=1e-9)
+    transform = BatchTransform(still, 28, FIXED)
+    images = torch.full((2, 1, side, side), 200, dtype=torch.uint8)
+    images[:, :, : side // 2] = 60  # an edge, so that a shift would show
+    train = transform(images, train=True, generator=torch.Generator().manual_seed(0))
+    evaluated = transform(images, train=False)
+    # 28 < side <= 42 is one bilinear warp, eval an antialiased resize: they differ at edges
+    tolerance = 0.06 if 28 < side <= 42 else 1e-5
+    torch.testing.assert_close(train, evaluated, atol=tolerance, rtol=0)
+    assert train[:, :, :, 0].min() > 0.2  # no dark fringe at the left border

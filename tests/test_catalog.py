@@ -126,3 +126,27 @@ def test_real_medmnist(
     monkeypatch.setenv("MEDBALANCE_DATA", str(shared_data))
     catalog = load_catalog(name)
     assert {s: catalog.class_counts(s).tolist() for s in counts} == counts
+
+
+def test_folder_walk_order_links_and_ignored_entries(tmp_path: Path) -> None:
+    import os
+
+    root = write_tree(tmp_path / "data", {"a": 2, "b": 2})
+    nested = root / "a" / "sub"
+    nested.mkdir()
+    Image.new("L", (8, 8)).save(nested / "deep.png")
+    Image.new("L", (8, 8)).save(root / "a" / "sub.png")  # sorts after the folder "sub"
+    (root / "a" / ".hidden").mkdir()
+    Image.new("L", (8, 8)).save(root / "a" / ".hidden" / "x.png")
+    outside = tmp_path / "outside.png"
+    Image.new("L", (8, 8)).save(outside)
+    os.symlink(outside, root / "b" / "linked.png")
+    os.symlink(tmp_path / "missing.png", root / "b" / "broken.png")
+    os.symlink(nested, root / "b" / "loop")
+    catalog = load_catalog(root)
+    a_files = [o for o in catalog.origins if o.startswith("a/")]
+    assert a_files[-2:] == ["a/sub/deep.png", "a/sub.png"]  # sorted(rglob) order
+    assert "b/linked.png" in catalog.origins
+    assert catalog.paths is not None and root / "b" / "linked.png" in catalog.paths
+    assert {"a/.hidden/x.png", "b/broken.png", "b/loop"} <= set(catalog.ignored)
+    assert not any(o.startswith("a/.hidden") for o in catalog.origins)

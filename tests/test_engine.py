@@ -133,7 +133,7 @@ def test_lr_find_writes_plot_and_suggests(tiny_npz: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("n_images", [0, 30, 1024])
-def test_precise_bn_sets_exact_population_statistics(
+def test_precise_bn_re_estimates_statistics_on_eval_transformed_train_images(
     tiny_npz: Path, tmp_path: Path, n_images: int
 ) -> None:
     import torch
@@ -146,24 +146,68 @@ def test_precise_bn_sets_exact_population_statistics(
         _config(tiny_npz, tmp_path, model="resnet18", size=28, precise_bn=n_images),
         28,
         torch.device("cpu"),
-    )
+    )  # batch 16; 100 train images
     data = prepare_data(config.data, presize_to=28, seed=config.seed)
     trainer = Trainer(config, data, torch.device("cpu"))
     first = next(m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
     before = first.running_mean.clone()
+    images: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
-    hook = first.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
+    hooks = [
+        trainer.model.register_forward_hook(lambda _m, args, _o: images.append(args[0])),
+        first.register_forward_hook(lambda _m, args, _o: seen.append(args[0].detach())),
+    ]
     trainer.recalibrate_bn()
-    hook.remove()
+    for hook in hooks:
+        hook.remove()
     if n_images == 0:
         assert not seen and torch.equal(first.running_mean, before)
         return
-    inputs = torch.cat(seen)  # what the layer saw: the chosen train images, eval transform
-    assert len(inputs) == min(n_images, len(data.indices("train")))
-    # update_bn sets the plain average over batches of each batch's mean and unbiased variance
-    means = torch.stack([b.mean(dim=(0, 2, 3)) for b in seen]).mean(0)
-    variances = torch.stack(
-        [b.transpose(0, 1).reshape(b.shape[1], -1).var(dim=1) for b in seen]
-    ).mean(0)
-    torch.testing.assert_close(first.running_mean, means, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(first.running_var, variances, rtol=1e-4, atol=1e-5)
+    # equal batches of 16 only: 30 -> 16 images, 1024 (all 100) -> 96
+    assert [len(b) for b in seen] == [16] * (1 if n_images == 30 else 6)
+    # the inputs are training images through the evaluation transform, each used once
+    train_idx = data.indices("train")
+    reference = trainer.transform(torch.from_numpy(data.images.take(train_idx)), train=False)
+    used = torch.cat(images).flatten(1)
+    distance = torch.cdist(used, reference.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+    assert distance.min(dim=1).values.max() < 1e-4
+    assert len(set(distance.argmin(dim=1).tolist())) == len(used)
+    # and the layer now holds the average of those batches' statistics
+    torch.testing.assert_close(
+        first.running_mean, torch.cat(seen).mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5
+    )
+    variances = [b.transpose(0, 1).reshape(b.shape[1], -1).var(dim=1) for b in seen]
+    torch.testing.assert_close(
+        first.running_var, torch.stack(variances).mean(0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_crt_keeps_batchnorm_statistics_frozen() -> None:
+    import torch
+    from torch import nn
+
+    from medbalance.engine import train_one_epoch
+
+    class Plain(nn.Module):
+        def forward(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+            return x
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 1, 6, 6) + 3, torch.randint(0, 2, (8,))) for _ in range(3)]
+    for frozen in (True, False):
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+        norm = model[1]
+        before = norm.running_mean.clone()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_one_epoch(
+            model,
+            batches,
+            Plain(),
+            nn.CrossEntropyLoss(),
+            optimizer,
+            None,  # type: ignore[arg-type]
+            torch.device("cpu"),
+            frozen_bn=frozen,
+        )
+        assert torch.equal(norm.running_mean, before) is frozen
+        assert int(norm.num_batches_tracked) == (0 if frozen else 3)

@@ -11,11 +11,11 @@ Training draws one random warp per sample that composes a rotation, isotropic sc
 translation (padding with zeros) with a random-resized crop (area in ``crop_scale``, aspect ratio
 in (0.9, 1.1)) and an optional horizontal flip, and samples it with ``grid_sample`` straight to
 ``size``, so the image is interpolated once rather than once per operation (a presize more than
-1.5 × ``size`` gets an antialiased resize first). Brightness (additive) and contrast (around each
-image's mean) follow min-max scaling, because min-max scaling would undo any affine change of
-intensity made before it. Scaling by dtype, min-max, contrast and brightness are folded into one
-per-image ``x * a + b`` (and, without a clamp to apply, the mean/std standardisation too), so a
-batch is read and written a few times, not once per operation.
+1.5 × ``size``, or smaller than ``size``, is resized first). Brightness (additive) and contrast
+(around each image's mean) follow min-max scaling, because min-max scaling would undo any affine
+change of intensity made before it. Scaling by dtype, min-max, contrast and brightness are folded
+into one per-image ``x * a + b`` (and, without a clamp to apply, the mean/std standardisation
+too), so a batch is read and written a few times, not once per operation.
 
 There is deliberately no vertical flip: radiographs have an up and a down (apex above the
 diaphragm, skull above the spine), and an upside-down image is not a plausible sample. The
@@ -57,8 +57,9 @@ _NP_FULL_SCALE = {
 }
 _RATIO = (0.9, 1.1)  # aspect-ratio range of the random-resized crop
 _EPS = 1e-6
-# Training batches up to this factor above ``size`` are resized and augmented by one warp; with
-# larger factors bilinear sampling would alias, so an antialiased resize comes first.
+# Training batches from ``size`` up to this factor above it are resized and augmented by one
+# warp. Larger factors would alias (an antialiased resize comes first), and smaller inputs would
+# get a dark fringe from the zero padding at the border when upsampled by ``grid_sample``.
 _DIRECT_WARP = 1.5
 
 
@@ -291,7 +292,7 @@ class BatchTransform(nn.Module):
         params = self._draw(x_uint.shape[0], generator).to(x_uint.device) if augment else None
         x = x_uint.to(torch.float32)
         side = x.shape[-1]
-        if params is not None and side <= _DIRECT_WARP * self.size:
+        if params is not None and self.size <= side <= _DIRECT_WARP * self.size:
             x = self._warp(x, params, self.size)  # resize and augment in one resampling
         else:
             if x.shape[-2:] != (self.size, self.size):

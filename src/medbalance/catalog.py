@@ -10,6 +10,10 @@ Sources:
   :mod:`medbalance.npz`;
 * DICOM files (``.dcm``) inside either of the first two.
 
+In a folder tree, a symbolic link to an image file counts as an image under the link's name (the
+group pattern and outputs see that name); links to folders are not followed (no loops) and, with
+everything else left out, are listed in ``Catalog.ignored``.
+
 This module scans the folder trees and picks the reader; :class:`Catalog`, :class:`SourceKind`,
 :class:`DataError` and ``SPLITS`` are defined in :mod:`medbalance.catalog_types` and imported from
 here. A catalog never decodes pixels; :mod:`medbalance.cache` and :mod:`medbalance.inspection` do.

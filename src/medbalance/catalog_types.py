@@ -51,7 +51,9 @@ class Catalog:
         paths: absolute image paths (file sources), else ``None``.
         images: the pixel array ``(N, H, W[, C])`` (``.npz`` sources), else ``None``.
         groups: patient (group) id per item, or ``None``.
-        ignored: files that were skipped as OS junk or hidden files, relative to the source.
+        ignored: entries that were left out, relative to the source: OS junk and hidden
+            files, files without an image extension, and below a class folder anything that
+            is not a regular file or folder (links to folders, broken links, devices).
     """
 
     source: Path

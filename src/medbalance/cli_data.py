@@ -113,7 +113,10 @@ def presize_command(
         typer.echo(f"{data}: an array data set is presized in memory; nothing to cache")
         return
     side = presize or math.ceil(size * 1.25)
-    cache = PresizeCache(PresizeSettings(size=side))
+    try:
+        cache = PresizeCache(PresizeSettings(size=side))
+    except ValueError as error:
+        fail(error)
     started = time.perf_counter()
     try:
         _, failures = cache.ensure(catalog, workers=workers, skip_unreadable=skip_unreadable)
@@ -141,7 +144,10 @@ def train(
     model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
     size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
     presize: Annotated[
-        int | None, typer.Option(help="Presize cache size (auto: 1.25 x size).")
+        int | None,
+        typer.Option(
+            help="Presize cache size (auto: 1.25 x size, at most the data's native size)."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 10).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
@@ -333,6 +339,10 @@ def lr_find_command(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option()] = "auto",
     steps: Annotated[int, typer.Option(min=5, help="Batches in the sweep.")] = 100,
+    resplit_val: ResplitVal = None,
+    group_pattern: GroupPattern = None,
+    group_column: GroupColumn = None,
+    skip_unreadable: SkipUnreadable = False,
 ) -> None:
     """Sweep the learning rate (exponentially, one batch each), plot the loss, suggest an lr."""
     from medbalance.config import ConfigError, load_config
@@ -349,6 +359,10 @@ def lr_find_command(
                 loss=loss,
                 seed=seed,
                 device=device,
+                resplit_val=resplit_val,
+                group_pattern=group_pattern,
+                group_column=group_column,
+                skip_unreadable=skip_unreadable,
             ),
         )
         from medbalance.lrfind import lr_find

@@ -114,16 +114,9 @@ class _Job:
 
 def _resolve_base(base: TrainConfig) -> TrainConfig:
     """Fill model, size, presize and lr once, exactly as ``fit`` would for this data."""
-    from medbalance.catalog import load_catalog
-    from medbalance.trainer import resolve, select_device
+    from medbalance.trainer import native_size, resolve, select_device
 
-    catalog = load_catalog(
-        base.data, group_pattern=base.group_pattern, group_column=base.group_column
-    )
-    native = None
-    if catalog.images is not None and catalog.images.shape[1] == catalog.images.shape[2]:
-        native = int(catalog.images.shape[1])
-    return resolve(base, native, select_device(base.device))
+    return resolve(base, native_size(base.data), select_device(base.device))
 
 
 def _prepare(config: TrainConfig) -> Prepared:

@@ -4,15 +4,17 @@ A run is a sequence of phases, each with its own optimizer and one-cycle schedul
 
 1. ``frozen`` (``freeze_epochs``): only the new head trains on a frozen pretrained backbone;
 2. ``full``: everything trains, earlier layers at lower (discriminative) learning rates;
-3. ``crt`` (``crt_epochs``, Kang et al. 2020): the backbone of the best checkpoint is frozen and
-   a re-initialised head is retrained on class-balanced batches with plain cross-entropy.
+3. ``crt`` (``crt_epochs``, Kang et al. 2020): the backbone of the best checkpoint is frozen
+   (weights and BatchNorm statistics) and a re-initialised head is retrained on class-balanced
+   batches with plain cross-entropy.
 
 Deferred re-weighting (``drw_epoch``, Cao et al. 2019) switches the loss to class-balanced
 weights at that epoch. Before each validation (not in cRT, whose backbone stays as it was) the
 BatchNorm statistics are re-estimated on training images (``precise_bn``), so that evaluation
 does not see momentum averages that lag the weights. Every epoch seeds torch from
 ``(seed, epoch)``, so a resumed run draws the same samples and augmentations as an uninterrupted
-one. The test split is never touched here.
+one. The test split is never used to choose anything: it is scored once, at the end, with the
+checkpoint chosen on validation data.
 """
 
 from __future__ import annotations
@@ -76,10 +78,19 @@ def train_one_epoch(
     precision: str = "fp32",
     scaler: torch.amp.GradScaler | None = None,
     channels_last: bool = False,
+    frozen_bn: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean training loss."""
+    """One pass over ``loader``; returns the mean training loss.
+
+    With ``frozen_bn`` every BatchNorm layer stays in evaluation mode: it normalises with its
+    stored statistics and does not update them (classifier re-training on a fixed backbone).
+    """
     model.train()
+    if frozen_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     total, count = 0.0, 0
     for k, (x, y) in enumerate(loader):
         x = x.to(device, non_blocking=True)
@@ -386,6 +397,7 @@ def _run_epoch(
             precision=config.precision,
             scaler=trainer.scaler,
             channels_last=config.channels_last,
+            frozen_bn=phase == "crt",
             on_batch=bar,
         )
     train["train_loss"] = mean_over_ranks(train["train_loss"], len(loader), trainer.dist)

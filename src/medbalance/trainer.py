@@ -63,7 +63,7 @@ def resolve(config: TrainConfig, native_size: int | None, device: torch.device) 
 def native_size(source: str) -> int | None:
     """Side of the square images of an array data set (MedMNIST), else None.
 
-    Only the array headers are read: ``fit`` loads the data once, in ``prepare_data``. Folders
+    Only the array headers are read: ``fit`` loads the data once, in ``prepare_for``. Folders
     and manifests have no native size.
     """
     from pathlib import Path
@@ -254,8 +254,9 @@ class Trainer:
 
     def recalibrate_bn(self) -> None:
         """Precise BatchNorm (Wu & Johnson, 2021): re-estimate every BatchNorm layer's running
-        mean and variance as the exact average over up to ``config.precise_bn`` training images
-        (seeded choice, evaluation transform).
+        mean and variance from up to ``config.precise_bn`` training images (seeded choice,
+        evaluation transform): the average of the statistics of equal-size batches (a smaller
+        last batch is left out, as it would count as much as a full one).
 
         The momentum average that BatchNorm keeps in training lags the weights by about ten
         steps; on a small data set that is most of the run, and evaluation-mode predictions
@@ -271,13 +272,11 @@ class Trainer:
         train_idx = self.data.indices("train")
         rng = np.random.default_rng((self.config.seed, 7))
         chosen = np.sort(rng.permutation(train_idx)[:n])
+        if len(chosen) < 2:  # BatchNorm needs two values a channel
+            return
         batch = self.config.batch_size
         loader = BatchLoader(
-            self.data.images,
-            self.data.catalog.labels,
-            chosen,
-            batch,
-            drop_last=len(chosen) % batch == 1 and len(chosen) > 1,  # BatchNorm needs 2 a batch
+            self.data.images, self.data.catalog.labels, chosen, batch, drop_last=len(chosen) > batch
         )
         inputs = (self.transform(x.to(self.device), train=False) for x, _ in loader)
         update_bn(inputs, self.model)
