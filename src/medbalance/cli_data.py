@@ -146,7 +146,7 @@ def train(
     presize: Annotated[
         int | None,
         typer.Option(
-            help="Presize cache size (auto: 1.25 x size, at most the data's native size)."
+            help="Presize cache size (auto: 1.25 x size; arrays: at most their native size)."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 10).")] = None,
