@@ -134,3 +134,22 @@ def test_presize_command_fills_the_cache_that_train_reads(tiny_tree: Path, tiny_
     assert arrays.exit_code == 0 and "nothing to cache" in arrays.output
     missing = runner.invoke(app, ["presize", str(tiny_tree / "nope"), "--size", "32"])
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
+
+
+def test_index_lookups_in_chunks_match_one_lookup(
+    tiny_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = load_catalog(tiny_tree)
+    whole, _, _ = presize(catalog, 24, cache_root=tmp_path / "one")
+    monkeypatch.setattr(cache_module, "_LOOKUP_CHUNK", 7)  # 94 files: 14 chunks, a partial one
+    cache = PresizeCache(PresizeSettings(size=24), tmp_path / "chunked")
+    try:
+        first, _ = cache.ensure(catalog, workers=1)
+        decoded = cache.decoded
+        again, _ = cache.ensure(catalog, workers=1)
+        assert decoded == len(catalog) and cache.decoded == decoded  # nothing decoded twice
+    finally:
+        cache.close()
+    all_items = np.arange(len(catalog))
+    assert np.array_equal(first.take(all_items), whole.take(all_items))
+    assert np.array_equal(again.take(all_items), whole.take(all_items))

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 SHARD_ITEMS = 2048
+_LOOKUP_CHUNK = 900  # keys per SQL "IN (...)": below SQLite's oldest limit of 999 variables
 
 
 class Fit(StrEnum):
@@ -204,24 +205,51 @@ class PresizeCache:
         self._db.close()
 
     def digests(self, paths: Sequence[Path]) -> list[str]:
-        """Content hash of each file, re-hashing only files whose size or mtime changed."""
-        known = {
-            row[0]: row[1:]
-            for row in self._db.execute("SELECT path, size, mtime_ns, digest FROM files")
-        }
-        out, fresh = [], []
-        for path in paths:
-            stat = path.stat()
-            hit = known.get(str(path))
-            if hit is not None and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
-                out.append(hit[2])
-                continue
-            digest = file_digest(path)
-            fresh.append((str(path), stat.st_size, stat.st_mtime_ns, digest))
-            out.append(digest)
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
+        """Content hash of each file, re-hashing only files whose size or mtime changed.
+
+        The index is read for these paths only, a chunk at a time, so memory does not grow with
+        the other data sets that share this cache.
+        """
+        out: list[str] = []
+        for start in range(0, len(paths), _LOOKUP_CHUNK):
+            chunk = paths[start : start + _LOOKUP_CHUNK]
+            names = [str(p) for p in chunk]
+            known = {
+                row[0]: row[1:]
+                for row in self._select(
+                    "SELECT path, size, mtime_ns, digest FROM files", "path", names
+                )
+            }
+            fresh = []
+            for path, name in zip(chunk, names, strict=True):
+                stat = path.stat()
+                hit = known.get(name)
+                if hit is not None and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
+                    out.append(hit[2])
+                    continue
+                digest = file_digest(path)
+                fresh.append((name, stat.st_size, stat.st_mtime_ns, digest))
+                out.append(digest)
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
         return out
+
+    def _select(self, query: str, column: str, keys: Sequence[str]) -> sqlite3.Cursor:
+        """The rows of ``query`` whose ``column`` is one of ``keys`` (one chunk of keys)."""
+        marks = ",".join("?" * len(keys))
+        return self._db.execute(f"{query} WHERE {column} IN ({marks})", list(keys))
+
+    def _locate(self, digests: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Shard and row of each of ``digests`` that is in the cache."""
+        unique = list(dict.fromkeys(digests))
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            for digest, shard, row in self._select(
+                "SELECT digest, shard, row FROM entries", "digest", chunk
+            ):
+                found[digest] = (shard, row)
+        return found
 
     def ensure(
         self,
@@ -243,7 +271,7 @@ class PresizeCache:
         if catalog.paths is None:
             raise ValueError("PresizeCache.ensure needs a catalog of files; use presize()")
         digests = self.digests(catalog.paths)
-        have = self._entries()
+        have = self._locate(digests)
         todo: dict[str, str] = {}
         for digest, path in zip(digests, catalog.paths, strict=True):
             if digest not in have and digest not in todo:
@@ -251,14 +279,11 @@ class PresizeCache:
         failures = self._build(todo, workers, progress)
         if failures and not skip_unreadable:
             raise UnreadableImagesError(failures)
-        have = self._entries()
+        if todo:
+            have.update(self._locate(list(todo)))
         bad = {path for path, _ in failures}
         keep = [d for d, p in zip(digests, catalog.paths, strict=True) if str(p) not in bad]
         return self._open(keep, have), failures
-
-    def _entries(self) -> dict[str, tuple[str, int]]:
-        rows = self._db.execute("SELECT digest, shard, row FROM entries")
-        return {d: (s, r) for d, s, r in rows}
 
     def _build(
         self,
