@@ -101,10 +101,20 @@ def test_cli_train_and_errors(tiny_npz: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(
         app,
-        ["train", str(tiny_npz), "--out", str(tmp_path / "r"), "--epochs", "1", "--device", "cpu"],
+        [
+            "train",
+            *(str(tiny_npz), "--out", str(tmp_path / "r"), "--epochs", "1", "--device", "cpu"),
+            *("--threshold", "sensitivity>=0.9", "--bootstrap", "20", "--schedule", "constant"),
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert "run folder" in ok.output
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["threshold"]["policy"] == "sensitivity>=0.9"
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (stored["bootstrap"], stored["schedule"]) == (20, "constant")
+    typo = runner.invoke(app, ["train", str(tiny_npz), "--threshold", "sensitivty>=0.9"])
+    assert typo.exit_code == 2 and "did you mean 'sensitivity>=0.9'" in typo.output
     bad = runner.invoke(app, ["train", str(tiny_npz), "--loss", "focall"])
     assert bad.exit_code == 2 and "did you mean 'focal'" in bad.output
     offline = runner.invoke(

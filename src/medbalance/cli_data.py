@@ -194,6 +194,29 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 | bf16 | fp16")] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help="Operating point, chosen on val at the end: youden (default) | f1 | "
+            "'sensitivity>=0.95' | 'specificity>=0.9' | 'cost:FN=5,FP=1' | a number; "
+            "multi-class: argmax | prior | logit-adjust:TAU."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(min=0, help="Bootstrap resamples for the 95% CIs (1000).")
+    ] = None,
+    schedule: Annotated[str | None, typer.Option(help="onecycle | cosine | constant")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
+    epoch_samples: Annotated[
+        int | None,
+        typer.Option("--epoch-samples", min=1, help="Images drawn per epoch by the sampler."),
+    ] = None,
+    normalization: Annotated[
+        str | None, typer.Option(help="minmax (per image; X-rays) | meanstd | fixed")
+    ] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="GPU memory layout.")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.pt.")] = False,
     resplit_val: ResplitVal = None,
     group_pattern: GroupPattern = None,
@@ -260,6 +283,13 @@ def train(
         sync_bn=sync_bn,
         compile=compile_model,
         precise_bn=precise_bn,
+        threshold=threshold,
+        bootstrap=bootstrap,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        epoch_samples=epoch_samples,
+        normalization=normalization,
+        channels_last=channels_last,
     )
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))

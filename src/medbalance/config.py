@@ -111,6 +111,7 @@ class TrainConfig:
             raise ConfigError(f"crt_epochs must be 0 or more, got {self.crt_epochs}")
         if not 0 < self.backbone_lr_mult <= 1:
             raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
+        _check_threshold(self.threshold)
         if self.precise_bn < 0:
             raise ConfigError(
                 f"precise_bn is a number of training images (0 turns it off), got {self.precise_bn}"
@@ -161,6 +162,20 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a table of key = value")
     return data
+
+
+def _check_threshold(text: str) -> None:
+    """Fail now, not after training, on a threshold policy that neither a binary nor a
+    multi-class operating point understands."""
+    from medbalance.thresholds import parse_multiclass_rule, parse_policy
+
+    try:
+        parse_policy(text)
+    except ValueError as binary:
+        try:
+            parse_multiclass_rule(text)
+        except ValueError:
+            raise ConfigError(f"threshold: {binary}") from None
 
 
 def load_config(
