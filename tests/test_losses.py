@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from medbalance.class_weights import class_balanced_weights, drw_weights
+from medbalance.loss_functions import cross_entropy, focal_loss, soft_f1_loss
 from medbalance.losses import (
     LOSSES,
     BalancedSoftmaxLoss,
@@ -24,9 +25,6 @@ from medbalance.losses import (
     SoftF1Loss,
     WeightedCrossEntropyLoss,
     create_loss,
-    cross_entropy,
-    focal_loss,
-    soft_f1_loss,
 )
 
 COUNTS = [90, 10]

@@ -1,14 +1,12 @@
-"""Imbalance-aware classification losses: a pure function and an ``nn.Module`` for each.
+"""Imbalance-aware classification losses as ``nn.Module``s, built by name with :func:`create_loss`.
 
-Every loss takes raw ``logits`` of shape ``[N, C]`` and ``target`` class indices (int64, ``[N]``),
-works from ``log_softmax`` (finite values and gradients for logits as large as ±1e4) and computes
-in float32 when given half-precision logits. ``reduction="mean"`` is the plain mean of the
-per-sample losses; a class weight scales the loss of each sample of that class. Unlike
-``F.cross_entropy(weight=...)`` the mean does not divide by the batch's sum of weights, so the
-scale of the weights matters, and every weight vector built here is normalised.
+Each module validates its options at construction, keeps its class weights, margins and priors as
+buffers, and in ``forward(logits [N, C], target [N])`` calls a pure function of
+:mod:`medbalance.loss_functions`, which describes how the losses compute (``log_softmax``, float32
+for half-precision logits, and a ``"mean"`` that does not divide by the sum of the class weights).
 
-Names, modules and pure functions (plus the helper of :mod:`medbalance.class_weights` that turns
-the training counts into weights, margins or priors):
+Names, modules, pure functions (of :mod:`medbalance.loss_functions`) and the helper of
+:mod:`medbalance.class_weights` that turns the training counts into weights, margins or priors:
 
 - ``ce``: :class:`CrossEntropyLoss`, :func:`cross_entropy`
 - ``weighted-ce``: :class:`WeightedCrossEntropyLoss`, ``cross_entropy`` with
@@ -58,19 +56,34 @@ import difflib
 import inspect
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medbalance._validation import Counts, check, counts_tensor, is_real
+from medbalance._validation import (
+    Counts,
+    check,
+    check_inputs,
+    check_reduction,
+    check_smoothing,
+    counts_tensor,
+    is_real,
+)
 from medbalance.class_weights import (
     class_balanced_weights,
     cost_weights,
     inverse_frequency_weights,
     ldam_margins,
     log_prior,
+)
+from medbalance.loss_functions import (
+    Reduction,
+    cross_entropy,
+    focal_loss,
+    ldam_loss,
+    logit_adjusted_loss,
+    soft_f1_loss,
 )
 
 __all__ = [
@@ -85,33 +98,15 @@ __all__ = [
     "LDAMLoss",
     "LogitAdjustedLoss",
     "LossName",
-    "Reduction",
     "SoftF1Loss",
     "WeightedCrossEntropyLoss",
-    "balanced_softmax_loss",
     "create_loss",
-    "cross_entropy",
-    "focal_loss",
-    "ldam_loss",
-    "logit_adjusted_loss",
-    "soft_f1_loss",
 ]
 
-Reduction = Literal["mean", "sum", "none"]
 WeightLike = Sequence[float] | Tensor
 
 
 # --- validation ----------------------------------------------------------------------------------
-def _check_smoothing(label_smoothing: float) -> None:
-    ok = is_real(label_smoothing) and 0 <= label_smoothing < 1
-    check(ok, "label_smoothing", label_smoothing, "it must lie in [0, 1)", "use 0.1, or 0 for off")
-
-
-def _check_reduction(reduction: str) -> None:
-    ok = reduction in ("mean", "sum", "none")
-    check(ok, "reduction", reduction, "choose 'mean', 'sum' or 'none'", "'mean' is the default")
-
-
 def _weight(weight: WeightLike, num_classes: int | None, name: str = "class_weight") -> Tensor:
     """Validate a per-class weight vector; return a float32 copy."""
     w = torch.as_tensor(weight, dtype=torch.float32).detach().clone()
@@ -123,193 +118,6 @@ def _weight(weight: WeightLike, num_classes: int | None, name: str = "class_weig
     if not (torch.isfinite(w).all() and (w >= 0).all() and (w > 0).any()):
         raise ValueError(f"{name} must be finite, nonnegative and not all zero; got {w.tolist()}")
     return w
-
-
-def _check_inputs(logits: Tensor, target: Tensor, num_classes: int | None) -> None:
-    if logits.ndim != 2 or logits.shape[0] == 0 or not logits.is_floating_point():
-        raise ValueError(
-            f"logits must be a non-empty float tensor of shape [N, C]; got shape "
-            f"{tuple(logits.shape)}, dtype {logits.dtype}"
-        )
-    if target.shape != logits.shape[:1] or target.dtype != torch.long:
-        raise ValueError(
-            f"target must be int64 class indices of shape [N] = [{logits.shape[0]}] to match "
-            f"logits {tuple(logits.shape)}; got shape {tuple(target.shape)}, dtype {target.dtype} "
-            "(use target.long())"
-        )
-    if num_classes is not None and logits.shape[1] != num_classes:
-        raise ValueError(
-            f"logits have {logits.shape[1]} classes (shape {tuple(logits.shape)}) but the loss was "
-            f"built for {num_classes}; build it from the same class list as the model head"
-        )
-
-
-# --- pure functions ------------------------------------------------------------------------------
-def _float(logits: Tensor) -> Tensor:
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-
-
-def _per_sample_ce(logits: Tensor, target: Tensor, label_smoothing: float) -> Tensor:
-    log_probs = F.log_softmax(_float(logits), dim=1)
-    nll = -log_probs.gather(1, target[:, None]).squeeze(1)
-    if label_smoothing == 0:
-        return nll
-    return (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=1)
-
-
-def _reduce(loss: Tensor, target: Tensor, class_weight: Tensor | None, reduction: str) -> Tensor:
-    if class_weight is not None:
-        loss = loss * class_weight.to(loss.dtype)[target]
-    if reduction == "mean":
-        return loss.mean()
-    return loss.sum() if reduction == "sum" else loss
-
-
-def _prepare(
-    logits: Tensor, target: Tensor, reduction: str, smoothing: float, *per_class: Tensor | None
-) -> None:
-    """Check inputs, reduction and smoothing; ``per_class`` vectors must have one entry a class."""
-    _check_inputs(logits, target, None)
-    _check_reduction(reduction)
-    _check_smoothing(smoothing)
-    for vector in per_class:
-        if vector is not None and vector.shape != logits.shape[1:]:
-            raise ValueError(
-                f"class weights, margins and priors need one entry per logit column "
-                f"({logits.shape[1]}); got shape {tuple(vector.shape)}; build them from the same "
-                "class list as the model head"
-            )
-
-
-def cross_entropy(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    class_weight: Tensor | None = None,
-    label_smoothing: float = 0.0,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    """Cross-entropy; unweighted, it matches ``F.cross_entropy(label_smoothing=...)``.
-
-    The other pure functions take the same arguments.
-
-    Args:
-        logits: Raw scores, shape ``[N, C]``.
-        target: Class indices, int64, shape ``[N]``.
-        class_weight: Optional ``[C]`` weights; each sample's (smoothed) loss is multiplied by the
-            weight of its true class. (With smoothing, torch instead weights each class term.)
-        label_smoothing: Mass in ``[0, 1)`` spread uniformly over the classes.
-        reduction: ``"mean"`` (plain mean over the batch), ``"sum"`` or ``"none"`` (shape ``[N]``).
-
-    Returns:
-        The loss, a scalar unless ``reduction="none"``.
-    """
-    _prepare(logits, target, reduction, label_smoothing, class_weight)
-    return _reduce(_per_sample_ce(logits, target, label_smoothing), target, class_weight, reduction)
-
-
-def focal_loss(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    gamma: float = 2.0,
-    class_weight: Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    """Softmax focal loss ``-(1 - p_t)^gamma * log p_t`` (Lin et al. 2017); gamma=0 is CE.
-
-    ``class_weight`` plays the role of the paper's alpha (for two classes pass ``[1 - a, a]``).
-    """
-    _prepare(logits, target, reduction, 0.0, class_weight)
-    check(is_real(gamma) and gamma >= 0, "gamma", gamma, "it must be >= 0", "Lin et al. use 2")
-    log_pt = -_per_sample_ce(logits, target, 0.0)
-    loss = -log_pt
-    if gamma != 0:  # clamp keeps d/dp (1 - p)^gamma finite at p = 1 for gamma < 1
-        loss = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).eps) ** gamma * loss
-    return _reduce(loss, target, class_weight, reduction)
-
-
-def ldam_loss(
-    logits: Tensor,
-    target: Tensor,
-    margins: Tensor,
-    *,
-    scale: float = 30.0,
-    class_weight: Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    """LDAM loss (Cao et al. 2019): CE on ``scale * (logits - m_y at the true class)``.
-
-    The paper's ``scale=30`` assumes cosine logits in [-1, 1] (normalised features and weights);
-    with an ordinary linear head use a smaller scale.
-    """
-    _prepare(logits, target, reduction, 0.0, class_weight, margins)
-    check(is_real(scale) and scale > 0, "scale", scale, "it must be > 0", "Cao et al. use 30")
-    x = _float(logits)
-    shifted = x - F.one_hot(target, x.shape[1]).to(x.dtype) * margins.to(x.dtype)
-    return _reduce(_per_sample_ce(scale * shifted, target, 0.0), target, class_weight, reduction)
-
-
-def logit_adjusted_loss(
-    logits: Tensor,
-    target: Tensor,
-    log_prior: Tensor,
-    *,
-    tau: float = 1.0,
-    class_weight: Tensor | None = None,
-    label_smoothing: float = 0.0,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    """Logit-adjusted CE (Menon et al. 2021) on ``logits + tau * log_prior``; tau=0 is CE.
-
-    Only training sees the adjustment: predict with the raw logits.
-    """
-    _prepare(logits, target, reduction, label_smoothing, class_weight, log_prior)
-    check(is_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
-    x = _float(logits)
-    adjusted = x + tau * log_prior.to(x.dtype)
-    return cross_entropy(
-        adjusted,
-        target,
-        class_weight=class_weight,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-    )
-
-
-def balanced_softmax_loss(
-    logits: Tensor,
-    target: Tensor,
-    log_prior: Tensor,
-    *,
-    class_weight: Tensor | None = None,
-    label_smoothing: float = 0.0,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    """Balanced softmax (Ren et al. 2020): CE on ``logits + log_prior``; predict with raw logits."""
-    return logit_adjusted_loss(
-        logits,
-        target,
-        log_prior,
-        tau=1.0,
-        class_weight=class_weight,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-    )
-
-
-def soft_f1_loss(logits: Tensor, target: Tensor, *, eps: float = 1e-7) -> Tensor:
-    """``1 - soft F1`` of class 1 over the batch, ``p = softmax(logits)[:, 1]``; binary only."""
-    _check_inputs(logits, target, None)
-    if logits.shape[1] != 2:
-        raise ValueError(
-            f"soft-f1 scores the positive class of a binary problem, so logits need 2 columns; "
-            f"got shape {tuple(logits.shape)}; use 'ce', 'focal' or 'ldam' for more classes"
-        )
-    p = F.softmax(_float(logits), dim=1)[:, 1]
-    y = (target == 1).to(p.dtype)
-    tp = (p * y).sum()
-    return 1 - 2 * tp / (p.sum() + y.sum() + eps)  # 2TP + FP + FN = sum(p) + sum(y)
 
 
 # --- modules -------------------------------------------------------------------------------------
@@ -327,14 +135,14 @@ class ClassificationLoss(nn.Module):
         super().__init__()
         ok = num_classes is None or (type(num_classes) is int and num_classes >= 2)
         check(ok, "num_classes", num_classes, "it must be an int >= 2", "pass len(class_names)")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         weight = None if class_weight is None else _weight(class_weight, num_classes)
         self.num_classes = num_classes if weight is None else weight.numel()
         self.reduction: Reduction = reduction
         self.register_buffer("class_weight", weight)
 
     def _inputs(self, logits: Tensor, target: Tensor) -> None:
-        _check_inputs(logits, target, self.num_classes)
+        check_inputs(logits, target, self.num_classes)
 
     def extra_repr(self) -> str:
         settings = {
@@ -355,7 +163,7 @@ class CrossEntropyLoss(ClassificationLoss):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes, reduction, class_weight)
-        _check_smoothing(label_smoothing)
+        check_smoothing(label_smoothing)
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -514,7 +322,7 @@ class LogitAdjustedLoss(ClassificationLoss):
         prior = log_prior(class_counts)
         super().__init__(len(prior), reduction, class_weight)
         check(is_real(tau) and tau >= 0, "tau", tau, "it must be >= 0", "Menon et al. use 1")
-        _check_smoothing(label_smoothing)
+        check_smoothing(label_smoothing)
         self.tau, self.label_smoothing = tau, label_smoothing
         self.register_buffer("log_prior", prior)
 
