@@ -244,3 +244,19 @@ def test_trains_on_real_chest_xrays(shared_data: Path, tmp_path: Path) -> None:
     assert metrics["metrics"]["auroc"]["value"] > 0.85  # 0.97 when written
     assert result.history[0]["val_balanced_accuracy"] > 0.6  # 0.90 when written; 0.5 = collapse
     assert result.metrics["test"]["balanced_accuracy"] > 0.7
+
+
+def test_three_classes_train_and_evaluate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from conftest import write_tree
+
+    data = write_tree(tmp_path / "data", {"bacterial": 30, "normal": 60, "viral": 20})
+    with caplog.at_level("WARNING"):
+        result = fit(_config(data, tmp_path / "run", epochs=2, size=32, model="smallcnn"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["class_names"] == ["bacterial", "normal", "viral"]
+    assert metrics["threshold"]["policy"] == "argmax" and metrics["positive_class"] is None
+    assert "needs two classes" in caplog.text  # youden (the default) has no multi-class form
+    assert "macro_f1" in result.metrics["test"]
+    rows = (tmp_path / "run" / "predictions.csv").read_text().splitlines()
+    assert rows[0].count("prob_") == 3 and len(rows) == 1 + metrics["n"]
+    assert metrics["n"] == sum(metrics["counts"]["test"].values())

@@ -63,9 +63,15 @@ def choose_operating_point(
             policy, val.labels == trained.positive, val.probs[:, trained.positive], chosen_on="val"
         )
         return point.to_dict()
-    rule = (
-        policy if policy in ("argmax", "prior") or policy.startswith("logit-adjust") else "argmax"
-    )
+    multiclass = policy in ("argmax", "prior") or policy.startswith("logit-adjust")
+    if not multiclass:
+        log.warning(
+            "threshold policy %r needs two classes; with %d classes the decision is argmax "
+            "(or give --threshold prior | logit-adjust:TAU)",
+            policy,
+            len(trained.class_names),
+        )
+    rule = policy if multiclass else "argmax"
     return {"policy": rule, "value": None, "chosen_on": "val", "train_counts": train_counts}
 
 
