@@ -46,11 +46,14 @@ def _root(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
+    # medbalance's own messages at INFO (DEBUG with -v); other libraries' only from WARNING
+    # (e.g. the ONNX exporter's pass manager chatter), unless -v
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("medbalance").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 app.command()(inspect)
