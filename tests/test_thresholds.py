@@ -55,12 +55,13 @@ SEEDS = [0, 1, 2, 3]
 
 
 def test_youden_picks_the_separating_threshold() -> None:
-    # negatives in [0.05, 0.40], positives in [0.62, 0.95]: only the lowest positive score
-    # gives sensitivity 1 and specificity 1
+    # negatives in [0.05, 0.40], positives in [0.62, 0.95]: only cuts in the gap give
+    # sensitivity 1 and specificity 1; the threshold goes midway, (0.40 + 0.62) / 2
     y = np.r_[np.zeros(8, int), np.ones(4, int)]
     score = np.r_[np.linspace(0.05, 0.40, 8), [0.62, 0.7, 0.8, 0.95]]
     op = choose_threshold("youden", y, score)
-    assert op.value == 0.62 and op.sensitivity == 1.0 and op.specificity == 1.0
+    assert op.value == pytest.approx(0.51) and op.sensitivity == 1.0 and op.specificity == 1.0
+    assert np.array_equal(score >= op.value, y == 1)
     assert op.policy == "youden" and op.chosen_on == "val"
 
 
@@ -131,10 +132,24 @@ def test_ties_go_to_the_better_secondary_rate_then_the_higher_threshold() -> Non
     #   t = .7: sens 1/3 spec 1 | t = .6: sens 2/3 spec 1 | t = .5: 2/3, 1/2 | t = .3: 1, 1/2
     y = np.array([0, 0, 1, 1, 1])
     score = np.array([0.1, 0.5, 0.3, 0.6, 0.7])
-    assert choose_threshold("sensitivity>=0.3", y, score).value == 0.6  # same spec, more sens
+    # same spec, more sens: the cut at .6, placed midway to the next lower score .5
+    assert choose_threshold("sensitivity>=0.3", y, score).value == pytest.approx(0.55)
     # Youden J: .7 -> 1/3, .6 -> 2/3, .3 -> 1/2; and with negatives .1 .5, positives .3 .7:
-    # J(.7) = 1/2 = J(.3): the higher threshold wins
-    assert choose_threshold("youden", y[[0, 1, 2, 4]], score[[0, 1, 2, 4]]).value == 0.7
+    # J(.7) = 1/2 = J(.3): the higher cut wins (.7, midway to .5)
+    assert choose_threshold("youden", y[[0, 1, 2, 4]], score[[0, 1, 2, 4]]).value == (
+        pytest.approx(0.6)
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("policy", ["youden", "f1", "sensitivity>=0.9", "cost:FN=5,FP=1"])
+def test_the_threshold_reproduces_its_tuning_rates(seed: int, policy: str) -> None:
+    y, score = overlapping(seed)
+    op = choose_threshold(policy, y, score)
+    called = score >= op.value
+    assert called[y == 1].mean() == pytest.approx(op.sensitivity)
+    assert 1 - called[y == 0].mean() == pytest.approx(op.specificity)
+    assert not np.isin(op.value, score)  # between two tuning scores, on none of them
 
 
 def test_extreme_constraints_are_met_at_the_ends() -> None:

@@ -17,7 +17,11 @@ Policies, as text (:func:`parse_policy`):
 The candidates are scikit-learn's ``roc_curve`` thresholds: every distinct tuning score, plus
 ``inf`` (call nothing positive). Ties in the objective go to the better secondary rate (the
 constrained one for constraint policies) and then to the higher threshold, which calls fewer
-cases positive. Thresholds sit exactly on tuning scores, as ``roc_curve`` puts them.
+cases positive. The chosen threshold is then moved midway between the chosen cut score and the
+next lower tuning score: every tuning case is decided as before, but the threshold no longer sits
+on the lowest-scored tuning case called positive (with well separated validation scores, say
+negatives below 0.3 and positives above 0.99, a cut at 0.99 would miss every new positive that
+scores a little lower; midway, 0.65, splits the margin).
 
 :func:`choose_threshold` refuses ``chosen_on="test"``: the test split never chooses anything.
 
@@ -345,8 +349,18 @@ def choose_threshold(
     best = best[secondary[best] >= np.max(secondary[best]) - _TOL]
     i = int(best[0])  # the highest threshold among the remaining ties
     return OperatingPoint(
-        str(rule), float(thresholds[i]), chosen_on, float(sens[i]), float(spec[i])
+        str(rule), _midway(thresholds, i), chosen_on, float(sens[i]), float(spec[i])
     )
+
+
+def _midway(thresholds: NDArray[Any], i: int) -> float:
+    """Midway between the chosen cut score ``thresholds[i]`` and the next lower tuning score
+    (0 below the lowest): the same tuning decisions, and the margin split between the classes
+    instead of sitting on the lowest-scored tuning case called positive."""
+    if not math.isfinite(thresholds[i]):  # call nothing positive
+        return float(thresholds[i])
+    lower = float(thresholds[i + 1]) if i + 1 < len(thresholds) else 0.0
+    return (float(thresholds[i]) + lower) / 2
 
 
 def _objective(
