@@ -16,6 +16,7 @@ Memory use is bounded by one shard, whatever the data set size.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sqlite3
 import tempfile
@@ -38,6 +39,7 @@ __all__ = [
     "PresizeSettings",
     "Presized",
     "UnreadableImagesError",
+    "default_presize",
     "file_digest",
     "presize",
     "presize_array",
@@ -45,6 +47,14 @@ __all__ = [
 
 SHARD_ITEMS = 2048
 _LOOKUP_CHUNK = 900  # keys per SQL "IN (...)": below SQLite's oldest limit of 999 variables
+
+
+def default_presize(size: int, native_size: int | None = None) -> int:
+    """The cache side for training at ``size``: 1.25 x ``size`` (a margin for crops and zooms),
+    but never above the native side of array data (no upsampling to store; the batch transform
+    resizes on the device)."""
+    presize = math.ceil(size * 1.25)
+    return native_size if native_size is not None and native_size <= presize else presize
 
 
 class Fit(StrEnum):

@@ -99,10 +99,9 @@ def presize_command(
     Decodes and resizes every image not cached yet into $MEDBALANCE_CACHE/presize (put it on
     shared storage for several machines); a later train run with the same --size reads it.
     """
-    import math
     import time
 
-    from medbalance.cache import PresizeCache, PresizeSettings
+    from medbalance.cache import PresizeCache, PresizeSettings, default_presize
     from medbalance.catalog import load_catalog
 
     try:
@@ -112,7 +111,7 @@ def presize_command(
     if catalog.paths is None:
         typer.echo(f"{data}: an array data set is presized in memory; nothing to cache")
         return
-    side = presize or math.ceil(size * 1.25)
+    side = presize or default_presize(size)
     try:
         cache = PresizeCache(PresizeSettings(size=side))
     except ValueError as error:

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 
 from medbalance.comparison_stats import METRICS, FinishedRun, format_value
 from medbalance.figures import figure_img, new_figure
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write_text
 
 __all__ = ["Comparison", "write_outputs"]
 
@@ -340,9 +340,5 @@ def write_outputs(
         "comparison.html": _html(comparison, runs, note),
     }
     for name, text in texts.items():
-        atomic_write(out / name, _writer(text))
+        atomic_write_text(out / name, text)
     return [out / name for name in texts]
-
-
-def _writer(text: str) -> Callable[[Path], object]:
-    return lambda tmp: tmp.write_text(text, encoding="utf-8")

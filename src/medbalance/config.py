@@ -123,10 +123,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def write(self, path: Path) -> None:
-        from medbalance.files import atomic_write
+        from medbalance.files import atomic_write_text
 
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        atomic_write(path, lambda tmp: tmp.write_text(text))
+        atomic_write_text(path, text)
 
 
 def _positive(config: TrainConfig, *names: str) -> None:

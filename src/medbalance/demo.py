@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write_text
 
 if TYPE_CHECKING:
     from medbalance.comparison_report import Comparison
@@ -138,7 +138,7 @@ def make_synthetic_xrays(
             for i in range(n):
                 pixels = _xray(rng, size, lesion=name == "lesion")
                 Image.fromarray(pixels).save(folder / f"synthetic_{i:04d}.png", pnginfo=info)
-    atomic_write(marker, lambda tmp: tmp.write_text(readme))
+    atomic_write_text(marker, readme)
     return root
 
 

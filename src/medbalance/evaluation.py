@@ -22,7 +22,7 @@ import numpy as np
 
 from medbalance.checkpoint import load_checkpoint, save_checkpoint
 from medbalance.data import BatchLoader, Prepared, prepare_data
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write_text
 from medbalance.inference import Trained, load_trained
 
 __all__ = ["Scores", "choose_operating_point", "evaluate_run", "score_split"]
@@ -251,9 +251,9 @@ def evaluate_run(
     suffix = "" if split == "test" else f"_{split}"
     run = Path(run_dir)
     text = json.dumps(result, indent=2, default=_json_default) + "\n"
-    atomic_write(run / f"metrics{suffix}.json", lambda tmp: tmp.write_text(text))
+    atomic_write_text(run / f"metrics{suffix}.json", text)
     rows = _predictions_csv(prepared, trained, scores, preds, point.get("value"))
-    atomic_write(run / f"predictions{suffix}.csv", lambda tmp: tmp.write_text(rows))
+    atomic_write_text(run / f"predictions{suffix}.csv", rows)
     if (report and split == "test") or (report and not len(prepared.indices("test"))):
         _write_report(run, trained, prepared, scores, preds)
     return result

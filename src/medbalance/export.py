@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from medbalance import __version__
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write, atomic_write_text
 
 __all__ = ["SIDECAR_FORMAT", "ExportFormat", "export_model", "sidecar_path"]
 
@@ -334,5 +334,5 @@ def export_model(
         atomic_write(model_file, lambda tmp: _write_torchscript(wrapped, example, probe, tmp, meta))
     text = json.dumps(sidecar, indent=2) + "\n"
     json_file = sidecar_path(model_file)
-    atomic_write(json_file, lambda tmp: tmp.write_text(text))
+    atomic_write_text(json_file, text)
     return model_file, json_file

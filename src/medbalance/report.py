@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medbalance.figures import figure_img
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write_text
 from medbalance.report_data import (
     RunFolder,
     chosen_epoch,
@@ -157,7 +157,7 @@ def write_report(
         f"{_header(run, title)}<main>{_headline(run)}{body}</main></body></html>\n"
     )
     target = Path(out) if out is not None else run.path / "report.html"
-    atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    atomic_write_text(target, page)
     return target
 
 

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from medbalance import __version__
+from medbalance.cache import default_presize
 from medbalance.config import TrainConfig
 from medbalance.data import BatchLoader, Prepared, default_positive_class
 from medbalance.distributed import DistInfo
-from medbalance.files import atomic_write
+from medbalance.files import atomic_write, atomic_write_text
 
 __all__ = ["Trainer", "load_resume", "native_size", "resolve", "select_device"]
 
@@ -50,11 +51,7 @@ def resolve(config: TrainConfig, native_size: int | None, device: torch.device) 
     size = config.size
     if size is None:
         size = min(native_size, 224) if native_size else (128 if device.type == "cpu" else 224)
-    presize = config.presize
-    if presize is None:  # a margin for crops and zooms, but never upsampled beyond the data
-        presize = math.ceil(size * 1.25)
-        if native_size is not None and native_size <= presize:
-            presize = native_size  # the on-device warp resamples to ``size`` in one step
+    presize = config.presize if config.presize is not None else default_presize(size, native_size)
     model = config.model or default_model_for(size, device.type)
     lr = config.lr if config.lr is not None else 2e-3
     return replace(config, size=size, presize=presize, model=model, lr=lr)
@@ -314,7 +311,7 @@ class Trainer:
         writer.writeheader()
         writer.writerows(self.history)
         text = buffer.getvalue()
-        atomic_write(self.run_dir / "history.csv", lambda tmp: tmp.write_text(text))
+        atomic_write_text(self.run_dir / "history.csv", text)
 
 
 def load_resume(trainer: Trainer) -> dict[str, Any] | None:
