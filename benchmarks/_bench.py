@@ -6,6 +6,7 @@ script's folder first on ``sys.path``), so run them as ``python benchmarks/<name
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -56,6 +57,17 @@ def others_share(before: tuple[float, float, float], after: tuple[float, float, 
         return 0.0
     others = (after[1] - before[1]) - (after[2] - before[2])
     return max(0.0, others) / (wall * (os.cpu_count() or 1))
+
+
+def add_round_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-others`` and ``--max-rounds``, the arguments of :func:`quiet_rounds`."""
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.1,
+        help="discard a round when other processes used more than this share of the CPU",
+    )
+    parser.add_argument("--max-rounds", type=int, default=6, help="rounds to try at most")
 
 
 def quiet_rounds(

@@ -162,13 +162,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--build-workers", default="1,2")
-    parser.add_argument(
-        "--max-others",
-        type=float,
-        default=0.1,
-        help="discard a round when other processes used more than this share of the CPU",
-    )
-    parser.add_argument("--max-rounds", type=int, default=6, help="rounds to try at most")
+    _bench.add_round_options(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the tiny-val warning is expected here
     started = time.perf_counter()

@@ -270,13 +270,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", default="0,2", help="reference DataLoader workers to try")
-    parser.add_argument(
-        "--max-others",
-        type=float,
-        default=0.1,
-        help="discard a round when other processes used more than this share of the CPU",
-    )
-    parser.add_argument("--max-rounds", type=int, default=6, help="rounds to try at most")
+    _bench.add_round_options(parser)
     parser.add_argument(
         "--presize", type=int, help="medbalance presize (default: what medbalance train picks)"
     )
