@@ -156,9 +156,9 @@ def _maxrss_mib(who: int) -> float:
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    from medbalance.cache import PresizeCache, PresizeSettings
-    from medbalance.catalog import load_catalog
-    from medbalance.data import BatchLoader
+    from medbalance.data.cache import PresizeCache, PresizeSettings
+    from medbalance.data.catalog import load_catalog
+    from medbalance.data.prepared import BatchLoader
 
     tree, cache_root = Path(spec["tree"]), Path(spec["cache"])
     settings = PresizeSettings(spec["presize"])

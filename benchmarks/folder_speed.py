@@ -43,13 +43,13 @@ import _bench
 import numpy as np
 import torch
 
-from medbalance.augment import AugmentConfig, BatchTransform, NormStats
-from medbalance.cache import presize
-from medbalance.catalog import load_catalog
-from medbalance.data import BatchLoader, Prepared, prepare_data
-from medbalance.engine import train_one_epoch
-from medbalance.losses import create_loss
-from medbalance.models import create_model
+from medbalance.data.cache import presize
+from medbalance.data.catalog import load_catalog
+from medbalance.data.prepared import BatchLoader, Prepared, prepare_data
+from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats
+from medbalance.models.backbones import create_model
+from medbalance.training.engine import train_one_epoch
+from medbalance.training.losses import create_loss
 
 LR = 2e-3
 

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from medbalance.augment import AugmentConfig, BatchTransform, NormStats
-from medbalance.cache import presize
-from medbalance.catalog import load_catalog
-from medbalance.data import BatchLoader
-from medbalance.models import create_model
+from medbalance.data.cache import presize
+from medbalance.data.catalog import load_catalog
+from medbalance.data.prepared import BatchLoader
+from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats
+from medbalance.models.backbones import create_model
 
 
 def _make_images(root: Path, n: int, side: int = 512) -> None:

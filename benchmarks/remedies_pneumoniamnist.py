@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from medbalance.config import TrainConfig
-from medbalance.engine import fit
+from medbalance.training.config import TrainConfig
+from medbalance.training.engine import fit
 
 REMEDIES: dict[str, dict[str, object]] = {
     "ce": {"sampler": "none", "loss": "ce"},

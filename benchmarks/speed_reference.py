@@ -8,7 +8,7 @@ Same model (timm ``resnet18``, 1 input channel, 2 classes, from scratch), batch 
   ``RandomAffine(10°, translate 5%, scale 0.9–1.1)``, ``ToTensor``, ``Normalize(0.5, 0.5)``) in a
   ``DataLoader`` with ``shuffle=True``, timed with ``num_workers=0`` and ``num_workers=2``; the
   faster of the two is the reference;
-- **medbalance**: images presized once to uint8 arrays (``medbalance.cache.presize``, at the
+- **medbalance**: images presized once to uint8 arrays (``medbalance.data.cache.presize``, at the
   presize ``medbalance train`` itself picks: 28 at 28 px, 80 at 64 px), ``BatchLoader``,
   ``BatchTransform`` (default medical augmentation, min-max normalisation) and
   ``train_one_epoch``;
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medbalance._compat import ensure_torchvision
+from medbalance.models._compat import ensure_torchvision
 
 ensure_torchvision()
 
@@ -59,15 +59,15 @@ import timm  # noqa: E402  (needs ensure_torchvision first)
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-from medbalance.augment import AugmentConfig, BatchTransform, NormStats  # noqa: E402
-from medbalance.cache import presize  # noqa: E402
-from medbalance.catalog import load_catalog  # noqa: E402
-from medbalance.config import TrainConfig  # noqa: E402
-from medbalance.data import BatchLoader  # noqa: E402
-from medbalance.engine import train_one_epoch  # noqa: E402
-from medbalance.losses import create_loss  # noqa: E402
-from medbalance.models import create_model  # noqa: E402
-from medbalance.trainer import resolve  # noqa: E402
+from medbalance.data.cache import presize  # noqa: E402
+from medbalance.data.catalog import load_catalog  # noqa: E402
+from medbalance.data.prepared import BatchLoader  # noqa: E402
+from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats  # noqa: E402
+from medbalance.models.backbones import create_model  # noqa: E402
+from medbalance.training.config import TrainConfig  # noqa: E402
+from medbalance.training.engine import train_one_epoch  # noqa: E402
+from medbalance.training.losses import create_loss  # noqa: E402
+from medbalance.training.trainer import resolve  # noqa: E402
 
 EPOCH_IMAGES = 4708  # PneumoniaMNIST training split
 LR = 2e-3

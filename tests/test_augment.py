@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medbalance.augment import (
+from medbalance.models.augment import (
     AugmentConfig,
     BatchTransform,
     Normalization,

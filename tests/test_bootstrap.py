@@ -1,5 +1,5 @@
-"""Tests for medbalance.bootstrap: seeded intervals, stratification, NaN rules, the paired
-bootstrap, and the vectorised path against scikit-learn on every resample."""
+"""Tests for medbalance.evaluation.bootstrap: seeded intervals, stratification, NaN rules, the
+paired bootstrap, and the vectorised path against scikit-learn on every resample."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import multiclass_data, scored
-from medbalance.bootstrap import bootstrap_ci, paired_bootstrap, with_ci
-from medbalance.metrics import BINARY_KEYS, MULTICLASS_KEYS, binary_metrics, multiclass_metrics
+from medbalance.evaluation.bootstrap import bootstrap_ci, paired_bootstrap, with_ci
+from medbalance.evaluation.metrics import (
+    BINARY_KEYS,
+    MULTICLASS_KEYS,
+    binary_metrics,
+    multiclass_metrics,
+)
 
 # --- bootstrap -------------------------------------------------------------------------------
 
@@ -181,4 +186,4 @@ def test_paired_bootstrap_with_separate_thresholds_and_bad_metric() -> None:
         paired_bootstrap(partial(binary_metrics, threshold=0.5), y, score, score, metric="aurc")
 
 
-# --- the re-export in medbalance.metrics (goes when compare's imports move) ------------------
+# --- the re-export in medbalance.evaluation.metrics (goes when compare's imports move)

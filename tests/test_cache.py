@@ -8,15 +8,15 @@ import pytest
 from PIL import Image
 
 from conftest import write_tree
-from medbalance import cache as cache_module
-from medbalance.cache import (
+from medbalance.data import cache as cache_module
+from medbalance.data.cache import (
     PresizeCache,
     PresizeSettings,
     UnreadableImagesError,
     presize,
     presize_array,
 )
-from medbalance.catalog import load_catalog
+from medbalance.data.catalog import load_catalog
 
 
 def test_presize_pads_without_cropping() -> None:
@@ -116,7 +116,7 @@ def test_npz_presize_in_memory(tiny_npz: Path) -> None:
 def test_presize_command_fills_the_cache_that_train_reads(tiny_tree: Path, tiny_npz: Path) -> None:
     from typer.testing import CliRunner
 
-    from medbalance.cli import app
+    from medbalance.cli.app import app
 
     runner = CliRunner()
     first = runner.invoke(app, ["presize", str(tiny_tree), "--size", "32", "--workers", "1"])

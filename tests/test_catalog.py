@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_npz, write_tree
-from medbalance.catalog import DataError, SourceKind, load_catalog
+from medbalance.data.catalog import DataError, SourceKind, load_catalog
 
 
 def test_split_tree_counts_and_classes(tiny_tree: Path) -> None:

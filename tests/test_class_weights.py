@@ -1,4 +1,5 @@
-"""Tests for medbalance.class_weights: weights, margins and priors in closed form, and errors."""
+"""Tests for medbalance.training.class_weights: weights, margins and priors in closed form, and
+errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from medbalance.class_weights import (
+from medbalance.training.class_weights import (
     class_balanced_weights,
     cost_weights,
     drw_weights,

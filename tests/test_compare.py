@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from medbalance import compare as compare_module
-from medbalance.bootstrap import bootstrap_ci, with_ci
-from medbalance.cli import app
-from medbalance.compare import (
+from medbalance.cli.app import app
+from medbalance.evaluation.bootstrap import bootstrap_ci, with_ci
+from medbalance.evaluation.metrics import binary_metrics
+from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.workflows import compare as compare_module
+from medbalance.workflows.compare import (
     REMEDIES,
     RemedyName,
     collect,
@@ -25,8 +27,6 @@ from medbalance.compare import (
     parse_remedies,
     remedy_config,
 )
-from medbalance.config import ConfigError, TrainConfig
-from medbalance.metrics import binary_metrics
 
 
 def _base(data: Path, **changes: object) -> TrainConfig:
@@ -118,7 +118,7 @@ def test_compare_writes_outputs_keeps_finished_runs_and_collect_agrees(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("fit was called for a finished run")
 
-    monkeypatch.setattr("medbalance.engine.fit", no_training)
+    monkeypatch.setattr("medbalance.training.engine.fit", no_training)
     table = (out / "comparison.csv").read_text()
     again = compare(_base(tiny_npz), "baseline,oversample", out, seeds=2)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps

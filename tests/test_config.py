@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from medbalance.config import ConfigError, TrainConfig, load_config
+from medbalance.training.config import ConfigError, TrainConfig, load_config
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from medbalance import demo
-from medbalance.catalog import load_catalog
-from medbalance.cli import app
-from medbalance.demo import DEFAULT_COUNTS, demo_epochs, make_synthetic_xrays
+from medbalance.cli.app import app
+from medbalance.data.catalog import load_catalog
+from medbalance.workflows import demo
+from medbalance.workflows.demo import DEFAULT_COUNTS, demo_epochs, make_synthetic_xrays
 
 TINY = {
     "train": {"normal": 24, "lesion": 6},

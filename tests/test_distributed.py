@@ -13,8 +13,8 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import write_npz
-from medbalance.config import TrainConfig
-from medbalance.distributed import DistInfo, gather_rows, shard
+from medbalance.core.distributed import DistInfo, gather_rows, shard
+from medbalance.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def _worker(
     )
     os.environ["MEDBALANCE_CACHE"] = str(Path(out).parent / "cache")
     torch.set_num_threads(1)
-    from medbalance.engine import fit
+    from medbalance.training.engine import fit
 
     result = fit(
         _config(Path(data), Path(out)), resume=resume, stop_after_epoch=cut if cut >= 0 else None
@@ -67,10 +67,10 @@ def _worker(
     if cut < 0:  # score val with the best checkpoint, sharded over both ranks, then gathered
         import torch.distributed as dist
 
-        from medbalance.data import prepare_data
-        from medbalance.distributed import setup, teardown
-        from medbalance.engine import split_probs
-        from medbalance.inference import load_trained
+        from medbalance.core.distributed import setup, teardown
+        from medbalance.data.prepared import prepare_data
+        from medbalance.evaluation.inference import load_trained
+        from medbalance.training.engine import split_probs
 
         # a second group on a fresh port: on the first one, a fast rank could reach the old
         # store before the slow rank's teardown closed it, and wait there forever
@@ -116,9 +116,9 @@ def test_ddp_train_metrics_equal_single_process_and_resume(tmp_path: Path) -> No
 
     # predictions gathered under DDP equal a single-process pass over the same checkpoint:
     # same items, same order, none dropped or counted twice
-    from medbalance.data import prepare_data
-    from medbalance.engine import split_probs
-    from medbalance.inference import load_trained
+    from medbalance.data.prepared import prepare_data
+    from medbalance.evaluation.inference import load_trained
+    from medbalance.training.engine import split_probs
 
     os.environ["MEDBALANCE_CACHE"] = str(tmp_path / "cache")
     trained = load_trained(run / "best.safetensors")

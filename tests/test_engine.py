@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medbalance.checkpoint import read_metadata
-from medbalance.cli import app
-from medbalance.config import TrainConfig
-from medbalance.engine import fit
+from medbalance.cli.app import app
+from medbalance.core.checkpoint import read_metadata
+from medbalance.training.config import TrainConfig
+from medbalance.training.engine import fit
 
 
 def _config(data: Path, out: Path, **changes: object) -> TrainConfig:
@@ -57,7 +57,7 @@ def test_fit_learns_and_writes_the_run(tiny_npz: Path, tmp_path: Path) -> None:
     assert len((run / "history.csv").read_text().splitlines()) == 11
     # fit scores val and test once and reuses the probabilities for the evaluation; a fresh
     # `medbalance evaluate` (which rebuilds the model from the checkpoint) gives the same numbers
-    from medbalance.evaluation import evaluate_run
+    from medbalance.evaluation.evaluate import evaluate_run
 
     again = evaluate_run(run, n_bootstrap=50, seed=1, report=False)
     for key, entry in metrics["metrics"].items():
@@ -149,8 +149,8 @@ def test_precise_bn_re_estimates_statistics_on_eval_transformed_train_images(
     import torch
     from torch import nn
 
-    from medbalance.data import prepare_data
-    from medbalance.trainer import Trainer, resolve
+    from medbalance.data.prepared import prepare_data
+    from medbalance.training.trainer import Trainer, resolve
 
     config = resolve(
         _config(tiny_npz, tmp_path, model="resnet18", size=28, precise_bn=n_images),
@@ -196,7 +196,7 @@ def test_crt_keeps_batchnorm_statistics_frozen() -> None:
     import torch
     from torch import nn
 
-    from medbalance.engine import train_one_epoch
+    from medbalance.training.engine import train_one_epoch
 
     class Plain(nn.Module):
         def forward(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:

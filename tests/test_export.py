@@ -1,4 +1,5 @@
-"""Tests for medbalance.export: ONNX and TorchScript parity with PyTorch, sidecar, errors."""
+"""Tests for medbalance.evaluation.export: ONNX and TorchScript parity with PyTorch, sidecar,
+errors."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pytest
 import torch
 
 from conftest import write_npz
-from medbalance.checkpoint import read_metadata, save_checkpoint
-from medbalance.config import TrainConfig
-from medbalance.engine import fit
-from medbalance.export import export_model
-from medbalance.inference import Trained, load_trained
+from medbalance.core.checkpoint import read_metadata, save_checkpoint
+from medbalance.evaluation.export import export_model
+from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.training.config import TrainConfig
+from medbalance.training.engine import fit
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs pip install 'medbalance[onnx]'")
@@ -177,7 +178,7 @@ def test_timm_model_exports_to_onnx(run: tuple[Path, Path], tmp_path: Path) -> N
     Parity needs the architecture, not trained weights, so the checkpoint is written directly
     (batch-norm statistics from a few random batches) instead of spending a training run on it.
     """
-    from medbalance.models import create_model
+    from medbalance.models.backbones import create_model
 
     data, plain = run
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from medbalance.gradcam import find_target_layer, gradcam_maps, overlay
-from medbalance.models import create_model
+from medbalance.evaluation.gradcam import find_target_layer, gradcam_maps, overlay
+from medbalance.models.backbones import create_model
 
 
 def _head_modules(model: nn.Module) -> set[int]:
@@ -87,7 +87,7 @@ def test_maps_point_at_the_evidence() -> None:
 
 def test_one_pixel_layer_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     model = create_model("resnet18", num_classes=2, in_chans=3).eval()
-    with caplog.at_level(logging.WARNING, logger="medbalance.gradcam"):
+    with caplog.at_level(logging.WARNING, logger="medbalance.evaluation.gradcam"):
         maps = gradcam_maps(model, torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
     assert "layer4.1.conv2 gives a 1x1 map for 32x32 inputs" in caplog.text
     assert maps.shape == (2, 32, 32) and (maps == 0).all()

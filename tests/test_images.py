@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medbalance.images import UnreadableImageError, probe_image, read_image, to_channels
+from medbalance.data.images import UnreadableImageError, probe_image, read_image, to_channels
 
 
 def test_gray_rgb_collapses_and_colour_stays(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from _imagegen import noise, save_image, write_images, write_split_tree
 from conftest import write_npz
-from medbalance.catalog import load_catalog
-from medbalance.inspection import Inspection, inspect_catalog, write_inspection
+from medbalance.data.catalog import load_catalog
+from medbalance.data.inspection import Inspection, inspect_catalog, write_inspection
 
 SMALL = {"train": {"a": 6, "b": 2}, "val": {"a": 3, "b": 3}, "test": {"a": 4, "b": 2}}
 

@@ -1,4 +1,5 @@
-"""Tests for medbalance.losses: the limits where each loss equals CE, weights, errors, stability."""
+"""Tests for medbalance.training.losses: the limits where each loss equals CE, weights, errors,
+stability."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from medbalance.class_weights import class_balanced_weights, drw_weights
-from medbalance.loss_functions import cross_entropy, focal_loss, soft_f1_loss
-from medbalance.losses import (
+from medbalance.training.class_weights import class_balanced_weights, drw_weights
+from medbalance.training.loss_functions import cross_entropy, focal_loss, soft_f1_loss
+from medbalance.training.losses import (
     LOSSES,
     BalancedSoftmaxLoss,
     ClassBalancedCrossEntropyLoss,

@@ -1,4 +1,4 @@
-"""Tests for medbalance.manifest: CSV manifests read through load_catalog, and their errors."""
+"""Tests for medbalance.data.manifest: CSV manifests read through load_catalog, and their errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medbalance.catalog import DataError, SourceKind, load_catalog
+from medbalance.data.catalog import DataError, SourceKind, load_catalog
 
 
 def _manifest(folder: Path, text: str) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for medbalance.metrics: hand-worked confusion matrices, scikit-learn parity."""
+"""Tests for medbalance.evaluation.metrics: hand-worked confusion matrices, scikit-learn parity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from conftest import multiclass_data, scored
-from medbalance.metrics import (
+from medbalance.evaluation.metrics import (
     BINARY_KEYS,
     MULTICLASS_KEYS,
     binary_metrics,

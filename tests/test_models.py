@@ -1,4 +1,5 @@
-"""Tests for medbalance.models: factory, weights loading, head/backbone split, LR groups."""
+"""Tests for medbalance.models.backbones: factory, weights loading, head/backbone split, LR
+groups."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from medbalance import models
-from medbalance.models import (
+from medbalance.models import backbones as models
+from medbalance.models.backbones import (
     PretrainedUnavailableError,
     SmallCNN,
     backbone_parameters,

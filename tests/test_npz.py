@@ -1,4 +1,5 @@
-"""Tests for medbalance.npz: MedMNIST-style archives, their errors, and the header-only size."""
+"""Tests for medbalance.data.npz: MedMNIST-style archives, their errors, and the header-only
+size."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import write_npz
-from medbalance.catalog import DataError, SourceKind, load_catalog
-from medbalance.npz import npz_image_side
+from medbalance.data.catalog import DataError, SourceKind, load_catalog
+from medbalance.data.npz import npz_image_side
 
 
 def test_npz_source(tiny_npz: Path) -> None:

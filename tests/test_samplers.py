@@ -1,4 +1,5 @@
-"""Tests for medbalance.samplers: one contract over every sampler, then each one's balance."""
+"""Tests for medbalance.training.samplers: one contract over every sampler, then each one's
+balance."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
-from medbalance.samplers import (
+from medbalance.training.samplers import (
     SAMPLERS,
     BalancedBatchSampler,
     BalancedSampler,

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medbalance.catalog import Catalog, SourceKind
-from medbalance.splits import assign_splits, resplit_val, tiny_val_reason
+from medbalance.data.catalog import Catalog, SourceKind
+from medbalance.data.splits import assign_splits, resplit_val, tiny_val_reason
 
 
 def _catalog(n0: int, n1: int, *, groups: bool, splits: list[str] | None = None) -> Catalog:

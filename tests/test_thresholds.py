@@ -1,4 +1,5 @@
-"""Tests for medbalance.thresholds: policies against brute force, the test-split guard, rules."""
+"""Tests for medbalance.evaluation.thresholds: policies against brute force, the test-split guard,
+rules."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from medbalance.metrics import binary_metrics
-from medbalance.thresholds import (
+from medbalance.evaluation.metrics import binary_metrics
+from medbalance.evaluation.thresholds import (
     MulticlassRule,
     OperatingPoint,
     Policy,

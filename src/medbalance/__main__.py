@@ -1,5 +1,5 @@
 """``python -m medbalance`` (also what ``torchrun -m medbalance`` runs)."""
 
-from medbalance.cli import main
+from medbalance.cli.app import main
 
 main()

@@ -1,0 +1,77 @@
+"""The ``medbalance`` command line: thin typer commands that build a config and call the library.
+
+This module holds the typer app, its root options (``--version``, ``--verbose``) and the
+registration of every command, in the order ``medbalance --help`` lists them. The commands live
+in :mod:`medbalance.cli.data_commands` (inspect, presize, train, lr-find) and
+:mod:`medbalance.cli.result_commands` (evaluate, predict, report, export, compare, demo), the shared
+option types and helpers in :mod:`medbalance.cli.options`. Heavy modules (torch, matplotlib,
+scikit-learn) are imported inside the commands so that ``medbalance --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from medbalance import __version__
+from medbalance.cli.data_commands import inspect, lr_find_command, presize_command, train
+from medbalance.cli.result_commands import compare, demo, evaluate, export, predict, report
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="medbalance",
+    help="Train and report medical image classifiers on class-imbalanced data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medbalance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    # medbalance's own messages at INFO (DEBUG with -v); other libraries' only from WARNING
+    # (e.g. the ONNX exporter's pass manager chatter), unless -v
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("medbalance").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+app.command()(inspect)
+app.command("presize")(presize_command)
+app.command()(train)
+app.command("lr-find")(lr_find_command)
+app.command()(evaluate)
+app.command()(predict)
+app.command()(report)
+app.command()(export)
+app.command()(compare)
+app.command()(demo)
+
+
+def main() -> None:
+    """Entry point of the ``medbalance`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

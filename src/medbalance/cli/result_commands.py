@@ -1,0 +1,294 @@
+"""The ``medbalance`` commands on runs: evaluate, predict, report, export, compare and demo.
+
+Plain functions; :mod:`medbalance.cli.app` registers them on the typer app. Heavy modules (torch,
+matplotlib, scikit-learn) are imported inside the commands so that ``medbalance --help`` answers
+at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medbalance.cli.options import GroupColumn, GroupPattern, ResplitVal, fail
+
+__all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", "report"]
+
+
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    data: Annotated[
+        str | None, typer.Argument(help="Other data to evaluate on (default: the run's).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to report: test or val.")] = "test",
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-choose the operating point on val: youden | f1 | 'sensitivity>=0.95' | "
+            "'specificity>=0.9' | 'cost:FN=5,FP=1' | a number; multi-class: argmax | prior | "
+            "logit-adjust:TAU. Default: the one stored at training."
+        ),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+) -> None:
+    """Evaluate a run's best checkpoint: metrics.json, predictions.csv and report.html."""
+    from medbalance.evaluation.evaluate import evaluate_run
+
+    if split not in ("test", "val"):
+        fail(ValueError(f"--split must be test or val, got {split!r}"))
+    try:
+        result = evaluate_run(
+            run_dir,
+            data=data,
+            split=split,
+            policy=threshold,
+            n_bootstrap=bootstrap,
+            device=device,
+            report=not no_report,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        fail(error)
+    print_metrics(result)
+
+
+def print_metrics(result: dict[str, object]) -> None:
+    """Print an evaluation (metrics with 95% CIs at its operating point) as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    point = result["threshold"]
+    assert isinstance(point, dict)
+    value = point["value"]
+    title = (
+        f"{result['split']} split (n={result['n']}), operating point: {point['policy']}"
+        + (f" = {value:.3f}" if isinstance(value, float) else "")
+        + f", chosen on {point['chosen_on']}"
+    )
+    table = Table(title=title)
+    for column in ("metric", "value", "95% CI"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    metrics = result["metrics"]
+    assert isinstance(metrics, dict)
+    for name, entry in metrics.items():
+        lo, hi = entry["ci"]
+        table.add_row(name, f"{entry['value']:.4f}", f"{lo:.4f} – {hi:.4f}")
+    Console().print(table)
+
+
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders, CSV manifests, .npz.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+) -> None:
+    """Score new images; one row per image with probabilities and the decision.
+
+    Exits 1 if any input could not be read (its row names the reason).
+    """
+    from medbalance.evaluation.predict import predict as run_predict
+
+    try:
+        summary = run_predict(checkpoint, inputs, out, batch_size=batch_size, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        fail(error)
+    typer.echo(f"scored {summary.n_scored} image(s) -> {summary.out}")
+    for item, reason in summary.failures:
+        typer.secho(f"unreadable: {item}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if summary.failures:
+        raise typer.Exit(code=1)
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with metrics.json.")],
+) -> None:
+    """Re-draw RUN_DIR/report.html from the run's files (no galleries)."""
+    from medbalance.reporting.report import report_from_run
+
+    try:
+        path = report_from_run(run_dir)
+    except (ValueError, FileNotFoundError) as error:
+        fail(error)
+    typer.echo(f"report: {path}")
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx | torchscript")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
+) -> None:
+    """Export a checkpoint to ONNX or TorchScript with a JSON sidecar (classes, threshold)."""
+    from medbalance.evaluation.export import export_model
+
+    try:
+        model_path, sidecar = export_model(checkpoint, fmt, out)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        fail(error)
+    typer.echo(f"wrote {model_path} and {sidecar}")
+
+
+def compare(
+    data: Annotated[
+        str | None, typer.Argument(help="Data (as for train); or data = in --config.")
+    ] = None,
+    remedies: Annotated[
+        str | None,
+        typer.Option(
+            "--remedies",
+            "-r",
+            help="Comma-separated presets: baseline, oversample, undersample, balanced-batches, "
+            "weighted-ce, cb-focal, cost-ce, ldam-drw, logit-adjusted, crt; or 'all'; or "
+            "TOML/YAML files whose keys override baseline.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Comparison folder.")] = Path(
+        "comparison"
+    ),
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per remedy (0..N-1).")] = 3,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default 10).")] = None,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-minutes", help="Start no run that would end after this (same epochs kept)."
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs trained at a time (processes).")] = 1,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="Metric of the verdict: auroc | balanced_accuracy | sensitivity | "
+            "specificity | ppv | f1 | macro_f1 | ece"
+        ),
+    ] = "auroc",
+    collect_dir: Annotated[
+        Path | None,
+        typer.Option("--collect", help="Only summarise the finished runs in DIR/runs/ (no DATA)."),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML/YAML with the settings every run shares."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples for CIs and paired tests.")
+    ] = None,
+    positive_class: Annotated[
+        str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    resplit_val: ResplitVal = None,
+    group_pattern: GroupPattern = None,
+    group_column: GroupColumn = None,
+) -> None:
+    """Train every remedy with the same data, splits, model, epochs and seeds, and compare.
+
+    Each run is a train run folder OUT/runs/REMEDY/seedK (finished runs are kept, interrupted
+    ones resume). Writes comparison.csv, comparison.md, comparison.html and comparison.json
+    with a paired comparison against baseline and a verdict.
+    """
+    from medbalance.training.config import ConfigError, load_config
+    from medbalance.workflows.compare import collect as collect_runs
+    from medbalance.workflows.compare import compare as compare_runs
+
+    try:
+        if collect_dir is not None:
+            if data is not None:
+                raise ValueError("--collect DIR reads finished runs; give no DATA with it")
+            names = remedies.split(",") if remedies else None
+            result = collect_runs(collect_dir, metric=metric, remedies=names)
+        else:
+            if not remedies:
+                raise ValueError("give --remedies, e.g. --remedies baseline,oversample (or all)")
+            overrides = dict(
+                data=data,
+                epochs=epochs,
+                model=model,
+                size=size,
+                batch_size=batch_size,
+                lr=lr,
+                bootstrap=bootstrap,
+                positive_class=positive_class,
+                device=device,
+                resplit_val=resplit_val,
+                group_pattern=group_pattern,
+                group_column=group_column,
+            )
+            base = load_config(config_file, overrides)
+            result = compare_runs(
+                base,
+                remedies,
+                out,
+                seeds=seeds,
+                jobs=jobs,
+                budget_minutes=budget_minutes,
+                metric=metric,
+            )
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+        fail(error)
+    _print_comparison(result)
+
+
+def _print_comparison(result: object, note: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from medbalance.comparison.report import Comparison
+
+    assert isinstance(result, Comparison)
+    console = Console()
+    if not console.is_terminal:  # a log file or pipe: no 80-column squeeze
+        console = Console(width=150)
+    head, rows = result.summary_table(compact=True)
+    title = "test metrics at each run's operating point, mean ± sd over seeds"
+    table = Table(title=f"{note}: {title}" if note else title)
+    table.add_column(head[0], no_wrap=True)
+    for column in head[1:]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in result.notes:
+        console.print(f"note: {line}", style="yellow", markup=False, highlight=False)
+    console.print(result.verdict, style="bold", markup=False, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in result.files), markup=False)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo-out"),
+    minutes: Annotated[
+        float, typer.Option(min=0.5, help="Time to aim for on a 2-core CPU (sets epochs).")
+    ] = 2.0,
+    epochs: Annotated[int | None, typer.Option(min=2, help="Epochs per run (overrides).")] = None,
+) -> None:
+    """Offline demo on SYNTHETIC data: make X-ray-like images, inspect, compare three remedies.
+
+    Writes OUT/synthetic_xrays (labelled SYNTHETIC), OUT/inspect and OUT/compare, and prints
+    where the reports are. No network and no real data needed.
+    """
+    from medbalance.workflows.demo import SYNTHETIC_NOTE, run_demo
+
+    typer.secho(f"medbalance demo -- {SYNTHETIC_NOTE}", bold=True)
+    try:
+        result = run_demo(out, minutes=minutes, epochs=epochs)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        fail(error)
+    _print_comparison(result.comparison, note=f"SYNTHETIC data: {result.data}")
+    lines = [
+        f"SYNTHETIC data set (not medical images): {result.data}",
+        f"inspection of the synthetic data: {result.inspect}/ (summary.json, class_counts.png, "
+        "samples.png)",
+        *(f"run report (synthetic data): {path}" for path in result.reports),
+        f"comparison (synthetic data): {result.comparison.out / 'comparison.html'}",
+        f"demo took {result.seconds:.0f} s",
+    ]
+    for line in lines:
+        typer.echo(line)

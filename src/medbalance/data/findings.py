@@ -1,0 +1,266 @@
+"""The checks of :func:`medbalance.data.inspection.inspect_catalog`: what is wrong with a data set.
+
+Each check reads the catalog (labels, splits, patients) and, for the image checks, one
+:class:`ImageRecord` per readable image, and returns :class:`Finding` s:
+
+- ``tiny-val`` and ``class-missing``: a val split too small to select on, a class absent from a
+  split;
+- ``patient-leak``: a patient with images in more than one split;
+- ``duplicate-bytes`` and ``duplicate-pixels``: groups of byte-identical files, or of
+  pixel-identical images in differently encoded files, each marked as a leak when it crosses
+  splits and as a conflict when its labels differ;
+- ``shortcut``: image properties (width, height, aspect ratio, file size, bit depth, colour
+  mode) that alone separate a class with a one-vs-rest AUROC above :data:`SHORTCUT_AUROC`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from medbalance.data.catalog import SPLITS, Catalog
+from medbalance.data.splits import tiny_val_reason
+
+__all__ = [
+    "SHORTCUT_AUROC",
+    "UNASSIGNED",
+    "Finding",
+    "ImageRecord",
+    "catalog_findings",
+    "format_bytes",
+    "image_findings",
+]
+
+SHORTCUT_AUROC = 0.8  # one image property separating a class better than this is a likely shortcut
+UNASSIGNED = "unassigned"  # the split name of items that have no split yet
+_GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "MONOCHROME1", "MONOCHROME2"}
+_SIZE_FEATURES = {"image width", "image height", "aspect ratio"}
+_REMEDIES = {
+    "size": "presize every image to one square size (letterbox padding still shows the aspect "
+    "ratio, a squish fit hides it)",
+    "source": "check whether the classes come from different scanners, sites or export settings, "
+    "and test on data where they do not",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something about the data to fix or to know; ``items`` names every case."""
+
+    level: Literal["warning", "error"]
+    code: str
+    message: str
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What one decoded image tells about itself; ``.npz`` images have no file, so no bytes."""
+
+    width: int
+    height: int
+    mode: str
+    bit_depth: int
+    n_bytes: int | None
+    byte_hash: str | None
+    pixel_hash: str
+
+
+def catalog_findings(catalog: Catalog) -> list[Finding]:
+    """The split findings (tiny val, missing classes), then the patient leaks."""
+    return _split_findings(catalog) + _patient_findings(catalog)
+
+
+def image_findings(
+    catalog: Catalog, records: list[ImageRecord]
+) -> tuple[list[Finding], dict[str, dict[str, float]]]:
+    """The duplicate findings, then the shortcut finding, of a catalog whose images all decoded.
+
+    Returns:
+        The findings, and the one-vs-rest AUROC, ``max(auc, 1 - auc)``, of each image property
+        that varies, per class (``Inspection.feature_auroc``).
+    """
+    findings = _duplicate_findings(catalog, records)
+    features = _features(catalog, records)
+    feature_auroc = _feature_auroc(catalog, features)
+    return findings + _shortcut_findings(catalog, features, feature_auroc), feature_auroc
+
+
+def _split_findings(catalog: Catalog) -> list[Finding]:
+    if not (catalog.splits != "").any():
+        return []  # one unassigned pool: the splits are made later
+    findings = []
+    reason = tiny_val_reason(catalog)
+    if reason is not None:
+        hint = "pass --resplit-val 0.2 to pool train and val and carve a stratified val split"
+        findings.append(Finding("warning", "tiny-val", f"{reason}; {hint} of 20%"))
+    for split in (s for s in SPLITS if (catalog.splits == s).any()):
+        counts = catalog.class_counts(split)
+        missing = [n for n, k in zip(catalog.class_names, counts, strict=True) if k == 0]
+        if not missing:
+            continue
+        why = (
+            "the model cannot learn a class it never sees; add images of it to train"
+            if split == "train"
+            else f"its recall cannot be measured there; move some of its images into {split}"
+        )
+        message = f"the {split} split has no images of {', '.join(missing)}; {why}"
+        level: Literal["warning", "error"] = "error" if split == "train" else "warning"
+        findings.append(Finding(level, "class-missing", message, missing))
+    return findings
+
+
+def _patient_findings(catalog: Catalog) -> list[Finding]:
+    if catalog.groups is None:
+        return []
+    where: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for group, split in zip(catalog.groups, catalog.splits, strict=True):
+        if split and str(group):
+            where[str(group)][str(split)] += 1
+    leaks = sorted((g, c) for g, c in where.items() if len(c) > 1)
+    if not leaks:
+        return []
+    items = [f"{g}: " + ", ".join(f"{s} {c[s]}" for s in SPLITS if s in c) for g, c in leaks]
+    message = (
+        f"{len(leaks)} patient(s) have images in more than one split: images of one patient "
+        "look alike, so val and test scores come out too high; split by patient "
+        "(--resplit-val keeps each patient in one split)"
+    )
+    return [Finding("warning", "patient-leak", message, items)]
+
+
+def _hash_groups(hashes: Sequence[str | None]) -> list[list[int]]:
+    by_hash: defaultdict[str, list[int]] = defaultdict(list)
+    for i, h in enumerate(hashes):
+        if h is not None:
+            by_hash[h].append(i)
+    return [g for g in by_hash.values() if len(g) > 1]
+
+
+def _duplicate_findings(catalog: Catalog, records: list[ImageRecord]) -> list[Finding]:
+    pixel_groups = [
+        g
+        for g in _hash_groups([r.pixel_hash for r in records])
+        if records[g[0]].byte_hash is None or len({records[i].byte_hash for i in g}) > 1
+    ]
+    encoded = " in differently encoded files" if catalog.paths is not None else ""
+    findings = []
+    for code, groups, what in (
+        ("duplicate-bytes", _hash_groups([r.byte_hash for r in records]), "byte-identical files"),
+        ("duplicate-pixels", pixel_groups, "pixel-identical images" + encoded),
+    ):
+        if not groups:
+            continue
+        described = sorted((_describe_group(catalog, g) for g in groups), key=lambda d: not d[1])
+        n_leak = sum(leak for _, leak, _ in described)
+        n_conflict = sum(conflict for _, _, conflict in described)
+        if n_leak:
+            parts = [
+                f"LEAK: {n_leak} of {len(groups)} group(s) of {what} cross splits, so the model "
+                "is evaluated on images it was trained on and scores come out too high"
+            ]
+        else:
+            parts = [f"{len(groups)} group(s) of {what}, each within one split"]
+        if n_conflict:
+            parts.append(f"{n_conflict} group(s) carry conflicting labels")
+        parts.append("keep one copy of each" + (" and fix the labels" if n_conflict else ""))
+        findings.append(Finding("warning", code, "; ".join(parts), [d[0] for d in described]))
+    return findings
+
+
+def _describe_group(catalog: Catalog, group: list[int]) -> tuple[str, bool, bool]:
+    present = {str(catalog.splits[i]) for i in group}
+    splits = [s or UNASSIGNED for s in (*SPLITS, "") if s in present]
+    labels = sorted({int(catalog.labels[i]) for i in group})
+    leak = len(present - {""}) > 1
+    tags = [f"LEAK across {' and '.join(splits)}" if leak else f"within {splits[0]}"]
+    if len(labels) > 1:
+        tags.append("conflicting labels " + "/".join(catalog.class_names[c] for c in labels))
+    rank = {s: k for k, s in enumerate((*SPLITS, ""))}
+    group = sorted(group, key=lambda i: (rank[str(catalog.splits[i])], i))
+    names = [catalog.origins[i] for i in group]
+    shown = " = ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    return f"{shown} [{'; '.join(tags)}]", leak, len(labels) > 1
+
+
+def _features(catalog: Catalog, records: list[ImageRecord]) -> dict[str, np.ndarray]:
+    """The image properties that vary, one value per item."""
+    width = np.array([r.width for r in records], dtype=float)
+    height = np.array([r.height for r in records], dtype=float)
+    features = {"image width": width, "image height": height, "aspect ratio": width / height}
+    if catalog.paths is not None:
+        features["image file size"] = np.array([r.n_bytes or 0 for r in records], dtype=float)
+    features["bit depth"] = np.array([r.bit_depth for r in records], dtype=float)
+    features["colour mode"] = np.array([r.mode not in _GRAY_MODES for r in records], dtype=float)
+    return {name: values for name, values in features.items() if len(values) and np.ptp(values)}
+
+
+def _feature_auroc(
+    catalog: Catalog, features: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, dict[str, float]] = {}
+    for feature, values in features.items():
+        for c, name in enumerate(catalog.class_names):
+            target = catalog.labels == c
+            if target.any() and not target.all():
+                auc = float(roc_auc_score(target, values))
+                out.setdefault(feature, {})[name] = max(auc, 1.0 - auc)
+    return out
+
+
+def _shortcut_findings(
+    catalog: Catalog, features: dict[str, np.ndarray], auroc: dict[str, dict[str, float]]
+) -> list[Finding]:
+    """One warning naming every image property that alone separates a class, strongest first."""
+    names = catalog.class_names
+    hits = []  # (AUROC, feature, which classes it separates)
+    for feature, per_class in auroc.items():
+        strong = {c: a for c, a in per_class.items() if a > SHORTCUT_AUROC}
+        if strong and catalog.n_classes == 2:
+            hits.append((max(strong.values()), feature, f"{names[0]} from {names[1]}"))
+        elif strong:
+            what = f"{' and '.join(strong)} from the other classes"
+            hits.append((max(strong.values()), feature, what))
+    if not hits:
+        return []
+    hits.sort(key=lambda hit: -hit[0])  # stable: ties keep the feature order
+    auc, feature, what = hits[0]
+    message = f"{feature} alone separates {what} (AUROC {auc:.2f})"
+    if len(hits) > 1:
+        message += ", and so do " + ", ".join(f"{f} ({a:.2f})" for a, f, _ in hits[1:])
+    kinds = {"size" if f in _SIZE_FEATURES else "source" for _, f, _ in hits}
+    message += ": a network may learn the scanner or the encoder instead of the disease; "
+    message += "; ".join(_REMEDIES[k] for k in ("size", "source") if k in kinds)
+    items = [f"{f} (AUROC {a:.2f}): {_describe(catalog, f, features[f])}" for a, f, _ in hits]
+    return [Finding("warning", "shortcut", message, items)]
+
+
+def _describe(catalog: Catalog, feature: str, values: np.ndarray) -> str:
+    def fmt(value: float) -> str:
+        if feature == "image file size":
+            return format_bytes(value)
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+    parts = []
+    for c, name in enumerate(catalog.class_names):
+        v = values[catalog.labels == c]
+        if feature == "colour mode":
+            parts.append(f"{name} {int(v.sum())} of {len(v)} colour")
+        elif len(v):
+            parts.append(f"{name} median {fmt(np.median(v))} ({fmt(v.min())}–{fmt(v.max())})")
+    return ", ".join(parts)
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``"812 B"``, ``"34 KiB"``, ``"2.5 MiB"``, ``"1.2 GiB"``."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit == "MiB" else f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

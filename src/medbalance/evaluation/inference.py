@@ -1,0 +1,75 @@
+"""Load a trained model from its checkpoint alone, ready to score images.
+
+A medbalance checkpoint carries everything needed: the model name, channels, class names, image
+and presize sizes, normalisation statistics and the operating threshold. :func:`load_trained`
+rebuilds the model and the evaluation transform from it; no config or data set is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medbalance.core.checkpoint import load_checkpoint
+
+__all__ = ["Trained", "load_trained"]
+
+
+@dataclass
+class Trained:
+    """A model rebuilt from a checkpoint, with its evaluation transform and metadata."""
+
+    model: nn.Module
+    transform: nn.Module
+    metadata: dict[str, Any]
+    device: torch.device
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata["class_names"])
+
+    @property
+    def positive(self) -> int:
+        return self.class_names.index(self.metadata["positive_class"])
+
+    @property
+    def presize(self) -> int:
+        return int(self.metadata["presize"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.metadata["channels"])
+
+    @torch.no_grad()
+    def probabilities(self, batch_uint: np.ndarray) -> np.ndarray:
+        """Class probabilities for a presized ``(B, C, P, P)`` uint8/uint16 batch."""
+        if batch_uint.dtype == np.uint16:
+            batch_uint = batch_uint.astype(np.int32)
+        x = self.transform(torch.from_numpy(batch_uint).to(self.device), train=False)
+        logits = self.model(x).float()
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+def load_trained(checkpoint: Path, *, device: str = "cpu") -> Trained:
+    """Rebuild the model and evaluation transform stored in a ``best.safetensors``."""
+    from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats
+    from medbalance.models.backbones import create_model
+    from medbalance.training.trainer import select_device
+
+    state, metadata = load_checkpoint(Path(checkpoint))
+    target = select_device(device)
+    model = create_model(
+        metadata["model"],
+        num_classes=len(metadata["class_names"]),
+        in_chans=int(metadata["channels"]),
+    )
+    model.load_state_dict(state)
+    model.to(target).eval()
+    norm = NormStats.from_dict(metadata["normalization"])
+    transform = BatchTransform(AugmentConfig(enabled=False), int(metadata["image_size"]), norm)
+    return Trained(model, transform.to(target), metadata, target)

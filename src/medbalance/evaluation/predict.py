@@ -1,0 +1,188 @@
+"""Score new images with a trained checkpoint, streaming in batches.
+
+Inputs can be image files, folders (searched recursively), CSV manifests (a ``path`` column) and
+``.npz`` arrays. Images are decoded and presized exactly as in training, a batch at a time, so
+memory stays flat however many images there are. Rows are written as they are scored to a
+temporary file that is renamed at the end. An image that cannot be read gets a row with its
+reason and no probabilities; it is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medbalance.core.files import atomic_write
+from medbalance.data.cache import PresizeSettings, presize_array
+from medbalance.data.images import UnreadableImageError, is_image_file, read_image
+from medbalance.evaluation.inference import Trained, load_trained
+
+__all__ = ["PredictSummary", "iter_inputs", "predict"]
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """How a prediction run went."""
+
+    out: Path
+    n_scored: int
+    failures: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _Item:
+    id: str
+    path: Path | None = None
+    array: np.ndarray | None = None
+
+
+def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[_Item]:
+    """Every image named by the inputs, in a stable order."""
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(
+                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+            ):
+                if is_image_file(file):
+                    yield _Item(str(file), file)
+        elif path.suffix.lower() == ".csv":
+            yield from _manifest_items(path)
+        elif path.suffix.lower() == ".npz":
+            yield from _npz_items(path)
+        else:
+            yield _Item(str(path), path)
+
+
+def _manifest_items(path: Path) -> Iterator[_Item]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: a manifest for predict needs a 'path' column")
+        for row in reader:
+            file = (path.parent / row["path"].strip()).resolve()
+            yield _Item(row["path"].strip(), file)
+
+
+def _npz_items(path: Path) -> Iterator[_Item]:
+    with np.load(path, allow_pickle=False) as archive:
+        keys = [k for k in archive.files if k.endswith("images")] or archive.files
+        for key in keys:
+            images = archive[key]
+            for i in range(len(images)):
+                yield _Item(f"{path.name}:{key}[{i}]", array=images[i])
+
+
+def _load(item: _Item, settings: PresizeSettings, channels: int) -> np.ndarray:
+    if item.path is not None and not item.path.exists():
+        raise UnreadableImageError(f"{item.path}: no such file")
+    if item.path is not None and not is_image_file(item.path):
+        raise UnreadableImageError(f"{item.path}: not an image file (by its extension)")
+    image = item.array if item.array is not None else read_image(item.path)  # type: ignore[arg-type]
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    presized = presize_array(image, settings)
+    if presized.shape[0] == channels:
+        return presized
+    if presized.shape[0] == 1 and channels == 3:
+        return np.repeat(presized, 3, axis=0)
+    raise UnreadableImageError(
+        f"{item.id}: a colour image, but the model was trained on grayscale images"
+    )
+
+
+def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
+    batch: list[_Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict(
+    checkpoint: Path,
+    inputs: Sequence[str | Path],
+    out: Path,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    workers: int = 2,
+    trained: Trained | None = None,
+) -> PredictSummary:
+    """Score every input image and write one CSV row per image to ``out``."""
+    trained = trained or load_trained(checkpoint, device=device)
+    settings = PresizeSettings(size=trained.presize)
+    names = trained.class_names
+    point = trained.metadata.get("threshold") or {"policy": "argmax", "value": None}
+    threshold = point.get("value")
+    failures: list[tuple[str, str]] = []
+    scored = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal scored
+        with tmp.open("w", newline="") as handle, ThreadPoolExecutor(workers) as pool:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["id", *[f"prob_{n}" for n in names], "predicted_label", "threshold", "error"]
+            )
+            for batch in _batches(iter_inputs(inputs), batch_size):
+                loaded = list(
+                    pool.map(lambda item: _try_load(item, settings, trained.channels), batch)
+                )
+                good = [k for k, (array, _) in enumerate(loaded) if array is not None]
+                probs = (
+                    trained.probabilities(np.stack([loaded[k][0] for k in good]))  # type: ignore[misc]
+                    if good
+                    else np.empty((0, len(names)))
+                )
+                row_of = {k: r for r, k in enumerate(good)}
+                for k, item in enumerate(batch):
+                    if k not in row_of:
+                        failures.append((item.id, loaded[k][1]))
+                        writer.writerow([item.id, *[""] * len(names), "", "", loaded[k][1]])
+                        continue
+                    p = probs[row_of[k]]
+                    label = _decide(p, trained, point)
+                    writer.writerow(
+                        [
+                            item.id,
+                            *[f"{v:.6f}" for v in p],
+                            names[label],
+                            "" if threshold is None else f"{threshold:.6f}",
+                            "",
+                        ]
+                    )
+                    scored += 1
+
+    atomic_write(out, write)
+    return PredictSummary(out, scored, failures)
+
+
+def _try_load(
+    item: _Item, settings: PresizeSettings, channels: int
+) -> tuple[np.ndarray | None, str]:
+    try:
+        return _load(item, settings, channels), ""
+    except UnreadableImageError as error:
+        return None, str(error)
+
+
+def _decide(probs: np.ndarray, trained: Trained, point: dict[str, object]) -> int:
+    value = point.get("value")
+    if len(probs) == 2 and isinstance(value, float | int):
+        pos = trained.positive
+        return pos if probs[pos] >= float(value) else 1 - pos
+    if point.get("policy") in ("prior",) or str(point.get("policy", "")).startswith("logit-adjust"):
+        from medbalance.evaluation.thresholds import apply_multiclass_rule
+
+        counts = point.get("train_counts") or trained.metadata["train_counts"]
+        return int(apply_multiclass_rule(str(point["policy"]), probs[None], counts)[0])  # type: ignore[arg-type]
+    return int(np.argmax(probs))

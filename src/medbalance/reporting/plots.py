@@ -1,0 +1,210 @@
+"""The matplotlib figures of the HTML report.
+
+Each ``plot_*`` function draws one figure of :mod:`medbalance.reporting.report` on a
+:func:`~medbalance.core.figures.new_figure` and returns it; the report turns it into an inline PNG
+with :func:`~medbalance.core.figures.figure_img`. The functions take arrays and plain data
+(``plot_curves`` the :class:`~medbalance.reporting.run_data.RunFolder`) and only draw: the text
+around each figure stays in the report. :func:`rates` gives the operating point that both the
+curves and the page's text quote. Matplotlib and scikit-learn are imported only when a figure is
+drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medbalance.core.figures import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from medbalance.reporting.run_data import RunFolder
+
+__all__ = [
+    "plot_confusion",
+    "plot_counts",
+    "plot_curves",
+    "plot_history",
+    "plot_reliability",
+    "plot_sweep",
+    "rates",
+]
+
+
+def rates(y: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    """Sensitivity, specificity and PPV when ``score >= threshold`` is called positive."""
+    flagged = score >= threshold
+    ppv = float(y[flagged].mean()) if flagged.any() else math.nan
+    return float(flagged[y].mean()), float((~flagged[~y]).mean()), ppv
+
+
+def plot_counts(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure:
+    """Grouped bars: images per class (colour) in each split."""
+    figure, (ax,) = new_figure(6.4, 3.6)
+    x, width = np.arange(len(counts)), 0.8 / max(1, len(classes))
+    for c, name in enumerate(classes):
+        values = [split.get(name, 0) for split in counts.values()]
+        bars = ax.bar(x + (c - (len(classes) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fontsize=8, padding=1)
+    ax.set_xticks(x, list(counts))
+    ax.set(ylabel="Images", title="Images per class and split")
+    ax.margins(y=0.15)
+    ax.legend(fontsize=9)
+    return figure
+
+
+def plot_curves(run: RunFolder, threshold: float | None = None) -> Figure:
+    """ROC and precision–recall curves, one per class (one-vs-rest) or of the positive class.
+
+    With ``threshold`` (binary runs), the chosen and the naive 0.5 operating points are marked.
+    """
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    if run.predictions is None:
+        raise ValueError(f"{run.path}: the curves need predictions.csv")
+    labels, probs = run.predictions
+    figure, (roc, pr) = new_figure(12, 5.6, ncols=2)
+    for c in [run.positive] if run.positive is not None else range(len(run.classes)):
+        y, score = labels == c, probs[:, c]
+        if y.all() or not y.any():
+            continue
+        fpr, tpr, _ = roc_curve(y, score)
+        roc.plot(fpr, tpr, lw=2, label=f"{run.classes[c]} (AUROC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(y, score)
+        pr.plot(recall, precision, lw=2, drawstyle="steps-post", label=run.classes[c])
+        if threshold is None:
+            continue
+        pr.axhline(y.mean(), ls=":", color="grey", label=f"prevalence {y.mean():.1%}")
+        for t, style, name in (
+            (threshold, {"color": "C3", "marker": "o"}, "chosen"),
+            (0.5, {"color": "black", "marker": "s", "mfc": "white"}, "naive"),
+        ):
+            sens, spec, ppv = rates(y, score, t)
+            label = f"threshold {t:.3f} ({name})"
+            roc.plot(1 - spec, sens, ls="", ms=10, mew=2, label=label, **style)
+            pr.plot(sens, ppv, ls="", ms=10, mew=2, label=label, **style)
+    roc.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
+    roc.set(
+        xlabel="1 − specificity (false positive rate)",
+        ylabel="Sensitivity (true positive rate)",
+        title=f"ROC curve, {run.split} split",
+    )
+    pr.set(
+        xlabel="Sensitivity (recall)",
+        ylabel="Positive predictive value (precision)",
+        title=f"Precision–recall curve, {run.split} split",
+    )
+    for ax, where in ((roc, "lower right"), (pr, "lower left")):
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
+        ax.grid(alpha=0.3)
+        ax.legend(loc=where, fontsize=9)
+    return figure
+
+
+def plot_sweep(y: np.ndarray, score: np.ndarray, threshold: float, pos: str) -> Figure:
+    """Sensitivity, specificity, PPV and NPV against the decision threshold on ``score``."""
+    grid = np.linspace(0, 1, 201)
+    flagged = score[None, :] >= grid[:, None]
+    n_flagged, n_cleared = flagged.sum(1), (~flagged).sum(1)
+    curves = {
+        "Sensitivity": flagged[:, y].mean(1),
+        "Specificity": (~flagged[:, ~y]).mean(1),
+        "PPV": (flagged & y).sum(1) / np.maximum(n_flagged, 1),
+        "NPV": (~flagged & ~y).sum(1) / np.maximum(n_cleared, 1),
+    }
+    curves["PPV"][n_flagged == 0] = np.nan
+    curves["NPV"][n_cleared == 0] = np.nan
+    figure, (ax,) = new_figure(12, 4.2)
+    for (name, values), style in zip(curves.items(), ("-", "-", "--", "--"), strict=True):
+        ax.plot(grid, values, style, lw=2.5 if style == "-" else 1.5, label=name)
+    ax.axvline(threshold, color="C3", lw=2, label=f"chosen threshold {threshold:.3f}")
+    ax.axvline(0.5, color="black", ls=":", label="naive threshold 0.5")
+    ax.set(
+        xlabel=f"Decision threshold on the predicted probability of {pos}",
+        ylabel="Rate",
+        xlim=(0, 1),
+        ylim=(-0.02, 1.02),
+        title="Sensitivity, specificity and predictive values against the threshold",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
+    return figure
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str]) -> Figure:
+    """The confusion matrix in counts and in percent of each true class."""
+    k = len(classes)
+    side = min(7.0, 2.0 + 0.75 * k)
+    figure, axes = new_figure(2 * side + 1.0, side, ncols=2)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    for ax, values, title in ((axes[0], matrix, "Counts"), (axes[1], shares, "Percent of row")):
+        ax.imshow(values, cmap="Blues", vmin=0, vmax=max(float(values.max()), 1e-9))
+        for (i, j), value in np.ndenumerate(values):
+            text = f"{value:d}" if values is matrix else f"{value:.1%}"
+            colour = "white" if value > 0.6 * values.max() else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=13 if k < 6 else 8, color=colour)
+        ax.set_xticks(
+            range(k), classes, rotation=30 if k > 3 else 0, ha="right" if k > 3 else "center"
+        )
+        ax.set_yticks(range(k), classes)
+        ax.set(xlabel="Predicted class (model decision)", ylabel="True class", title=title)
+    return figure
+
+
+def plot_reliability(
+    y: np.ndarray, prob: np.ndarray, what: str, outcomes: tuple[str, str]
+) -> Figure:
+    """A reliability diagram of ``prob`` against outcome ``y``, beside the spread of ``prob``."""
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(y, prob, n_bins=10, strategy="uniform")
+    figure, (ax, hist) = new_figure(12, 5.0, ncols=2)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
+    ax.plot(predicted, observed, "o-", lw=2, ms=7, label="model (10 equal-width bins)")
+    ax.set(xlabel=what.capitalize(), ylabel="Observed frequency", title="Reliability diagram")
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    hist.hist([prob[y], prob[~y]], bins=np.linspace(0, 1, 21), stacked=True, label=list(outcomes))
+    hist.set(
+        xlabel=what.capitalize(), ylabel="Images", title="Spread of the predictions", xlim=(0, 1)
+    )
+    hist.legend(fontsize=9)
+    return figure
+
+
+def plot_history(
+    history: list[dict[str, Any]], select: str, chosen: int | None, config: dict[str, Any]
+) -> Figure:
+    """Loss and the selection metric per epoch, with the chosen epoch and phase changes marked."""
+    epochs = np.array([row.get("epoch", i) for i, row in enumerate(history)], dtype=float)
+    figure, (loss, score) = new_figure(12, 4.4, ncols=2)
+    for column, label in (("train_loss", "training loss"), ("val_loss", "validation loss")):
+        loss.plot(epochs, [row.get(column, math.nan) for row in history], "o-", ms=4, label=label)
+    values = [row.get(f"val_{select}", math.nan) for row in history]
+    score.plot(epochs, values, "o-", ms=4, color="C2", label=f"validation {select}")
+    marks: list[tuple[float, str, str, str]] = []
+    if chosen is not None:
+        marks.append((chosen, "C3", "-", f"chosen epoch {chosen}"))
+    if config.get("drw_epoch") is not None:
+        marks.append((float(config["drw_epoch"]), "grey", "--", "re-weighting (DRW) starts"))
+    phases = [row.get("phase_name") for row in history]
+    for i in range(1, len(history)):
+        if phases[i] != phases[i - 1]:
+            marks.append((epochs[i], "purple", ":", f"{phases[i]} phase starts"))
+    for ax in (loss, score):
+        for x, colour, style, label in marks:
+            ax.axvline(x, color=colour, ls=style, lw=2 if style == "-" else 1.5, label=label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    losses = np.array([row.get(c, math.nan) for row in history for c in ("train_loss", "val_loss")])
+    losses = losses[np.isfinite(losses)]
+    wide = losses.size and losses.min() > 0 and losses.max() / losses.min() > 30
+    if wide:  # one bad epoch should not flatten the rest
+        loss.set_yscale("log")
+    loss.set(xlabel="Epoch", ylabel="Loss (log scale)" if wide else "Loss", title="Loss per epoch")
+    score.set(xlabel="Epoch", ylabel=f"Validation {select}", title="Selection metric per epoch")
+    return figure

@@ -1,0 +1,466 @@
+"""One self-contained HTML page per run, in the order a clinician reads it.
+
+:func:`write_report` reads a run folder (``metrics.json`` and ``predictions.csv`` from the
+evaluation, ``config.json`` and ``history.csv`` from training, optionally ``best.safetensors``
+and ``inspect/summary.json``) and writes ``report.html``: the headline numbers with 95% CIs and
+where they come from, the data, the operating point (ROC, PR, sensitivity/specificity against the
+threshold), the confusion matrix, every metric, calibration, the classes one by one, the training
+run, and galleries of the most confident errors and Grad-CAM overlays given by the caller.
+
+The page needs no network and no JavaScript: images are inline base64 PNGs, styles inline.
+Every optional input that is missing becomes a short "not available" note.
+
+This module assembles the page (sections, CSS, public API); the run folder is read by
+:mod:`~medbalance.reporting.run_data`, the figures drawn by :mod:`~medbalance.reporting.plots`, the
+words and numbers formatted by :mod:`~medbalance.reporting.format`, and the galleries drawn by
+:mod:`~medbalance.reporting.gallery`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medbalance.core.figures import figure_img
+from medbalance.core.files import atomic_write_text
+from medbalance.reporting.format import (
+    METRICS,
+    esc,
+    fmt,
+    fmt_ci,
+    note,
+    remedy_text,
+    table,
+    threshold_text,
+)
+from medbalance.reporting.gallery import GalleryItem, gallery_html
+from medbalance.reporting.plots import (
+    plot_confusion,
+    plot_counts,
+    plot_curves,
+    plot_history,
+    plot_reliability,
+    plot_sweep,
+    rates,
+)
+from medbalance.reporting.run_data import (
+    RunFolder,
+    chosen_epoch,
+    load_run,
+    metric_entry,
+    number,
+    split_counts,
+)
+
+__all__ = ["GalleryItem", "report_from_run", "write_report"]
+
+_CARDS = {  # key: hint under a headline number; {v} is the value per 100
+    "sensitivity": "finds {v} of 100 patients with {pos}",
+    "specificity": "clears {v} of 100 patients without {pos}",
+    "ppv": "{v} of 100 flagged patients have {pos}",
+    "npv": "{v} of 100 cleared patients do not have {pos}",
+    "auroc": "ranking quality, independent of the threshold",
+    "balanced_accuracy": "mean sensitivity over the classes",
+    "macro_f1": "F1 averaged over the classes",
+    "accuracy": "share of all cases classified right",
+}
+_SECTIONS = {
+    "data": "Data",
+    "operating-point": "Operating point",
+    "confusion": "Confusion matrix",
+    "metrics": "Metrics with 95% CIs",
+    "calibration": "Calibration",
+    "per-class": "Per-class results",
+    "training": "Training run",
+    "errors": "Most confident errors",
+    "gradcam": "Grad-CAM",
+}
+_CSS = """
+body{margin:0;background:#eef1f5;color:#1d2733;font:15px/1.5 system-ui,-apple-system,"Segoe UI",
+Roboto,Helvetica,Arial,sans-serif}main,header>div{max-width:1180px;margin:0 auto;padding:0 20px}
+header{background:#173f5f;color:#fff;padding:24px 0 20px;margin-bottom:22px}
+h1{margin:0 0 6px;font-size:26px}h2{margin:0 0 12px;font-size:21px;color:#173f5f}
+h3{font-size:16px;margin:18px 0 8px}dl{display:grid;gap:3px 16px;margin:10px 0 0;
+grid-template-columns:max-content 1fr}dt{color:#b9cfe2}dd{margin:0}
+nav{margin-top:14px;font-size:13px}nav a{color:#d5e6f5;margin-right:14px}
+.cards{display:grid;gap:14px;margin:0 0 18px;
+grid-template-columns:repeat(auto-fit,minmax(190px,1fr))}
+.card{background:#fff;border-radius:10px;padding:14px 16px;box-shadow:0 1px 3px #0002;
+border-top:4px solid #20639b}.card b{color:#44556a}.card .value{font-size:34px;font-weight:700;
+font-variant-numeric:tabular-nums;line-height:1.25}.card small{display:block;color:#5b6b7d}
+section{background:#fff;border-radius:10px;padding:20px 24px;margin:0 0 18px;
+box-shadow:0 1px 3px #0002}.callout{background:#e8f3fb;border-left:5px solid #20639b;
+padding:12px 16px;border-radius:6px;margin:0 0 18px}.callout.warn{background:#fff4e0;
+border-color:#d9822b}.note{color:#5b6b7d;font-style:italic}.row{display:flex;gap:24px;
+flex-wrap:wrap;align-items:flex-start}.row>*{flex:1 1 420px}
+table{border-collapse:collapse;margin:6px 0 12px;width:100%}th,td{padding:6px 10px;
+border-bottom:1px solid #dde3ea;text-align:left;vertical-align:top}th{background:#f1f4f8}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:nth-child(even) td{background:#fafbfc}img.plot{width:100%;height:auto;display:block;
+margin:8px 0}.config{display:grid;grid-template-columns:repeat(3,max-content minmax(0,1fr));
+gap:2px 12px;font-size:13px}.config dt{color:#5b6b7d}.config dd{overflow-wrap:anywhere}
+.badge{display:inline-block;padding:0 7px;border-radius:4px;font-size:12px;font-weight:700;
+color:#fff;background:#d9822b}.badge.error{background:#c0392b}.gallery{display:grid;gap:14px;
+grid-template-columns:repeat(auto-fill,minmax(200px,1fr))}.gallery.cam{
+grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}figure{margin:0;background:#f7f9fb;
+border:1px solid #dde3ea;border-radius:8px;padding:8px}figure div{display:flex;gap:6px}
+figure img{width:100%;min-width:0;height:auto;image-rendering:pixelated}
+figcaption{font-size:13px;margin-top:4px}figcaption b{display:block;font-size:14px}
+@media print{body{background:#fff}section,.card{box-shadow:none;border:1px solid #ccc}}
+"""
+
+
+def report_from_run(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/report.html`` from the run's files alone (no image galleries)."""
+    return write_report(Path(run_dir))
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    gallery_errors: Sequence[GalleryItem] = (),
+    gallery_cam: Sequence[GalleryItem] = (),
+    out: Path | None = None,
+) -> Path:
+    """Write a self-contained ``report.html`` for an evaluated run.
+
+    Args:
+        run_dir: A run folder holding at least ``metrics.json``.
+        gallery_errors: The most confident errors, drawn as given.
+        gallery_cam: Images with Grad-CAM heat maps (``heatmap`` set), drawn with an overlay.
+        out: Where to write (default ``RUN_DIR/report.html``); written atomically.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: ``metrics.json`` is missing (evaluate the run first).
+        ValueError: ``metrics.json`` is not a JSON object, or a gallery image has a wrong shape.
+    """
+    run = load_run(Path(run_dir))
+    galleries = [  # first: a bad image fails before any plotting
+        _gallery_section("errors", gallery_errors, "no images were given to the report"),
+        _gallery_section("gradcam", gallery_cam, "no Grad-CAM maps were given to the report"),
+    ]
+    sections = [_data_section, _operating_section, _confusion_section, _metrics_section]
+    sections += [_calibration_section, _per_class_section, _training_section]
+    body = "".join(section(run) for section in sections) + "".join(galleries)
+    title = f"medbalance report: {run.path.resolve().name}"
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"{_header(run, title)}<main>{_headline(run)}{body}</main></body></html>\n"
+    )
+    target = Path(out) if out is not None else run.path / "report.html"
+    atomic_write_text(target, page)
+    return target
+
+
+def _section(key: str, body: str) -> str:
+    return f'<section id="{key}"><h2>{esc(_SECTIONS[key])}</h2>{body}</section>'
+
+
+# --- header ---------------------------------------------------------------------------------
+
+
+def _header(run: RunFolder, title: str) -> str:
+    config, point = run.config, run.point
+    model, size = config.get("model") or run.meta.get("model"), config.get("size")
+    model = f"{model or 'unknown'}" + (f" at {size}×{size} px" if size else "")
+    in_split = split_counts(run).get(run.split, {})
+    cases = ", ".join(f"{in_split[c]} {c}" for c in run.classes if c in in_split)
+    rows = {
+        "Data": config.get("data") or (run.inspect or {}).get("source") or "unknown",
+        "Model": model + (" (ImageNet-pretrained)" if config.get("pretrained") else ""),
+        "Imbalance remedy": remedy_text(config),
+        "Evaluated on": f"the {run.split} split: {run.result.get('n', '?')} images"
+        + (f" ({cases})" if cases else ""),
+        "Decision threshold": f"{threshold_text(point)}, chosen on {point.get('chosen_on', '?')}",
+    }
+    meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows.items())
+    links = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in _SECTIONS.items())
+    return f"<header><div><h1>{esc(title)}</h1><dl>{meta}</dl><nav>{links}</nav></div></header>"
+
+
+def _headline(run: RunFolder) -> str:
+    metrics: dict[str, Any] = run.result.get("metrics") or {}
+    keys = ["sensitivity", "specificity", "ppv", "npv", "auroc"]
+    if run.positive is None:
+        keys = [k for k in ("balanced_accuracy", "auroc", "macro_f1", "accuracy") if k in metrics]
+    cards = []
+    for key in keys:
+        value, ci = metric_entry(metrics.get(key))
+        per_100 = f"{100 * value:.0f}" if value is not None else "n/a"
+        hint = _CARDS[key].format(v=per_100, pos=run.pos_name)
+        ci_text = "no confidence interval" if ci is None else f"95% CI {fmt_ci(key, ci)}"
+        cards.append(
+            f'<div class="card"><b>{esc(METRICS[key][0].split(" (")[0])}</b>'
+            f'<div class="value">{esc(fmt(key, value))}</div>'
+            f"<small>{esc(ci_text)}</small><small>{esc(hint)}</small></div>"
+        )
+    return f'<div class="cards">{"".join(cards)}</div>{_provenance(run)}'
+
+
+def _provenance(run: RunFolder) -> str:
+    split, chosen = run.split, str(run.point.get("chosen_on", "unknown"))
+    text = (
+        f"All numbers on this page come from the {split} split ({run.result.get('n', '?')} "
+        f"images). The decision threshold was chosen on {chosen}"
+        + (" (the validation data), never on the test data" if chosen == "val" else "")
+        + ". Intervals are 95% confidence intervals."
+    )
+    if split == "val" or chosen == split:
+        text += (
+            f" Caution: the {split} split also chose the threshold or the epoch, so these "
+            "numbers are optimistic; report the test split."
+        )
+        return f'<div class="callout warn">{esc(text)}</div>'
+    if split == "test":
+        text += " The test split played no part in training, model selection or the threshold."
+    return f'<div class="callout">{esc(text)}</div>'
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _data_section(run: RunFolder) -> str:
+    counts = split_counts(run)
+    if counts:
+        listing = _counts_table(counts, run.classes)
+        chart = figure_img(plot_counts(counts, run.classes), "images per class and split")
+        parts = [f'<div class="row"><div>{listing}</div><div>{chart}</div></div>']
+    else:
+        parts = [note("class counts (in neither metrics.json nor inspect/summary.json)")]
+    parts.append(f"<h3>Warnings about the data</h3>{_findings(run)}")
+    if run.inspect is None:
+        parts.append(note("a data inspection (medbalance inspect DATA --out RUN_DIR/inspect)"))
+    return _section("data", "".join(parts))
+
+
+def _counts_table(counts: dict[str, dict[str, int]], classes: list[str]) -> str:
+    totals = {split: sum(per_class.values()) for split, per_class in counts.items()}
+    rows: list[list[object]] = []
+    for name in classes:
+        cells = [(v.get(name, 0), v.get(name, 0) / max(totals[s], 1)) for s, v in counts.items()]
+        rows.append([name, *(f"{n} ({share:.0%})" for n, share in cells)])
+    rows.append(["Total", *totals.values()])
+    ratios = [max(v.values()) / min(v.values()) if min(v.values()) else 0 for v in counts.values()]
+    rows.append(["Imbalance ratio", *(f"{r:.2f} : 1" if r else "n/a" for r in ratios)])
+    legend = "<p>Imbalance ratio: the largest class count over the smallest.</p>"
+    return table(["Class", *counts], rows) + legend
+
+
+def _findings(run: RunFolder) -> str:
+    """The warnings of metrics.json and the findings of inspect/summary.json, as a list."""
+    items = [("warning", "", str(w), 0) for w in run.result.get("warnings") or []]
+    for finding in (run.inspect or {}).get("findings", []):
+        level, code = str(finding.get("level", "warning")), str(finding.get("code", ""))
+        items.append(
+            (level, code, str(finding.get("message", "")), len(finding.get("items") or []))
+        )
+    if not items:
+        return "<p>None were raised.</p>"
+    lines = [
+        f'<li><span class="badge {esc(level)}">{esc(level)}</span> '
+        + (f"<b>{esc(code)}</b>: " if code else "")
+        + esc(message + (f" ({n} listed in inspect/summary.json)" if n else ""))
+        + "</li>"
+        for level, code, message, n in items
+    ]
+    return f"<ul>{''.join(lines)}</ul>"
+
+
+# --- operating point ------------------------------------------------------------------------
+
+
+def _no_predictions(run: RunFolder, what: str) -> str:
+    why = run.problems.get("predictions.csv", "predictions.csv not found in the run folder")
+    return note(f"{what} (needs predictions.csv: {why})")
+
+
+def _operating_section(run: RunFolder) -> str:
+    if run.predictions is None:
+        return _section("operating-point", _no_predictions(run, "the ROC and PR curves"))
+    labels, probs = run.predictions
+    threshold, pos = number(run.point.get("value")), run.positive
+    if pos is None or threshold is None:
+        text = (
+            f"<p>{len(run.classes)} classes: each curve is one class against the rest "
+            f"(one-vs-rest). Decisions use {esc(threshold_text(run.point))}, so there is no "
+            "single threshold to mark.</p>"
+        )
+        return _section(
+            "operating-point", text + figure_img(plot_curves(run), "one-vs-rest curves")
+        )
+    y, score = labels == pos, probs[:, pos]
+    if y.all() or not y.any():
+        return _section("operating-point", note(f"curves (the {run.split} split has one class)"))
+    sens, spec, _ = rates(y, score, threshold)
+    text = (
+        f"<p>At the chosen threshold {threshold:.3f} the model flags "
+        f"{int((score >= threshold).sum())} of {len(y)} images as {esc(run.pos_name)}: "
+        f"sensitivity {100 * sens:.1f}%, specificity {100 * spec:.1f}%. The red dot marks this "
+        "operating point, the open square the naive threshold 0.5.</p>"
+    )
+    curves = figure_img(plot_curves(run, threshold), "ROC and precision-recall curves")
+    sweep = figure_img(plot_sweep(y, score, threshold, run.pos_name), "rates against the threshold")
+    return _section("operating-point", f"{text}{curves}<h3>Choosing the threshold</h3>{sweep}")
+
+
+# --- confusion matrix -----------------------------------------------------------------------
+
+
+def _confusion_section(run: RunFolder) -> str:
+    matrix = np.asarray(run.result.get("confusion_matrix") or [], dtype=np.int64)
+    if matrix.shape != (len(run.classes), len(run.classes)):
+        return _section("confusion", note("a confusion matrix of the classes in metrics.json"))
+    text = (
+        "<p>Rows are the true classes (reference standard), columns the model's decision at the "
+        "operating point. On the right each row is in percent: the diagonal is each class's "
+        "sensitivity.</p>"
+    )
+    figure = figure_img(plot_confusion(matrix, run.classes), "confusion matrix")
+    return _section("confusion", text + figure)
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def _metrics_section(run: RunFolder) -> str:
+    metrics: dict[str, Any] = run.result.get("metrics") or {}
+    if not metrics:
+        return _section("metrics", note("metrics (metrics.json holds none)"))
+    default = run.result.get("at_default_threshold") or {}
+    at_default, reference = default.get("metrics") or {}, default.get("threshold", 0.5)
+    if reference == run.point.get("policy") or not set(at_default) & set(metrics):
+        at_default = {}  # the same rule, or nothing to compare
+    head = ["Metric", "At the operating point", "95% CI"]
+    if at_default:
+        head.append(f"At threshold {reference}" if number(reference) else f"With {reference}")
+    rows = []
+    order = [*(k for k in METRICS if k in metrics), *(k for k in metrics if k not in METRICS)]
+    for key in order:  # clinical order first, then anything else metrics.json holds
+        (value, ci), (name, meaning) = metric_entry(metrics[key]), METRICS.get(key, (key, ""))
+        compare = [fmt(key, metric_entry(at_default.get(key))[0])] if at_default else []
+        rows.append(
+            [name, fmt(key, value), fmt_ci(key, ci), *compare, meaning.format(pos=run.pos_name)]
+        )
+    text = (
+        f"Operating point: {threshold_text(run.point)}, chosen on "
+        f"{run.point.get('chosen_on', '?')}."
+    )
+    if "ppv" in metrics or "npv" in metrics:
+        text += (
+            " PPV and NPV depend on how common the disease is; they hold for a prevalence like "
+            f"that of the {run.split} split."
+        )
+    text = f"<p>{esc(text)}</p>"
+    if all(metric_entry(entry)[1] is None for entry in metrics.values()):
+        text += note("confidence intervals (metrics.json has none; evaluate with bootstrap > 0)")
+    listing = table([*head, "What it means"], rows, align="l" + "r" * (len(head) - 1) + "l")
+    return _section("metrics", text + listing)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+
+def _calibration_section(run: RunFolder) -> str:
+    metrics = run.result.get("metrics") or {}
+    scores = []
+    for key in [k for k in ("ece", "brier") if k in metrics]:
+        value, ci = metric_entry(metrics[key])
+        interval = f" (95% CI {fmt_ci(key, ci)})" if ci is not None else ""
+        scores.append(f"{METRICS[key][0]} {fmt(key, value)}{interval}")
+    text = (
+        "<p>A well calibrated model that says 30% is right about 30% of the time: its points lie "
+        f"on the diagonal. {esc('; '.join(scores) + '.' if scores else '')}</p>"
+    )
+    if run.predictions is None:
+        return _section("calibration", text + _no_predictions(run, "the reliability diagram"))
+    labels, probs = run.predictions
+    if run.positive is not None:
+        y, prob = labels == run.positive, probs[:, run.positive]
+        what = f"predicted probability of {run.pos_name}"
+        outcomes = (f"with {run.pos_name}", f"without {run.pos_name}")
+    else:
+        prob, y = probs.max(axis=1), probs.argmax(axis=1) == labels
+        what, outcomes = "confidence in the most probable class", ("correct", "wrong")
+    if y.all() or not y.any():
+        return _section("calibration", text + note("a reliability diagram (one outcome only)"))
+    figure = figure_img(plot_reliability(y, prob, what, outcomes), "reliability diagram")
+    return _section("calibration", text + figure)
+
+
+# --- per class ------------------------------------------------------------------------------
+
+
+def _per_class_section(run: RunFolder) -> str:
+    per_class: dict[str, Any] = run.result.get("per_class") or {}
+    if not per_class:
+        return _section("per-class", note("per-class results (metrics.json holds none)"))
+    keys = ["sensitivity", "specificity", "ppv", "npv", "f1"]
+    keys = [k for k in keys if any(k in v for v in per_class.values())]
+    rows = []
+    for name, values in per_class.items():
+        cells = []
+        for key in keys:
+            value, ci = metric_entry(values.get(key))
+            cells.append(fmt(key, value) + (f" ({fmt_ci(key, ci)})" if ci else ""))
+        rows.append([name, values.get("support", "?"), *cells])
+    head = ["Class", "Cases", *(METRICS[k][0].split(" (")[0] for k in keys)]
+    text = "<p>Each class against all the others at the operating point; 95% CIs in brackets.</p>"
+    return _section("per-class", text + table(head, rows))
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _training_section(run: RunFolder) -> str:
+    parts, select = [], str(run.config.get("select", "auroc"))
+    epoch, where = chosen_epoch(run, select)
+    if run.history:
+        said = f"from epoch {epoch} (read from {where})" if epoch is not None else "unknown"
+        parts.append(
+            f"<p>The evaluated checkpoint is {esc(said)}: the epoch with the best validation "
+            f"{esc(select)}.</p>"
+        )
+        parts.append(
+            figure_img(plot_history(run.history, select, epoch, run.config), "training curves")
+        )
+    else:
+        why = run.problems.get("history.csv", "history.csv not found in the run folder")
+        parts.append(note(f"training curves ({why})"))
+    if run.config:
+        items = "".join(
+            f"<dt>{esc(k)}</dt><dd>{esc(v if isinstance(v, str) else json.dumps(v))}</dd>"
+            for k, v in sorted(run.config.items())
+        )
+        parts.append(f'<h3>Configuration</h3><dl class="config">{items}</dl>')
+    else:
+        parts.append(note("the configuration (config.json not found)"))
+    for name, why in run.problems.items():
+        if name not in ("history.csv", "predictions.csv"):
+            parts.append(f'<p class="note">{esc(name)} could not be read: {esc(why)}</p>')
+    return _section("training", "".join(parts))
+
+
+# --- galleries ------------------------------------------------------------------------------
+
+
+def _gallery_section(key: str, items: Sequence[GalleryItem], missing: str) -> str:
+    if not items:
+        return _section(key, note(missing))
+    grid = gallery_html(items)  # before the intro: a bad image names the item
+    intro = {
+        "errors": "The errors the model was most sure about: look for labels to re-check, and for "
+        "image features (markers, devices, borders) the model may have learnt instead of the "
+        "disease.",
+        "gradcam": "Left: the image; right: the Grad-CAM heat map (red: regions that raised the "
+        "score most). It shows what the network used, not whether that is clinically right.",
+    }[key]
+    return _section(key, f"<p>{esc(intro)}</p>{grid}")

@@ -1,0 +1,208 @@
+"""The training configuration: one frozen, validated dataclass.
+
+A config file (TOML or YAML) and command-line options map onto the same :class:`TrainConfig`;
+unknown keys are errors that suggest the nearest known key; the resolved config is written to
+``RUN_DIR/config.json`` and into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_LOSS", "DEFAULT_SAMPLER", "ConfigError", "TrainConfig", "load_config"]
+
+# The remedy the benchmark (benchmarks/RESULTS.md) found best on imbalanced data.
+DEFAULT_SAMPLER = "oversample"
+DEFAULT_LOSS = "ce"
+
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+_PRECISIONS = ("fp32", "bf16", "fp16")
+_SCHEDULES = ("onecycle", "cosine", "constant")
+_NORMALIZATIONS = ("minmax", "meanstd", "fixed")
+_SELECT = ("auroc", "balanced_accuracy", "macro_f1", "sensitivity", "loss")
+
+
+class ConfigError(ValueError):
+    """A config value breaks a rule; the message names the key, the value and the rule."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. ``None`` means "choose for the data"."""
+
+    data: str
+    out: str = "runs/run"
+    model: str | None = None
+    size: int | None = None
+    presize: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    sampler: str = DEFAULT_SAMPLER
+    epoch_samples: int | None = None
+    loss: str = DEFAULT_LOSS
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    drw_epoch: int | None = None
+    crt_epochs: int = 0
+    pretrained: bool = False
+    weights: str | None = None
+    freeze_epochs: int = 0
+    backbone_lr_mult: float = 0.1
+    augment: bool = True
+    hflip: bool = False
+    degrees: float = 10.0
+    normalization: str = "minmax"
+    select: str = "auroc"
+    patience: int | None = None
+    positive_class: str | None = None
+    threshold: str = "youden"
+    bootstrap: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    sync_bn: bool = False
+    precise_bn: int = 1024
+    compile: bool = False
+    resplit_val: float | None = None
+    group_pattern: str | None = None
+    group_column: str | None = None
+    skip_unreadable: bool = False
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "batch_size")
+        _choice(self, "device", _DEVICES)
+        _choice(self, "precision", _PRECISIONS)
+        _choice(self, "schedule", _SCHEDULES)
+        _choice(self, "normalization", _NORMALIZATIONS)
+        _choice(self, "select", _SELECT)
+        if self.size is not None and not 8 <= self.size <= 1024:
+            raise ConfigError(f"size must be between 8 and 1024 pixels, got {self.size}")
+        if self.presize is not None and self.size is not None and self.presize < self.size:
+            raise ConfigError(f"presize ({self.presize}) must be at least size ({self.size})")
+        if self.lr is not None and not 0 < self.lr < 10:
+            raise ConfigError(f"lr must be a positive learning rate below 10, got {self.lr}")
+        if self.drw_epoch is not None and not 0 < self.drw_epoch < self.epochs:
+            raise ConfigError(
+                f"drw_epoch must fall inside the run (1..{self.epochs - 1}), got {self.drw_epoch}"
+            )
+        if self.freeze_epochs < 0 or self.freeze_epochs >= self.epochs:
+            raise ConfigError(
+                f"freeze_epochs must be between 0 and epochs-1 ({self.epochs - 1}), "
+                f"got {self.freeze_epochs}"
+            )
+        if self.freeze_epochs and not (self.pretrained or self.weights):
+            raise ConfigError(
+                "freeze_epochs trains a new head on a frozen pretrained backbone; give "
+                "--pretrained or --weights PATH, or set freeze_epochs to 0"
+            )
+        if self.pretrained and self.weights:
+            raise ConfigError("give either --pretrained (download) or --weights PATH, not both")
+        if self.crt_epochs < 0:
+            raise ConfigError(f"crt_epochs must be 0 or more, got {self.crt_epochs}")
+        if not 0 < self.backbone_lr_mult <= 1:
+            raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
+        _check_threshold(self.threshold)
+        if self.precise_bn < 0:
+            raise ConfigError(
+                f"precise_bn is a number of training images (0 turns it off), got {self.precise_bn}"
+            )
+        if not 0 <= self.degrees <= 45:
+            raise ConfigError(f"degrees must be between 0 and 45, got {self.degrees}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, path: Path) -> None:
+        from medbalance.core.files import atomic_write_text
+
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write_text(path, text)
+
+
+def _positive(config: TrainConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _choice(config: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}{hint}")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) or {}
+    elif suffix == ".json":
+        data = json.loads(path.read_text())
+    else:
+        raise ConfigError(f"{path}: config files are .toml, .yaml or .json")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a table of key = value")
+    return data
+
+
+def _check_threshold(text: str) -> None:
+    """Fail now, not after training, on a threshold policy that neither a binary nor a
+    multi-class operating point understands."""
+    from medbalance.evaluation.thresholds import parse_multiclass_rule, parse_policy
+
+    try:
+        parse_policy(text)
+    except ValueError as binary:
+        try:
+            parse_multiclass_rule(text)
+        except ValueError:
+            raise ConfigError(f"threshold: {binary}") from None
+
+
+def load_config(
+    path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Build a config from a file, then command-line overrides (``None`` values are ignored).
+
+    Raises:
+        ConfigError: an unknown key (with the nearest known one) or a value breaking a rule.
+    """
+    values: dict[str, Any] = _read_file(path) if path is not None else {}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            near = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"unknown config key(s){where}: {', '.join(hints)}")
+    if "data" not in values:
+        raise ConfigError(
+            "no data given: pass DATA on the command line or data = '...' in the file"
+        )
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:
+        raise ConfigError(str(error)) from error

@@ -1,0 +1,525 @@
+"""The training loop: plain ``train_one_epoch`` and ``evaluate`` functions driven by ``fit``.
+
+A run is a sequence of phases, each with its own optimizer and one-cycle schedule:
+
+1. ``frozen`` (``freeze_epochs``): only the new head trains on a frozen pretrained backbone;
+2. ``full``: everything trains, earlier layers at lower (discriminative) learning rates;
+3. ``crt`` (``crt_epochs``, Kang et al. 2020): the backbone of the best checkpoint is frozen
+   (weights and BatchNorm statistics) and a re-initialised head is retrained on class-balanced
+   batches with plain cross-entropy.
+
+Deferred re-weighting (``drw_epoch``, Cao et al. 2019) switches the loss to class-balanced
+weights at that epoch. Before each validation (not in cRT, whose backbone stays as it was) the
+BatchNorm statistics are re-estimated on training images (``precise_bn``), so that evaluation
+does not see momentum averages that lag the weights. Every epoch seeds torch from
+``(seed, epoch)``, so a resumed run draws the same samples and augmentations as an uninterrupted
+one. The test split is never used to choose anything: it is scored once, at the end, with the
+checkpoint chosen on validation data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medbalance.core.checkpoint import save_checkpoint
+from medbalance.core.distributed import DistInfo, barrier, gather_rows, mean_over_ranks, shard
+from medbalance.data.prepared import BatchLoader, Prepared, prepare_for
+from medbalance.evaluation.metrics import classification_metrics
+from medbalance.training.config import TrainConfig
+from medbalance.training.trainer import Trainer, load_resume, native_size, resolve, select_device
+
+__all__ = [
+    "RunResult",
+    "evaluate",
+    "fit",
+    "predict_probs",
+    "split_probs",
+    "train_one_epoch",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _array_side(data: Prepared) -> int | None:
+    images = data.catalog.images
+    if images is not None and images.shape[1] == images.shape[2]:
+        return int(images.shape[1])
+    return None
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
+    frozen_bn: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean training loss.
+
+    With ``frozen_bn`` every BatchNorm layer stays in evaluation mode: it normalises with its
+    stored statistics and does not update them (classifier re-training on a fixed backbone).
+    """
+    model.train()
+    if frozen_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    total, count = 0.0, 0
+    for k, (x, y) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with torch.no_grad():
+            x = transform(x, train=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, precision):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at batch {k}; lower --lr or use fp32"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(y)
+        count += len(y)
+        if on_batch is not None:
+            on_batch(k + 1, len(loader))
+    return {"train_loss": total / max(count, 1)}
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: nn.Module,
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and logits for every item of ``loader``, in order."""
+    model.eval()
+    all_logits = []
+    for x, _ in loader:
+        x = transform(x.to(device, non_blocking=True), train=False)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, precision):
+            all_logits.append(model(x).float().cpu())
+    logits = torch.cat(all_logits) if all_logits else torch.empty(0)
+    return torch.softmax(logits, dim=1).numpy(), logits.numpy()
+
+
+def split_probs(
+    model: nn.Module,
+    data: Prepared,
+    split: str,
+    transform: nn.Module,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    dist_info: DistInfo | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and logits of a whole split, in split order; under DDP each rank scores
+    its shard and the rows of all ranks are gathered (each item exactly once)."""
+    info = dist_info or DistInfo()
+    idx = data.indices(split)
+    loader = BatchLoader(data.images, data.catalog.labels, shard(idx, info), batch_size)
+    probs, logits = predict_probs(
+        model, loader, transform, device, precision=precision, channels_last=channels_last
+    )
+    return gather_rows(probs, info), gather_rows(logits, info)
+
+
+def evaluate(
+    model: nn.Module,
+    data: Prepared,
+    split: str,
+    transform: nn.Module,
+    loss_fn: nn.Module,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    positive: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    dist_info: DistInfo | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on one split (no augmentation).
+
+    Under DDP each rank scores its shard and the predictions are gathered, so every item counts
+    exactly once and the metrics equal the single-process ones.
+    """
+    probs, logits = split_probs(
+        model,
+        data,
+        split,
+        transform,
+        device,
+        batch_size=batch_size,
+        precision=precision,
+        channels_last=channels_last,
+        dist_info=dist_info,
+    )
+    return _split_metrics(data, split, probs, logits, loss_fn, positive)
+
+
+def _split_metrics(
+    data: Prepared,
+    split: str,
+    probs: np.ndarray,
+    logits: np.ndarray,
+    loss_fn: nn.Module,
+    positive: int | None,
+) -> dict[str, float]:
+    labels = data.catalog.labels[data.indices(split)]
+    loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)).item())
+    metrics = classification_metrics(labels, probs, data.class_names, positive=positive)
+    return {"loss": loss, **metrics}
+
+
+@dataclass
+class RunResult:
+    """What ``fit`` leaves behind."""
+
+    run_dir: Path
+    config: TrainConfig
+    best_epoch: int
+    best_value: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def _better(select: str, row: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Whether an epoch beats the best so far on ``val_<select>``; ties go to lower val loss."""
+    value = row[f"val_{select}"]
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    top = best[f"val_{select}"]
+    if value == top:
+        return row["val_loss"] < best["val_loss"]
+    return value < top if select == "loss" else value > top
+
+
+def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
+    """(phase, first epoch, end epoch) for the whole run."""
+    phases = []
+    if config.freeze_epochs:
+        phases.append(("frozen", 0, config.freeze_epochs))
+    phases.append(("full", config.freeze_epochs, config.epochs))
+    if config.crt_epochs:
+        phases.append(("crt", config.epochs, config.epochs + config.crt_epochs))
+    return phases
+
+
+def _epoch_line(row: dict[str, float], select: str) -> str:
+    return (
+        f"epoch {int(row['epoch']):3d} [{row.get('phase_name', '')}] "
+        f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        f"val_{select} {row[f'val_{select}']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.4f}"
+        f"  ({row['seconds']:.1f}s)"
+    )
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    data: Prepared | None = None,
+    stop_after_epoch: int | None = None,
+) -> RunResult:
+    """Train, select the best checkpoint on validation data, and evaluate it.
+
+    Args:
+        config: the run's configuration (``None`` fields are chosen for the data).
+        resume: continue from ``RUN_DIR/last.pt``.
+        data: already prepared data (tests and ``compare`` reuse it).
+        stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
+
+    Writes ``config.json``, ``history.csv``, ``best.safetensors``, ``last.pt`` and
+    ``metrics.json`` to ``config.out``.
+    """
+    from medbalance.core.distributed import setup, teardown
+
+    dist_info, device = setup(select_device(config.device))
+    try:
+        return _fit(config, resume, data, stop_after_epoch, dist_info, device)
+    finally:
+        teardown(dist_info)
+
+
+def _fit(
+    config: TrainConfig,
+    resume: bool,
+    data: Prepared | None,
+    stop_after_epoch: int | None,
+    dist_info: DistInfo,
+    device: torch.device,
+) -> RunResult:
+    native = native_size(config.data) if data is None else _array_side(data)
+    config = resolve(config, native, device)
+    assert config.presize is not None
+    if data is None:
+        if not dist_info.is_main:
+            barrier(dist_info)  # rank 0 fills the presize cache first; the others then read it
+        data = prepare_for(config)
+        if dist_info.is_main:
+            barrier(dist_info)
+    trainer = Trainer(config, data, device, dist_info)
+    if dist_info.is_main:
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        config.write(trainer.run_dir / "config.json")
+    state = load_resume(trainer) if resume else None
+    done = int(state["epoch"]) + 1 if state is not None else 0
+    patience_left = config.patience
+    for phase, start, end in _phases(config):
+        if done >= end:
+            continue
+        if phase == "crt" and (state is None or state["phase"] != "crt"):
+            _start_crt(trainer)
+        steps = (end - start) * len(trainer.loader_for(start, phase))
+        optimizer, scheduler = trainer.optimizer_for(phase, steps)
+        if state is not None and state["phase"] == phase:
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state["scheduler"]:
+                scheduler.load_state_dict(state["scheduler"])
+        for epoch in range(max(start, done), end):
+            row = _run_epoch(trainer, epoch, phase, optimizer, scheduler)
+            best_row = trainer.history[trainer.best_epoch] if trainer.best_epoch >= 0 else None
+            improved = _better(config.select, row, best_row)
+            if improved:
+                trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
+                val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+                if dist_info.is_main:
+                    save_checkpoint(
+                        trainer.run_dir / "best.safetensors",
+                        trainer.model,
+                        trainer.metadata(epoch, val),
+                    )
+            trainer.history.append(row)
+            trainer.write_history()
+            trainer.save_state(epoch, phase, optimizer, scheduler)
+            barrier(dist_info)
+            if dist_info.is_main:
+                log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return RunResult(trainer.run_dir, config, trainer.best_epoch, trainer.best_value)
+            if config.patience is not None and phase != "crt":
+                patience_left = config.patience if improved else (patience_left or 0) - 1
+                if patience_left is not None and patience_left < 0:
+                    log.info(
+                        "early stopping: val_%s did not improve for %d epochs",
+                        config.select,
+                        config.patience,
+                    )
+                    break
+        state = None
+    return _finish(trainer)
+
+
+def _start_crt(trainer: Trainer) -> None:
+    """Load the best weights and give the model a fresh head (classifier re-training)."""
+    from safetensors.torch import load_file
+
+    best = trainer.run_dir / "best.safetensors"
+    if best.is_file():
+        trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
+    head = trainer.model.get_classifier()  # type: ignore[operator]  # timm's head API
+    for module in head.modules() if isinstance(head, nn.Module) else []:
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+def _run_epoch(
+    trainer: Trainer,
+    epoch: int,
+    phase: str,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> dict[str, float]:
+    config = trainer.config
+    torch.manual_seed(config.seed * 100_003 + epoch * 101 + trainer.dist.rank)
+    loader = trainer.loader_for(epoch, phase)
+    loss_fn = trainer.loss_for(epoch, phase)
+    started = time.perf_counter()
+    progress = _progress(f"epoch {epoch}", len(loader))
+    with progress as bar:
+        train = train_one_epoch(
+            trainer.train_model,
+            loader,
+            trainer.transform,
+            loss_fn,
+            optimizer,
+            scheduler,
+            trainer.device,
+            precision=config.precision,
+            scaler=trainer.scaler,
+            channels_last=config.channels_last,
+            frozen_bn=phase == "crt",
+            on_batch=bar,
+        )
+    train["train_loss"] = mean_over_ranks(train["train_loss"], len(loader), trainer.dist)
+    if phase == "crt":
+        trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
+    else:
+        trainer.recalibrate_bn()
+    val = evaluate(
+        trainer.model,
+        trainer.data,
+        "val",
+        trainer.transform,
+        loss_fn,
+        trainer.device,
+        positive=trainer.positive,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        dist_info=trainer.dist,
+    )
+    row: dict[str, Any] = {"epoch": epoch, "phase_name": phase, **train}
+    row.update({f"val_{k}": v for k, v in val.items()})
+    row["lr"] = optimizer.param_groups[-1]["lr"]
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing otherwise (the epoch line is logged)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _finish(trainer: Trainer) -> RunResult:
+    """Evaluate the best checkpoint on val and (if present) test; write metrics.json."""
+
+    from safetensors.torch import load_file
+
+    best = trainer.run_dir / "best.safetensors"
+    if not best.is_file():
+        raise RuntimeError(
+            f"no epoch produced a finite val_{trainer.config.select}; nothing was selected"
+        )
+    trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
+    loss_fn = trainer.loss_for(0, "full")
+    metrics: dict[str, dict[str, float]] = {}
+    probs: dict[str, np.ndarray] = {}
+    for split in ("val", "test"):
+        if len(trainer.data.indices(split)):
+            # scored once, in fp32 (as `medbalance evaluate` will), for these metrics and for
+            # the threshold, metrics.json, predictions.csv and the report
+            probs[split], logits = split_probs(
+                trainer.model,
+                trainer.data,
+                split,
+                trainer.transform,
+                trainer.device,
+                dist_info=trainer.dist,
+            )
+            metrics[split] = _split_metrics(
+                trainer.data, split, probs[split], logits, loss_fn, trainer.positive
+            )
+    if trainer.dist.is_main:
+        trainer.evaluation = _evaluate_checkpoint(trainer, probs)
+    barrier(trainer.dist)
+    return RunResult(
+        trainer.run_dir,
+        trainer.config,
+        trainer.best_epoch,
+        trainer.best_value,
+        trainer.history,
+        metrics,
+        trainer.evaluation,
+    )
+
+
+def _evaluate_checkpoint(trainer: Trainer, probs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Choose the operating point on val, store it in the checkpoint, evaluate and report,
+    from the probabilities :func:`_finish` computed with the best checkpoint."""
+    from medbalance.evaluation.evaluate import (
+        Scores,
+        choose_operating_point,
+        evaluate_run,
+        store_threshold,
+    )
+    from medbalance.evaluation.inference import load_trained
+
+    def scores(split: str) -> Scores:
+        idx = trainer.data.indices(split)
+        return Scores(split, idx, trainer.data.catalog.labels[idx], probs[split])
+
+    device = str(trainer.device)
+    trained = load_trained(trainer.run_dir / "best.safetensors", device=device)
+    point = choose_operating_point(
+        trained, scores("val"), trainer.config.threshold, trainer.data.train_counts()
+    )
+    store_threshold(trainer.run_dir, point)
+    split = "test" if len(trainer.data.indices("test")) else "val"
+    return evaluate_run(
+        trainer.run_dir,
+        split=split,
+        n_bootstrap=trainer.config.bootstrap,
+        seed=trainer.config.seed,
+        device=device,
+        prepared=trainer.data,
+        scores=scores(split),
+    )

@@ -1,0 +1,334 @@
+"""One training run's parts: the device, the config resolved for the data, and :class:`Trainer`.
+
+:func:`resolve` fills the "choose for the data" fields of a :class:`TrainConfig` (image size,
+presize, model, learning rate). :class:`Trainer` builds the model, the batch transform and its
+normalisation, and per epoch and phase the sampler, the loss (with deferred re-weighting) and the
+optimizer and schedule; it saves the resumable state. ``engine.fit`` drives it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medbalance import __version__
+from medbalance.core.distributed import DistInfo
+from medbalance.core.files import atomic_write, atomic_write_text
+from medbalance.data.cache import default_presize
+from medbalance.data.prepared import BatchLoader, Prepared, default_positive_class
+from medbalance.training.config import TrainConfig
+
+__all__ = ["Trainer", "load_resume", "native_size", "resolve", "select_device"]
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple MPS is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def resolve(config: TrainConfig, native_size: int | None, device: torch.device) -> TrainConfig:
+    """Fill the "choose for the data" fields: size, presize, model and learning rate."""
+    from medbalance.models.backbones import default_model_for
+
+    size = config.size
+    if size is None:
+        size = min(native_size, 224) if native_size else (128 if device.type == "cpu" else 224)
+    presize = config.presize if config.presize is not None else default_presize(size, native_size)
+    model = config.model or default_model_for(size, device.type)
+    lr = config.lr if config.lr is not None else 2e-3
+    return replace(config, size=size, presize=presize, model=model, lr=lr)
+
+
+def native_size(source: str) -> int | None:
+    """Side of the square images of an array data set (MedMNIST), else None.
+
+    Only the array headers are read: ``fit`` loads the data once, in ``prepare_for``. Folders
+    and manifests have no native size.
+    """
+    from pathlib import Path
+
+    from medbalance.data._medmnist import MEDMNIST, resolve_medmnist
+    from medbalance.data.npz import npz_image_side
+
+    path = Path(source).expanduser()
+    if not path.exists() and source.lower() in MEDMNIST:
+        path = resolve_medmnist(source)
+    return npz_image_side(path) if path.suffix.lower() == ".npz" and path.is_file() else None
+
+
+_DRW_BASE = {
+    "weighted-ce": ("ce", {"label_smoothing"}),
+    "cb-ce": ("ce", {"label_smoothing"}),
+    "cost-ce": ("ce", {"label_smoothing"}),
+    "cb-focal": ("focal", {"gamma"}),
+}
+
+
+class Trainer:
+    """Everything one run is made of: model, transform, positive class, and per phase the
+    sampler, loss and optimizer; it also writes ``last.pt`` and ``history.csv``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Prepared,
+        device: torch.device,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        from medbalance.models.augment import AugmentConfig, BatchTransform, fit_normalization
+        from medbalance.models.backbones import create_model
+
+        self.config, self.data, self.device = config, data, device
+        self.dist = dist_info or DistInfo()
+        self.run_dir = Path(config.out)
+        assert config.size is not None and config.model is not None  # resolved by fit()
+        torch.manual_seed(config.seed)
+        self.model = create_model(
+            config.model,
+            num_classes=len(data.class_names),
+            in_chans=data.channels,
+            pretrained=config.pretrained,
+            weights=config.weights,
+        ).to(device)
+        if config.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.train_model: nn.Module = self.model
+        train_idx = data.indices("train")
+        sample = data.images.take(train_idx[:: max(1, len(train_idx) // 512)])
+        self.norm = fit_normalization(config.normalization, sample)
+        augment = AugmentConfig(enabled=config.augment, hflip=config.hflip, degrees=config.degrees)
+        self.transform = BatchTransform(augment, config.size, self.norm).to(device)
+        counts = data.train_counts()
+        if config.positive_class is not None:
+            if config.positive_class not in data.class_names:
+                raise ValueError(
+                    f"positive class {config.positive_class!r} is not a class of this data "
+                    f"({', '.join(data.class_names)})"
+                )
+            self.positive = data.class_names.index(config.positive_class)
+        else:
+            self.positive = default_positive_class(data.class_names, counts)
+        self.history: list[dict[str, float]] = []
+        self.evaluation: dict[str, Any] = {}
+        self.best_value, self.best_epoch = math.nan, -1
+        self.scaler = (
+            torch.amp.GradScaler("cuda")
+            if config.precision == "fp16" and device.type == "cuda"
+            else None
+        )
+
+    # --- pieces -------------------------------------------------------------------------
+
+    def loss_for(self, epoch: int, phase: str) -> nn.Module:
+        from medbalance.training.class_weights import drw_weights
+        from medbalance.training.losses import create_loss
+
+        counts = self.data.train_counts()
+        if phase == "crt":
+            return create_loss("ce", counts).to(self.device)
+        name, options = self.config.loss, dict(self.config.loss_options)
+        if self.config.drw_epoch is not None and epoch >= self.config.drw_epoch:
+            # losses that derive their own weights from the counts hand over to their base loss
+            if name in _DRW_BASE:
+                name, keep = _DRW_BASE[name]
+                options = {k: v for k, v in options.items() if k in keep}
+            options["class_weight"] = drw_weights(counts)
+        return create_loss(name, counts, **options).to(self.device)
+
+    def loader_for(self, epoch: int, phase: str) -> BatchLoader:
+        from medbalance.training.samplers import create_sampler
+
+        labels = self.data.catalog.labels
+        train_idx = self.data.indices("train")
+        spec = "oversample" if phase == "crt" else self.config.sampler
+        sampler = create_sampler(
+            spec,
+            labels[train_idx],
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            num_samples=self.config.epoch_samples,
+        )
+        if sampler is None:
+            generator = np.random.default_rng((self.config.seed, epoch))
+            order = generator.permutation(train_idx)
+            world = self.dist.world_size
+            order = np.resize(order, -(-len(order) // world) * world)[self.dist.rank :: world]
+        else:
+            sampler.set_epoch(epoch)
+            order = train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
+        drop_last = len(order) % self.config.batch_size == 1
+        return BatchLoader(
+            self.data.images,
+            labels,
+            order,
+            self.config.batch_size,
+            drop_last=drop_last,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def optimizer_for(
+        self, phase: str, steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        from medbalance.models.backbones import (
+            head_parameters,
+            param_groups,
+            set_backbone_trainable,
+        )
+
+        config = self.config
+        assert config.lr is not None
+        if phase in ("frozen", "crt"):
+            set_backbone_trainable(self.model, False)
+            groups: list[dict[str, Any]] = [
+                {"params": head_parameters(self.model), "lr": config.lr}
+            ]
+        else:
+            set_backbone_trainable(self.model, True)
+            mult = config.backbone_lr_mult if (config.pretrained or config.weights) else 1.0
+            groups = param_groups(
+                self.model, config.lr, backbone_lr_mult=mult, weight_decay=config.weight_decay
+            )
+        self.train_model = self._wrap()
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        if config.schedule == "constant" or steps < 10:  # one-cycle needs room for its phases
+            return optimizer, None
+        if config.schedule == "cosine":
+            return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=steps, pct_start=0.25
+        )
+
+    def _wrap(self) -> nn.Module:
+        """The training forward: DDP over this phase's trainable parameters, optionally compiled."""
+        model: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.config.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        return model
+
+    def metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        config = self.config
+        return {
+            "format": "medbalance-checkpoint/1",
+            "version": __version__,
+            "model": config.model,
+            "class_names": list(self.data.class_names),
+            "positive_class": self.data.class_names[self.positive],
+            "channels": self.data.channels,
+            "image_size": config.size,
+            "presize": config.presize,
+            "fit": "pad",
+            "normalization": self.norm.to_dict(),
+            "train_counts": self.data.train_counts(),
+            "data_fingerprint": self.data.fingerprint,
+            "epoch": epoch,
+            "val_metrics": metrics,
+            "config": config.to_dict(),
+        }
+
+    def recalibrate_bn(self) -> None:
+        """Precise BatchNorm (Wu & Johnson, 2021): re-estimate every BatchNorm layer's running
+        mean and variance from up to ``config.precise_bn`` training images (seeded choice,
+        evaluation transform): the average of the statistics of equal-size batches (a smaller
+        last batch is left out, as it would count as much as a full one).
+
+        The momentum average that BatchNorm keeps in training lags the weights by about ten
+        steps; on a small data set that is most of the run, and evaluation-mode predictions
+        collapse to one class while the ranking (AUROC) looks fine. Every rank uses the same
+        images, so the statistics agree under DDP; rank 0's are broadcast to make sure.
+        """
+        from torch.optim.swa_utils import update_bn
+
+        n = self.config.precise_bn
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not n or not norms:
+            return
+        train_idx = self.data.indices("train")
+        rng = np.random.default_rng((self.config.seed, 7))
+        chosen = np.sort(rng.permutation(train_idx)[:n])
+        if len(chosen) < 2:  # BatchNorm needs two values a channel
+            return
+        batch = self.config.batch_size
+        loader = BatchLoader(
+            self.data.images, self.data.catalog.labels, chosen, batch, drop_last=len(chosen) > batch
+        )
+        inputs = (self.transform(x.to(self.device), train=False) for x, _ in loader)
+        update_bn(inputs, self.model)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            for module in norms:
+                for buffer in module.buffers():
+                    dist.broadcast(buffer, src=0)
+
+    # --- persistence --------------------------------------------------------------------
+
+    def save_state(self, epoch: int, phase: str, optimizer: Any, scheduler: Any) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            "epoch": epoch,
+            "phase": phase,
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "fingerprint": self.data.fingerprint,
+        }
+        atomic_write(self.run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
+
+    def write_history(self) -> None:
+        if not self.history or not self.dist.is_main:
+            return
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        text = buffer.getvalue()
+        atomic_write_text(self.run_dir / "history.csv", text)
+
+
+def load_resume(trainer: Trainer) -> dict[str, Any] | None:
+    path = trainer.run_dir / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} does not exist; start the run without --resume")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != trainer.data.fingerprint:
+        raise ValueError(
+            f"--resume: {path} was trained on other data (fingerprint {state['fingerprint']}, "
+            f"now {trainer.data.fingerprint}); resume with the same data, or start afresh"
+        )
+    trainer.model.load_state_dict(state["model"])
+    trainer.history = list(state["history"])
+    trainer.best_value, trainer.best_epoch = float(state["best_value"]), int(state["best_epoch"])
+    return state
