@@ -20,10 +20,11 @@ install: $(BIN)/medbalance  ## create .venv with medbalance and the dev tools
 test: install  ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: install  ## formatting, lint and types
+lint: install  ## formatting, lint, types and the import-layer contract
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 check: lint test  ## everything CI checks
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from medbalance.training.config import TrainConfig
-from medbalance.training.engine import fit
+from medbalance.workflows.training import train_and_evaluate as fit
 
 REMEDIES: dict[str, dict[str, object]] = {
     "ce": {"sampler": "none", "loss": "ce"},

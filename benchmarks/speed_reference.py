@@ -67,7 +67,7 @@ from medbalance.models.backbones import create_model  # noqa: E402
 from medbalance.training.config import TrainConfig  # noqa: E402
 from medbalance.training.engine import train_one_epoch  # noqa: E402
 from medbalance.training.losses import create_loss  # noqa: E402
-from medbalance.training.trainer import resolve  # noqa: E402
+from medbalance.training.prepare import resolve_sizes  # noqa: E402
 
 EPOCH_IMAGES = 4708  # PneumoniaMNIST training split
 LR = 2e-3
@@ -286,7 +286,7 @@ def main() -> None:
     train_idx = catalog.indices("train")
     results: dict[str, Any] = {"sizes": {}}
     for size in map(int, args.sizes.split(",")):
-        config = resolve(TrainConfig(data=args.data, size=size), native, torch.device("cpu"))
+        config = resolve_sizes(TrainConfig(data=args.data, size=size), native, torch.device("cpu"))
         presize_to = args.presize or config.presize
         assert presize_to is not None
         t0 = time.perf_counter()

@@ -118,7 +118,7 @@ def test_compare_writes_outputs_keeps_finished_runs_and_collect_agrees(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("fit was called for a finished run")
 
-    monkeypatch.setattr("medbalance.training.engine.fit", no_training)
+    monkeypatch.setattr("medbalance.workflows.training.train_and_evaluate", no_training)
     table = (out / "comparison.csv").read_text()
     again = compare(_base(tiny_npz), "baseline,oversample", out, seeds=2)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps

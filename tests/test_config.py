@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_unknown_key_suggests(tmp_path: Path) -> None:
         ({"drw_epoch": 10}, "drw_epoch must fall inside the run"),
         ({"freeze_epochs": 2}, "give --pretrained or --weights PATH"),
         ({"pretrained": True, "weights": "w.pth"}, "not both"),
-        ({"size": 64, "presize": 32}, "presize \\(32\\) must be at least size \\(64\\)"),
+        ({"size": 64, "presize": 4}, "presize must be between 8 and 4096"),
     ],
 )
 def test_rules(changes: dict[str, object], match: str) -> None:
@@ -49,3 +50,66 @@ def test_missing_data_and_written_config(tmp_path: Path) -> None:
     config = TrainConfig(data="x", epochs=2)
     config.write(tmp_path / "config.json")
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"sampler": "oversampel"}, "unknown sampler 'oversampel'.*did you mean 'oversample'"),
+        ({"sampler": "oversample:2"}, r"alpha .* must be in \[0, 1\]"),
+        ({"loss": "focl"}, "unknown loss 'focl'.*did you mean 'focal'"),
+        (
+            {"loss": "focal", "loss_options": {"gama": 2}},
+            "unknown option.*gama.*did you mean gamma",
+        ),
+        ({"loss": "cost-ce"}, r"needs option\(s\) cost_matrix"),
+        ({"threshold": "youdn"}, "threshold: .*youden"),
+        ({"bootstrap": -1}, "bootstrap must be 0 or more"),
+    ],
+)
+def test_components_are_checked_when_the_config_is_built(
+    changes: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(data="x", **changes)  # type: ignore[arg-type]
+
+
+def test_presize_below_size_is_allowed() -> None:
+    # 28 px MedMNIST at 64 px: the cache keeps 28 px, the device resamples once
+    assert TrainConfig(data="x", size=64, presize=28).presize == 28
+
+
+def test_written_config_holds_only_train_config_keys(tiny_npz: Path, tmp_path: Path) -> None:
+    import torch
+
+    from medbalance.training.prepare import prepare_run
+
+    run = prepare_run(TrainConfig(data=str(tiny_npz), size=64), device=torch.device("cpu"))
+    resolved = run.config
+    assert (resolved.size, resolved.presize, resolved.native_size) == (64, 28, 28)
+    assert resolved.class_names == ("0", "1") and resolved.positive_index == 1
+    resolved.write(tmp_path / "config.json")
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert set(stored) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig(**stored) == TrainConfig(**resolved.to_dict())
+
+
+def test_a_multiclass_rule_on_binary_data_fails_before_training(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from medbalance.training.prepare import prepare_run
+
+    config = TrainConfig(data=str(tiny_npz), out=str(tmp_path / "run"), threshold="prior")
+    with pytest.raises(ConfigError, match="'prior' is a multi-class rule.*two classes"):
+        prepare_run(config, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="positive class 'x' is not a class"):
+        prepare_run(TrainConfig(data=str(tiny_npz), positive_class="x"), device=torch.device("cpu"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_drw_flag_rule_is_one_function() -> None:
+    from medbalance.training.config import default_drw_epoch
+
+    assert [default_drw_epoch(n) for n in (1, 2, 3, 10, 12)] == [1, 1, 2, 6, 8]

@@ -57,7 +57,7 @@ def _worker(
     )
     os.environ["MEDBALANCE_CACHE"] = str(Path(out).parent / "cache")
     torch.set_num_threads(1)
-    from medbalance.training.engine import fit
+    from medbalance.workflows.training import train_and_evaluate as fit
 
     result = fit(
         _config(Path(data), Path(out)), resume=resume, stop_after_epoch=cut if cut >= 0 else None
@@ -70,7 +70,7 @@ def _worker(
         from medbalance.core.distributed import setup, teardown
         from medbalance.data.prepared import prepare_data
         from medbalance.evaluation.inference import load_trained
-        from medbalance.training.engine import split_probs
+        from medbalance.evaluation.scoring import score_split
 
         # a second group on a fresh port: on the first one, a fast rank could reach the old
         # store before the slow rank's teardown closed it, and wait there forever
@@ -78,9 +78,9 @@ def _worker(
         info, device = setup(torch.device("cpu"))
         trained = load_trained(Path(out) / "best.safetensors")
         prepared = prepare_data(data, presize_to=trained.presize, seed=3)
-        probs, _ = split_probs(
+        probs = score_split(
             trained.model, prepared, "val", trained.transform, device, dist_info=info, batch_size=7
-        )
+        ).probs
         if dist.get_rank() == 0:
             np.save(Path(out) / "gathered_val.npy", probs)
         teardown(info)
@@ -118,12 +118,14 @@ def test_ddp_train_metrics_equal_single_process_and_resume(tmp_path: Path) -> No
     # same items, same order, none dropped or counted twice
     from medbalance.data.prepared import prepare_data
     from medbalance.evaluation.inference import load_trained
-    from medbalance.training.engine import split_probs
+    from medbalance.evaluation.scoring import score_split
 
     os.environ["MEDBALANCE_CACHE"] = str(tmp_path / "cache")
     trained = load_trained(run / "best.safetensors")
     prepared = prepare_data(str(data), presize_to=trained.presize, seed=3)
-    single, _ = split_probs(trained.model, prepared, "val", trained.transform, torch.device("cpu"))
+    single = score_split(
+        trained.model, prepared, "val", trained.transform, torch.device("cpu")
+    ).probs
     gathered = np.load(run / "gathered_val.npy")
     assert gathered.shape == single.shape == (40, 2)
     np.testing.assert_allclose(gathered, single, atol=1e-5)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from medbalance.cli.app import app
 from medbalance.core.checkpoint import read_metadata
 from medbalance.training.config import TrainConfig
-from medbalance.training.engine import fit
+from medbalance.workflows.training import train_and_evaluate as fit
 
 
 def _config(data: Path, out: Path, **changes: object) -> TrainConfig:
@@ -57,7 +57,7 @@ def test_fit_learns_and_writes_the_run(tiny_npz: Path, tmp_path: Path) -> None:
     assert len((run / "history.csv").read_text().splitlines()) == 11
     # fit scores val and test once and reuses the probabilities for the evaluation; a fresh
     # `medbalance evaluate` (which rebuilds the model from the checkpoint) gives the same numbers
-    from medbalance.evaluation.evaluate import evaluate_run
+    from medbalance.workflows.training import evaluate_run
 
     again = evaluate_run(run, n_bootstrap=50, seed=1, report=False)
     for key, entry in metrics["metrics"].items():
@@ -149,16 +149,15 @@ def test_precise_bn_re_estimates_statistics_on_eval_transformed_train_images(
     import torch
     from torch import nn
 
-    from medbalance.data.prepared import prepare_data
-    from medbalance.training.trainer import Trainer, resolve
+    from medbalance.training.prepare import prepare_run
+    from medbalance.training.trainer import Trainer
 
-    config = resolve(
+    run = prepare_run(
         _config(tiny_npz, tmp_path, model="resnet18", size=28, precise_bn=n_images),
-        28,
-        torch.device("cpu"),
+        device=torch.device("cpu"),
     )  # batch 16; 100 train images
-    data = prepare_data(config.data, presize_to=28, seed=config.seed)
-    trainer = Trainer(config, data, torch.device("cpu"))
+    data = run.data
+    trainer = Trainer(run.config, data, torch.device("cpu"))
     first = next(m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
     before = first.running_mean.clone()
     images: list[torch.Tensor] = []

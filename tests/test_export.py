@@ -18,7 +18,7 @@ from medbalance.core.checkpoint import read_metadata, save_checkpoint
 from medbalance.evaluation.export import export_model
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.training.config import TrainConfig
-from medbalance.training.engine import fit
+from medbalance.workflows.training import train_and_evaluate as fit
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs pip install 'medbalance[onnx]'")

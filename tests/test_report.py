@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medbalance.reporting.report import GalleryItem, report_from_run, write_report
+from medbalance.evaluation.gallery import GalleryItem
+from medbalance.reporting.report import report_from_run, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 BINARY = ("NORMAL", "PNEUMONIA")

@@ -23,10 +23,20 @@ from medbalance.cli.options import (
     ResplitVal,
     SkipUnreadable,
     fail,
-    load_split_catalog,
     parse_options,
 )
 from medbalance.cli.result_commands import print_metrics
+from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
+from medbalance.training.names import (
+    Device,
+    LossName,
+    Normalization,
+    Precision,
+    SamplerName,
+    Schedule,
+    SelectMetric,
+    choices,
+)
 
 __all__ = ["inspect", "lr_find_command", "presize_command", "train"]
 
@@ -53,6 +63,7 @@ def inspect(
     from rich.console import Console
 
     from medbalance.data.inspection import inspect_catalog, write_inspection
+    from medbalance.data.splits import load_split_catalog
 
     try:
         catalog = load_split_catalog(
@@ -60,7 +71,7 @@ def inspect(
             group_pattern=group_pattern,
             group_column=group_column,
             allow_outside=allow_outside,
-            resplit_val=resplit_val,
+            val_fraction=resplit_val,
             seed=seed,
         )
         result = inspect_catalog(catalog, skip_unreadable=skip_unreadable)
@@ -153,14 +164,11 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
     sampler: Annotated[
         str | None,
-        typer.Option(help="none | oversample | oversample:ALPHA | undersample | balanced-batches"),
+        typer.Option(help=f"{choices(SamplerName)} | oversample:ALPHA"),
     ] = None,
     loss: Annotated[
         str | None,
-        typer.Option(
-            help="ce | weighted-ce | cb-ce | cb-focal | cost-ce | focal | ldam | "
-            "balanced-softmax | logit-adjusted | soft-f1"
-        ),
+        typer.Option(help=choices(LossName)),
     ] = None,
     loss_option: Annotated[
         list[str] | None,
@@ -184,34 +192,33 @@ def train(
     ] = None,
     select: Annotated[
         str | None,
-        typer.Option(help="auroc | balanced_accuracy | macro_f1 | sensitivity | loss"),
+        typer.Option(help=choices(SelectMetric)),
     ] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience.")] = None,
     positive_class: Annotated[
         str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 | bf16 | fp16")] = None,
+    device: Annotated[str | None, typer.Option(help=choices(Device))] = None,
+    precision: Annotated[str | None, typer.Option(help=choices(Precision))] = None,
     threshold: Annotated[
         str | None,
         typer.Option(
-            help="Operating point, chosen on val at the end: youden (default) | f1 | "
-            "'sensitivity>=0.95' | 'specificity>=0.9' | 'cost:FN=5,FP=1' | a number; "
-            "multi-class: argmax | prior | logit-adjust:TAU."
+            help="Operating point, chosen on val at the end (default youden): "
+            f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}."
         ),
     ] = None,
     bootstrap: Annotated[
         int | None, typer.Option(min=0, help="Bootstrap resamples for the 95% CIs (1000).")
     ] = None,
-    schedule: Annotated[str | None, typer.Option(help="onecycle | cosine | constant")] = None,
+    schedule: Annotated[str | None, typer.Option(help=choices(Schedule))] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
     epoch_samples: Annotated[
         int | None,
         typer.Option("--epoch-samples", min=1, help="Images drawn per epoch by the sampler."),
     ] = None,
     normalization: Annotated[
-        str | None, typer.Option(help="minmax (per image; X-rays) | meanstd | fixed")
+        str | None, typer.Option(help=f"{choices(Normalization)} (minmax: per image; X-rays)")
     ] = None,
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="GPU memory layout.")
@@ -248,7 +255,9 @@ def train(
     RUN_DIR holds config.json, history.csv, best.safetensors (the checkpoint chosen on
     validation data), last.pt (for --resume) and metrics.json (val and test).
     """
-    from medbalance.training.config import ConfigError, load_config
+    from dataclasses import replace
+
+    from medbalance.training.config import ConfigError, default_drw_epoch, load_config
 
     overrides = dict(
         data=data,
@@ -295,13 +304,10 @@ def train(
     try:
         config = load_config(config_file, overrides)
         if drw and config.drw_epoch is None:
-            config = load_config(
-                config_file, {**overrides, "drw_epoch": max(1, config.epochs * 2 // 3)}
-            )
-        _check_names(config.sampler, config.loss)
-        from medbalance.training.engine import fit
+            config = replace(config, drw_epoch=default_drw_epoch(config.epochs))
+        from medbalance.workflows.training import train_and_evaluate
 
-        result = fit(config, resume=resume)
+        result = train_and_evaluate(config, resume=resume)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         fail(error)
     _print_result(result)
@@ -333,15 +339,6 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     ]
     log.info("launching: %s", " ".join(command))
     return subprocess.call(command)
-
-
-def _check_names(sampler: str, loss: str) -> None:
-    from medbalance.training.losses import LOSSES, create_loss
-    from medbalance.training.samplers import parse_sampler_spec
-
-    parse_sampler_spec(sampler)
-    if loss not in LOSSES:
-        create_loss(loss, [1, 1])  # raises with "did you mean"
 
 
 def _print_result(result: object) -> None:

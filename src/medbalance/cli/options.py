@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from medbalance.data.catalog import Catalog
+    pass
 
 __all__ = [
     "AllowOutside",
@@ -21,7 +21,6 @@ __all__ = [
     "ResplitVal",
     "SkipUnreadable",
     "fail",
-    "load_split_catalog",
     "parse_options",
 ]
 
@@ -67,32 +66,6 @@ def fail(error: Exception) -> NoReturn:
     """Print ``error: ...`` in red on stderr and exit with code 2."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
-
-
-def load_split_catalog(
-    data: str,
-    *,
-    group_pattern: str | None,
-    group_column: str | None,
-    allow_outside: bool,
-    resplit_val: float | None,
-    seed: int,
-) -> Catalog:
-    """Load DATA for a command, assign its splits and, if asked, carve a new val split."""
-    from medbalance.data.catalog import load_catalog
-    from medbalance.data.splits import assign_splits
-    from medbalance.data.splits import resplit_val as carve_val
-
-    catalog = load_catalog(
-        data,
-        group_pattern=group_pattern,
-        group_column=group_column,
-        allow_outside=allow_outside,
-    )
-    catalog = assign_splits(catalog, seed=seed)
-    if resplit_val is not None:
-        catalog = carve_val(catalog, resplit_val, seed=seed)
-    return catalog
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, object] | None:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from medbalance.cli.options import GroupColumn, GroupPattern, ResplitVal, fail
+from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
 
 __all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", "report"]
 
@@ -26,9 +27,8 @@ def evaluate(
     threshold: Annotated[
         str | None,
         typer.Option(
-            help="Re-choose the operating point on val: youden | f1 | 'sensitivity>=0.95' | "
-            "'specificity>=0.9' | 'cost:FN=5,FP=1' | a number; multi-class: argmax | prior | "
-            "logit-adjust:TAU. Default: the one stored at training."
+            help=f"Re-choose the operating point on val: {' | '.join(POLICY_FORMS)}; "
+            f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training."
         ),
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
@@ -36,7 +36,7 @@ def evaluate(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
 ) -> None:
     """Evaluate a run's best checkpoint: metrics.json, predictions.csv and report.html."""
-    from medbalance.evaluation.evaluate import evaluate_run
+    from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
         fail(ValueError(f"--split must be test or val, got {split!r}"))

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.training.config import ConfigError, TrainConfig, default_drw_epoch
 
 __all__ = [
     "REMEDIES",
@@ -139,7 +139,22 @@ def _remedy_file(path: Path) -> Remedy:
             near = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
-    return Remedy(path.stem, {**REMEDIES["baseline"], **values}, source=str(path))
+    remedy = Remedy(path.stem, {**REMEDIES["baseline"], **values}, source=str(path))
+    _check_values(remedy, path)
+    return remedy
+
+
+def _check_values(remedy: Remedy, path: Path) -> None:
+    """Fail when the file is read, not when its run starts: a bad sampler, loss, option or any
+    other value is refused with the file's name."""
+    keys = {k: v for k, v in remedy.overrides.items() if k not in _SPECIAL}
+    if "fn_cost" in remedy.overrides:  # the matrix is built for the data's classes later
+        options = keys.get("loss_options") or {}
+        keys["loss_options"] = {**options, "cost_matrix": cost_matrix(2, 1, 1.0)}
+    try:
+        TrainConfig(data=str(path), **keys)
+    except (TypeError, ConfigError) as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def cost_matrix(n_classes: int, positive: int, fn_cost: float) -> list[list[float]]:
@@ -169,7 +184,7 @@ def remedy_config(
                 f"remedy {remedy.name!r} uses deferred re-weighting, which needs at least 2 "
                 f"epochs; got --epochs {epochs}"
             )
-        values["drw_epoch"] = max(1, 2 * epochs // 3)
+        values["drw_epoch"] = default_drw_epoch(epochs)
     if remedy.overrides.get("crt"):
         values["crt_epochs"] = max(1, epochs // 4)
     if "fn_cost" in remedy.overrides:

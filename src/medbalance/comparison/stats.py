@@ -22,7 +22,6 @@ Decisions, stated in the outputs too:
 
 from __future__ import annotations
 
-import csv
 import difflib
 import json
 import math
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from medbalance.comparison.remedies import REMEDY_KEYS
+from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError
 
 __all__ = [
@@ -121,33 +121,22 @@ def read_run(remedy: str, seed: int, path: Path) -> FinishedRun:
     Raises:
         ValueError: ``predictions.csv`` lacks the probability column of a class.
     """
-    result = json.loads((path / "metrics.json").read_text())
-    config_path = path / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    seconds = math.nan
-    if (path / "history.csv").is_file():
-        with (path / "history.csv").open(newline="") as handle:
-            seconds = sum(_float(row.get("seconds")) for row in csv.DictReader(handle))
+    folder = RunFolder(path)
+    result = folder.read_metrics()
+    config = folder.read_config() if folder.config.is_file() else {}
     classes = [str(c) for c in result["class_names"]]
-    with (path / "predictions.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = [f"prob_{c}" for c in classes if rows and f"prob_{c}" not in rows[0]]
-    if missing:
-        raise ValueError(f"{path / 'predictions.csv'}: no column {missing[0]}; re-evaluate the run")
-    index = {c: i for i, c in enumerate(classes)}
+    rows = folder.read_predictions(classes)
     return FinishedRun(
         remedy=remedy,
         seed=seed,
         path=path,
         result=result,
         config=config,
-        seconds=seconds,
-        ids=[row["id"] for row in rows],
-        labels=np.array([index[row["true_label"]] for row in rows], dtype=np.int64),
-        probs=np.array([[float(row[f"prob_{c}"]) for c in classes] for row in rows]).reshape(
-            len(rows), len(classes)
-        ),
-        preds=np.array([index[row["predicted_label"]] for row in rows], dtype=np.int64),
+        seconds=folder.train_seconds(),
+        ids=rows.ids,
+        labels=rows.labels,
+        probs=rows.probs,
+        preds=rows.preds,
     )
 
 
@@ -245,7 +234,8 @@ def paired_runs(run_a: Path, run_b: Path, metric: str = "auroc", n_resamples: in
     bootstrap seed is run a's seed.
     """
     a, b = Path(run_a), Path(run_b)
-    config = json.loads((a / "config.json").read_text()) if (a / "config.json").is_file() else {}
+    folder = RunFolder(a)
+    config = folder.read_config() if folder.config.is_file() else {}
     seed = int(config.get("seed", 0))
     return _paired(
         read_run(a.parent.name, seed, a), read_run(b.parent.name, seed, b), metric, n_resamples

@@ -1,11 +1,10 @@
 """Training data, ready for the loop: catalog, splits and presized images, plus a batch loader.
 
-:func:`prepare_data` (or :func:`prepare_for`, from a resolved
-:class:`~medbalance.training.config.TrainConfig`) makes a :class:`Prepared` (the catalog with final
-splits, the presized images, the class statistics of the training split and a fingerprint of the
-data);
-:class:`BatchLoader` yields ``(uint images, labels)`` batches from it, gathered straight from the
-memory-mapped presize cache, with one batch prefetched on a background thread.
+:func:`prepare_data` (which ``medbalance.training.prepare.prepare_run`` calls with a config)
+makes a :class:`Prepared` (the catalog with final splits, the presized images, the class
+statistics of the training split and a fingerprint of the data); :class:`BatchLoader` yields
+``(uint images, labels)`` batches from it, gathered straight from the memory-mapped presize
+cache, with one batch prefetched on a background thread.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import torch
 from medbalance.data.cache import Presized, presize
 from medbalance.data.catalog import Catalog, load_catalog
 from medbalance.data.splits import assign_splits, resplit_val, tiny_val_reason
-from medbalance.training.config import TrainConfig
 
 __all__ = [
     "BatchLoader",
@@ -31,7 +29,6 @@ __all__ = [
     "default_positive_class",
     "fingerprint",
     "prepare_data",
-    "prepare_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,22 +112,6 @@ def prepare_data(
         raise ValueError(f"{catalog.source}: no train split; give one or let medbalance split")
     images, catalog, unreadable = presize(catalog, presize_to, skip_unreadable=skip_unreadable)
     return Prepared(catalog, images, fingerprint(catalog), unreadable)
-
-
-def prepare_for(config: TrainConfig) -> Prepared:
-    """:func:`prepare_data` with a resolved config's data, seed, splitting and presize options,
-    so that ``train``, ``lr-find`` and ``compare`` see the same splits."""
-    if config.presize is None:
-        raise ValueError("prepare_for needs a resolved config (presize set); call resolve() first")
-    return prepare_data(
-        config.data,
-        presize_to=config.presize,
-        seed=config.seed,
-        resplit_val_fraction=config.resplit_val,
-        group_pattern=config.group_pattern,
-        group_column=config.group_column,
-        skip_unreadable=config.skip_unreadable,
-    )
 
 
 class BatchLoader:

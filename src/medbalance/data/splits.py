@@ -10,7 +10,14 @@ import numpy as np
 
 from medbalance.data.catalog import Catalog, DataError
 
-__all__ = ["TINY_VAL_CLASS", "TINY_VAL_TOTAL", "assign_splits", "resplit_val", "tiny_val_reason"]
+__all__ = [
+    "TINY_VAL_CLASS",
+    "TINY_VAL_TOTAL",
+    "assign_splits",
+    "load_split_catalog",
+    "resplit_val",
+    "tiny_val_reason",
+]
 
 TINY_VAL_TOTAL = 50
 TINY_VAL_CLASS = 10
@@ -87,3 +94,25 @@ def resplit_val(catalog: Catalog, fraction: float, *, seed: int = 0) -> Catalog:
     splits = catalog.splits.copy()
     splits[pool] = np.where(val, "val", "train")
     return catalog.replace(splits=splits)
+
+
+def load_split_catalog(
+    data: str,
+    *,
+    group_pattern: str | None = None,
+    group_column: str | None = None,
+    allow_outside: bool = False,
+    val_fraction: float | None = None,
+    seed: int = 0,
+) -> Catalog:
+    """Load ``data``, assign its splits and, with ``val_fraction``, carve a new val split (as
+    ``--resplit-val`` does): what ``inspect`` looks at."""
+    from medbalance.data.catalog import load_catalog
+
+    catalog = load_catalog(
+        data, group_pattern=group_pattern, group_column=group_column, allow_outside=allow_outside
+    )
+    catalog = assign_splits(catalog, seed=seed)
+    if val_fraction is not None:
+        catalog = resplit_val(catalog, val_fraction, seed=seed)
+    return catalog

@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
+from medbalance.evaluation.decision import METADATA_KEY, read_decision
 
 __all__ = ["SIDECAR_FORMAT", "ExportFormat", "export_model", "sidecar_path"]
 
@@ -134,54 +135,13 @@ def _output_path(checkpoint: Path, fmt: ExportFormat, out: Path | None) -> Path:
     return path
 
 
-def _decision(metadata: Mapping[str, Any]) -> tuple[float | None, str, Any]:
-    """The stored operating point as (binary threshold or None, rule in words, raw record).
-
-    The checkpoint's ``threshold`` is absent, a bare number, or the operating-point record
-    that training stores (``{"policy": ..., "value": ..., "chosen_on": "val", ...}``, with
-    ``value`` null for a multi-class rule). A binary threshold is a probability or ``inf``
-    (no validation threshold met the policy: nothing is called positive), written to JSON as
-    ``Infinity`` as everywhere in medbalance.
-    """
-    raw = metadata.get("threshold")
-    names = [str(name) for name in metadata["class_names"]]
-    positive = str(metadata["positive_class"])
-    record = raw if isinstance(raw, Mapping) else None
-    value = record.get("value") if record is not None else raw
-    policy = str(record.get("policy", "argmax")) if record is not None else "argmax"
-    if value is None:
-        if policy == "argmax" or len(names) == 2:
-            return None, "argmax of probabilities", raw
-        return (
-            None,
-            f"argmax of probabilities adjusted by the multi-class rule {policy!r}: 'prior' "
-            "divides them by the training class priors (operating_point['train_counts'] over "
-            "their sum), 'logit-adjust:TAU' subtracts TAU * log prior from their logarithms",
-            raw,
-        )
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not (0 <= value <= 1 or value == math.inf):
-        raise ValueError(
-            f"checkpoint threshold must be a probability in [0, 1], inf or absent, got {raw!r}; "
-            "re-tune the threshold on the validation split"
-        )
-    if value == math.inf:
-        rule = f"never {positive!r}: threshold is inf, so every image gets the other class"
-    else:
-        rule = (
-            f"{positive!r} where probabilities[:, {names.index(positive)}] >= threshold, "
-            "else the most probable other class"
-        )
-    return float(value), rule, raw
-
-
 def _sidecar(
     metadata: Mapping[str, Any], fmt: ExportFormat, model_file: Path, opset: int | None
 ) -> dict[str, Any]:
     class_names = [str(name) for name in metadata["class_names"]]
     positive = str(metadata["positive_class"])
     channels, size = int(metadata["channels"]), int(metadata["image_size"])
-    threshold, decision, operating_point = _decision(metadata)
+    decision = read_decision(metadata)
     return {
         "format": SIDECAR_FORMAT,
         "medbalance_version": __version__,
@@ -194,9 +154,9 @@ def _sidecar(
         "class_names": class_names,
         "positive_class": positive,
         "positive_index": class_names.index(positive),
-        "threshold": threshold,
-        "decision": decision,
-        "operating_point": operating_point,
+        "threshold": decision.threshold,
+        "decision": decision.describe(),
+        "operating_point": metadata.get(METADATA_KEY),
         "channels": channels,
         "image_size": size,
         "presize": int(metadata["presize"]),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from medbalance.core.checkpoint import load_checkpoint
+from medbalance.evaluation.decision import Decision, read_decision
 
 __all__ = ["Trained", "load_trained"]
 
@@ -38,6 +39,11 @@ class Trained:
         return self.class_names.index(self.metadata["positive_class"])
 
     @property
+    def decision(self) -> Decision:
+        """The operating point stored in the checkpoint (argmax when none was stored)."""
+        return read_decision(self.metadata)
+
+    @property
     def presize(self) -> int:
         return int(self.metadata["presize"])
 
@@ -57,9 +63,9 @@ class Trained:
 
 def load_trained(checkpoint: Path, *, device: str = "cpu") -> Trained:
     """Rebuild the model and evaluation transform stored in a ``best.safetensors``."""
+    from medbalance.core.device import select_device
     from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats
     from medbalance.models.backbones import create_model
-    from medbalance.training.trainer import select_device
 
     state, metadata = load_checkpoint(Path(checkpoint))
     target = select_device(device)

@@ -22,7 +22,7 @@ from medbalance.data.cache import PresizeSettings, presize_array
 from medbalance.data.images import UnreadableImageError, is_image_file, read_image
 from medbalance.evaluation.inference import Trained, load_trained
 
-__all__ = ["PredictSummary", "iter_inputs", "predict"]
+__all__ = ["PredictSummary", "Prediction", "iter_inputs", "iter_predictions", "predict"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,54 @@ def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One input's result: probabilities per class and the decision, or why it was unreadable."""
+
+    id: str
+    probabilities: dict[str, float]
+    label: str | None
+    threshold: float | None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            **{f"prob_{k}": v for k, v in self.probabilities.items()},
+            "predicted_label": self.label,
+            "threshold": self.threshold,
+            "error": self.error,
+        }
+
+
+def iter_predictions(
+    trained: Trained, inputs: Sequence[str | Path], *, batch_size: int = 64, workers: int = 2
+) -> Iterator[Prediction]:
+    """Score every input image, a batch at a time, with the checkpoint's stored decision."""
+    settings = PresizeSettings(size=trained.presize)
+    names = trained.class_names
+    decision = trained.decision
+    with ThreadPoolExecutor(workers) as pool:
+        for batch in _batches(iter_inputs(inputs), batch_size):
+            loaded = list(pool.map(lambda item: _try_load(item, settings, trained.channels), batch))
+            good = [k for k, (array, _) in enumerate(loaded) if array is not None]
+            arrays = [a for a, _ in loaded if a is not None]
+            probs = trained.probabilities(np.stack(arrays)) if arrays else np.empty((0, len(names)))
+            labels = decision.decide(probs) if len(probs) else np.empty(0, dtype=np.int64)
+            row_of = {k: r for r, k in enumerate(good)}
+            for k, item in enumerate(batch):
+                if k not in row_of:
+                    yield Prediction(item.id, {}, None, None, loaded[k][1])
+                    continue
+                p = probs[row_of[k]]
+                yield Prediction(
+                    item.id,
+                    {n: float(v) for n, v in zip(names, p, strict=True)},
+                    names[labels[row_of[k]]],
+                    decision.threshold,
+                )
+
+
 def predict(
     checkpoint: Path,
     inputs: Sequence[str | Path],
@@ -119,48 +167,34 @@ def predict(
 ) -> PredictSummary:
     """Score every input image and write one CSV row per image to ``out``."""
     trained = trained or load_trained(checkpoint, device=device)
-    settings = PresizeSettings(size=trained.presize)
     names = trained.class_names
-    point = trained.metadata.get("threshold") or {"policy": "argmax", "value": None}
-    threshold = point.get("value")
     failures: list[tuple[str, str]] = []
     scored = 0
 
     def write(tmp: Path) -> None:
         nonlocal scored
-        with tmp.open("w", newline="") as handle, ThreadPoolExecutor(workers) as pool:
+        with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(
                 ["id", *[f"prob_{n}" for n in names], "predicted_label", "threshold", "error"]
             )
-            for batch in _batches(iter_inputs(inputs), batch_size):
-                loaded = list(
-                    pool.map(lambda item: _try_load(item, settings, trained.channels), batch)
+            rows = iter_predictions(trained, inputs, batch_size=batch_size, workers=workers)
+            for row in rows:
+                if row.error:
+                    failures.append((row.id, row.error))
+                    writer.writerow([row.id, *[""] * len(names), "", "", row.error])
+                    continue
+                threshold = row.threshold
+                writer.writerow(
+                    [
+                        row.id,
+                        *[f"{row.probabilities[n]:.6f}" for n in names],
+                        row.label,
+                        "" if threshold is None else f"{threshold:.6f}",
+                        "",
+                    ]
                 )
-                good = [k for k, (array, _) in enumerate(loaded) if array is not None]
-                probs = (
-                    trained.probabilities(np.stack([loaded[k][0] for k in good]))  # type: ignore[misc]
-                    if good
-                    else np.empty((0, len(names)))
-                )
-                row_of = {k: r for r, k in enumerate(good)}
-                for k, item in enumerate(batch):
-                    if k not in row_of:
-                        failures.append((item.id, loaded[k][1]))
-                        writer.writerow([item.id, *[""] * len(names), "", "", loaded[k][1]])
-                        continue
-                    p = probs[row_of[k]]
-                    label = _decide(p, trained, point)
-                    writer.writerow(
-                        [
-                            item.id,
-                            *[f"{v:.6f}" for v in p],
-                            names[label],
-                            "" if threshold is None else f"{threshold:.6f}",
-                            "",
-                        ]
-                    )
-                    scored += 1
+                scored += 1
 
     atomic_write(out, write)
     return PredictSummary(out, scored, failures)
@@ -173,16 +207,3 @@ def _try_load(
         return _load(item, settings, channels), ""
     except UnreadableImageError as error:
         return None, str(error)
-
-
-def _decide(probs: np.ndarray, trained: Trained, point: dict[str, object]) -> int:
-    value = point.get("value")
-    if len(probs) == 2 and isinstance(value, float | int):
-        pos = trained.positive
-        return pos if probs[pos] >= float(value) else 1 - pos
-    if point.get("policy") in ("prior",) or str(point.get("policy", "")).startswith("logit-adjust"):
-        from medbalance.evaluation.thresholds import apply_multiclass_rule
-
-        counts = point.get("train_counts") or trained.metadata["train_counts"]
-        return int(apply_multiclass_rule(str(point["policy"]), probs[None], counts)[0])  # type: ignore[arg-type]
-    return int(np.argmax(probs))

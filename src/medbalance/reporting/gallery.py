@@ -9,27 +9,14 @@ the caller knows which picture to fix.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from medbalance.core.figures import array_img
+from medbalance.evaluation.gallery import GalleryItem
 from medbalance.reporting.format import esc
 
 __all__ = ["GalleryItem", "gallery_html"]
-
-
-@dataclass(frozen=True)
-class GalleryItem:
-    """One image of a gallery; ``heatmap`` (``H x W`` in [0, 1]) is overlaid when set.
-
-    ``image`` is ``H x W`` or ``H x W x 3``, in [0, 1] or ``uint8``.
-    """
-
-    title: str
-    image: np.ndarray
-    heatmap: np.ndarray | None = None
-    caption: str = ""
 
 
 def gallery_html(items: Sequence[GalleryItem]) -> str:

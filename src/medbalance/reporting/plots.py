@@ -3,7 +3,7 @@
 Each ``plot_*`` function draws one figure of :mod:`medbalance.reporting.report` on a
 :func:`~medbalance.core.figures.new_figure` and returns it; the report turns it into an inline PNG
 with :func:`~medbalance.core.figures.figure_img`. The functions take arrays and plain data
-(``plot_curves`` the :class:`~medbalance.reporting.run_data.RunFolder`) and only draw: the text
+(``plot_curves`` the :class:`~medbalance.reporting.run_data.LoadedRun`) and only draw: the text
 around each figure stays in the report. :func:`rates` gives the operating point that both the
 curves and the page's text quote. Matplotlib and scikit-learn are imported only when a figure is
 drawn.
@@ -21,7 +21,7 @@ from medbalance.core.figures import new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from medbalance.reporting.run_data import RunFolder
+    from medbalance.reporting.run_data import LoadedRun
 
 __all__ = [
     "plot_confusion",
@@ -56,7 +56,7 @@ def plot_counts(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure
     return figure
 
 
-def plot_curves(run: RunFolder, threshold: float | None = None) -> Figure:
+def plot_curves(run: LoadedRun, threshold: float | None = None) -> Figure:
     """ROC and precision–recall curves, one per class (one-vs-rest) or of the positive class.
 
     With ``threshold`` (binary runs), the chosen and the naive 0.5 operating points are marked.

@@ -48,7 +48,7 @@ from medbalance.reporting.plots import (
     rates,
 )
 from medbalance.reporting.run_data import (
-    RunFolder,
+    LoadedRun,
     chosen_epoch,
     load_run,
     metric_entry,
@@ -168,7 +168,7 @@ def _section(key: str, body: str) -> str:
 # --- header ---------------------------------------------------------------------------------
 
 
-def _header(run: RunFolder, title: str) -> str:
+def _header(run: LoadedRun, title: str) -> str:
     config, point = run.config, run.point
     model, size = config.get("model") or run.meta.get("model"), config.get("size")
     model = f"{model or 'unknown'}" + (f" at {size}×{size} px" if size else "")
@@ -187,7 +187,7 @@ def _header(run: RunFolder, title: str) -> str:
     return f"<header><div><h1>{esc(title)}</h1><dl>{meta}</dl><nav>{links}</nav></div></header>"
 
 
-def _headline(run: RunFolder) -> str:
+def _headline(run: LoadedRun) -> str:
     metrics: dict[str, Any] = run.result.get("metrics") or {}
     keys = ["sensitivity", "specificity", "ppv", "npv", "auroc"]
     if run.positive is None:
@@ -206,7 +206,7 @@ def _headline(run: RunFolder) -> str:
     return f'<div class="cards">{"".join(cards)}</div>{_provenance(run)}'
 
 
-def _provenance(run: RunFolder) -> str:
+def _provenance(run: LoadedRun) -> str:
     split, chosen = run.split, str(run.point.get("chosen_on", "unknown"))
     text = (
         f"All numbers on this page come from the {split} split ({run.result.get('n', '?')} "
@@ -228,7 +228,7 @@ def _provenance(run: RunFolder) -> str:
 # --- data -----------------------------------------------------------------------------------
 
 
-def _data_section(run: RunFolder) -> str:
+def _data_section(run: LoadedRun) -> str:
     counts = split_counts(run)
     if counts:
         listing = _counts_table(counts, run.classes)
@@ -255,7 +255,7 @@ def _counts_table(counts: dict[str, dict[str, int]], classes: list[str]) -> str:
     return table(["Class", *counts], rows) + legend
 
 
-def _findings(run: RunFolder) -> str:
+def _findings(run: LoadedRun) -> str:
     """The warnings of metrics.json and the findings of inspect/summary.json, as a list."""
     items = [("warning", "", str(w), 0) for w in run.result.get("warnings") or []]
     for finding in (run.inspect or {}).get("findings", []):
@@ -278,12 +278,12 @@ def _findings(run: RunFolder) -> str:
 # --- operating point ------------------------------------------------------------------------
 
 
-def _no_predictions(run: RunFolder, what: str) -> str:
+def _no_predictions(run: LoadedRun, what: str) -> str:
     why = run.problems.get("predictions.csv", "predictions.csv not found in the run folder")
     return note(f"{what} (needs predictions.csv: {why})")
 
 
-def _operating_section(run: RunFolder) -> str:
+def _operating_section(run: LoadedRun) -> str:
     if run.predictions is None:
         return _section("operating-point", _no_predictions(run, "the ROC and PR curves"))
     labels, probs = run.predictions
@@ -315,7 +315,7 @@ def _operating_section(run: RunFolder) -> str:
 # --- confusion matrix -----------------------------------------------------------------------
 
 
-def _confusion_section(run: RunFolder) -> str:
+def _confusion_section(run: LoadedRun) -> str:
     matrix = np.asarray(run.result.get("confusion_matrix") or [], dtype=np.int64)
     if matrix.shape != (len(run.classes), len(run.classes)):
         return _section("confusion", note("a confusion matrix of the classes in metrics.json"))
@@ -331,7 +331,7 @@ def _confusion_section(run: RunFolder) -> str:
 # --- metrics --------------------------------------------------------------------------------
 
 
-def _metrics_section(run: RunFolder) -> str:
+def _metrics_section(run: LoadedRun) -> str:
     metrics: dict[str, Any] = run.result.get("metrics") or {}
     if not metrics:
         return _section("metrics", note("metrics (metrics.json holds none)"))
@@ -369,7 +369,7 @@ def _metrics_section(run: RunFolder) -> str:
 # --- calibration ----------------------------------------------------------------------------
 
 
-def _calibration_section(run: RunFolder) -> str:
+def _calibration_section(run: LoadedRun) -> str:
     metrics = run.result.get("metrics") or {}
     scores = []
     for key in [k for k in ("ece", "brier") if k in metrics]:
@@ -399,7 +399,7 @@ def _calibration_section(run: RunFolder) -> str:
 # --- per class ------------------------------------------------------------------------------
 
 
-def _per_class_section(run: RunFolder) -> str:
+def _per_class_section(run: LoadedRun) -> str:
     per_class: dict[str, Any] = run.result.get("per_class") or {}
     if not per_class:
         return _section("per-class", note("per-class results (metrics.json holds none)"))
@@ -420,7 +420,7 @@ def _per_class_section(run: RunFolder) -> str:
 # --- training -------------------------------------------------------------------------------
 
 
-def _training_section(run: RunFolder) -> str:
+def _training_section(run: LoadedRun) -> str:
     parts, select = [], str(run.config.get("select", "auroc"))
     epoch, where = chosen_epoch(run, select)
     if run.history:

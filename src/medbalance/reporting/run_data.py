@@ -1,10 +1,10 @@
 """Reading an evaluated run folder for the HTML report.
 
-:func:`load_run` gathers what :mod:`medbalance.reporting.report` draws into one :class:`RunFolder`:
+:func:`load_run` gathers what :mod:`medbalance.reporting.report` draws into one :class:`LoadedRun`:
 ``metrics.json`` (required), and when present ``config.json``, ``history.csv``,
 ``predictions.csv``, ``best.safetensors`` (its metadata only) and ``inspect/summary.json``. An
 optional file that cannot be read is not an error: the reason is kept in
-:attr:`RunFolder.problems` and shown on the page.
+:attr:`LoadedRun.problems` and shown on the page.
 
 Metrics are stored either as bare numbers or as ``{"value": .., "ci": [low, high]}``;
 :func:`metric_entry` reads both, turning anything that is not a finite number into ``None``.
@@ -12,8 +12,6 @@ Metrics are stored either as bare numbers or as ``{"value": .., "ci": [low, high
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "chosen_epoch", "load_run", "metric_entry", "number", "split_counts"]
+from medbalance.core.run_folder import RunFolder, read_json_object
+
+__all__ = ["LoadedRun", "chosen_epoch", "load_run", "metric_entry", "number", "split_counts"]
 
 
 @dataclass(frozen=True)
-class RunFolder:
+class LoadedRun:
     """What was read from a run folder; missing optional parts are empty or None."""
 
     path: Path
@@ -60,89 +60,58 @@ class RunFolder:
         return str(self.result.get("split", "test"))
 
 
-def load_run(run_dir: Path) -> RunFolder:
+def load_run(run_dir: Path) -> LoadedRun:
     """Read ``run_dir``; optional files that cannot be read are listed in ``problems``.
 
     Raises:
         FileNotFoundError: ``metrics.json`` is missing (evaluate the run first).
         ValueError: ``metrics.json`` is not a JSON object.
     """
-    path = run_dir / "metrics.json"
-    if not path.is_file():
+    folder = RunFolder(Path(run_dir))
+    if not folder.metrics().is_file():
         raise FileNotFoundError(
-            f"{path} not found; evaluate the run first (medbalance evaluate {run_dir})"
+            f"{folder.metrics()} not found; evaluate the run first (medbalance evaluate {run_dir})"
         )
-    result = _read_json(path)
+    result = folder.read_metrics()
     classes = [str(c) for c in result.get("class_names", [])]
     problems: dict[str, str] = {}
 
-    def optional(name: str, read: Callable[[Path], Any]) -> Any:
-        if not (run_dir / name).is_file():
+    def optional(name: str, read: Callable[[], Any]) -> Any:
+        if not (folder.path / name).is_file():
             return None
         try:
-            return read(run_dir / name)
+            return read()
         except (OSError, ValueError, KeyError) as error:  # shown on the page instead
             problems[name] = f"{type(error).__name__}: {error}"
             return None
 
-    meta = optional("best.safetensors", _read_metadata) or {}
-    return RunFolder(
-        path=run_dir,
+    meta = optional(folder.BEST, lambda: _read_metadata(folder)) or {}
+    return LoadedRun(
+        path=folder.path,
         result=result,
-        config=optional("config.json", _read_json) or meta.get("config") or {},
+        config=optional(folder.CONFIG, folder.read_config) or meta.get("config") or {},
         meta=meta,
-        history=optional("history.csv", _read_history),
-        predictions=optional("predictions.csv", lambda p: _read_predictions(p, classes)),
-        inspect=optional("inspect/summary.json", _read_json),
+        history=optional(folder.HISTORY, folder.read_history),
+        predictions=optional(folder.predictions_name(), lambda: _predictions(folder, classes)),
+        inspect=optional(folder.INSPECT_SUMMARY, lambda: read_json_object(folder.inspect_summary)),
         problems=problems,
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} should hold a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
+def _read_metadata(folder: RunFolder) -> dict[str, Any]:
     from safetensors import SafetensorError
 
-    from medbalance.core.checkpoint import read_metadata
-
     try:
-        return read_metadata(path)
+        return folder.read_metadata()
     except SafetensorError as error:  # a damaged file: say so on the page
         raise ValueError(str(error)) from error
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{k: v if k == "phase_name" else _float(v) for k, v in row.items()} for row in rows]
-
-
-def _read_predictions(path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = [f"prob_{c}" for c in classes]
-    missing = [c for c in ["true_label", *columns] if rows and c not in rows[0]]
-    if not rows or missing:
-        raise ValueError("no rows" if not rows else f"columns {missing} are missing")
-    if unknown := sorted({r["true_label"] for r in rows} - set(classes)):
-        raise ValueError(f"true labels {unknown} are not among the classes {classes}")
-    labels = np.array([classes.index(r["true_label"]) for r in rows])
-    return labels, np.array([[_float(r[c]) for c in columns] for r in rows])
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text else math.nan
-    except ValueError:
-        return math.nan
+def _predictions(folder: RunFolder, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    rows = folder.read_predictions(classes)
+    if not len(rows.ids):
+        raise ValueError("no rows")
+    return rows.labels, rows.probs
 
 
 def number(value: Any) -> float | None:
@@ -161,7 +130,7 @@ def metric_entry(entry: Any) -> tuple[float | None, tuple[float | None, float | 
     return number(entry.get("value")), None
 
 
-def split_counts(run: RunFolder) -> dict[str, dict[str, int]]:
+def split_counts(run: LoadedRun) -> dict[str, dict[str, int]]:
     """Images per split and class: from metrics.json, else the inspection, else the checkpoint."""
     counts = run.result.get("counts") or (run.inspect or {}).get("counts") or {}
     if not counts and run.meta.get("train_counts") is not None:
@@ -175,7 +144,7 @@ def split_counts(run: RunFolder) -> dict[str, dict[str, int]]:
     return tables
 
 
-def chosen_epoch(run: RunFolder, select: str) -> tuple[int | None, str]:
+def chosen_epoch(run: LoadedRun, select: str) -> tuple[int | None, str]:
     """The epoch of the evaluated checkpoint and where that was read."""
     for value, where in (
         (run.meta.get("epoch"), "the checkpoint"),

@@ -7,26 +7,37 @@ unknown keys are errors that suggest the nearest known key; the resolved config 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_LOSS", "DEFAULT_SAMPLER", "ConfigError", "TrainConfig", "load_config"]
+from medbalance.training.names import Device, Normalization, Precision, Schedule, SelectMetric
+
+__all__ = [
+    "DEFAULT_LOSS",
+    "DEFAULT_SAMPLER",
+    "ConfigError",
+    "ResolvedConfig",
+    "TrainConfig",
+    "default_drw_epoch",
+    "load_config",
+]
 
 # The remedy the benchmark (benchmarks/RESULTS.md) found best on imbalanced data.
 DEFAULT_SAMPLER = "oversample"
 DEFAULT_LOSS = "ce"
 
-_DEVICES = ("auto", "cpu", "cuda", "mps")
-_PRECISIONS = ("fp32", "bf16", "fp16")
-_SCHEDULES = ("onecycle", "cosine", "constant")
-_NORMALIZATIONS = ("minmax", "meanstd", "fixed")
-_SELECT = ("auroc", "balanced_accuracy", "macro_f1", "sensitivity", "loss")
+
+def default_drw_epoch(epochs: int) -> int:
+    """``--drw`` without an epoch: deferred re-weighting from 2/3 of the run (at least 1)."""
+    return max(1, epochs * 2 // 3)
 
 
 class ConfigError(ValueError):
@@ -80,15 +91,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size")
-        _choice(self, "device", _DEVICES)
-        _choice(self, "precision", _PRECISIONS)
-        _choice(self, "schedule", _SCHEDULES)
-        _choice(self, "normalization", _NORMALIZATIONS)
-        _choice(self, "select", _SELECT)
+        _choice(self, "device", Device)
+        _choice(self, "precision", Precision)
+        _choice(self, "schedule", Schedule)
+        _choice(self, "normalization", Normalization)
+        _choice(self, "select", SelectMetric)
         if self.size is not None and not 8 <= self.size <= 1024:
             raise ConfigError(f"size must be between 8 and 1024 pixels, got {self.size}")
-        if self.presize is not None and self.size is not None and self.presize < self.size:
-            raise ConfigError(f"presize ({self.presize}) must be at least size ({self.size})")
+        # a presize below size is allowed: 28 px MedMNIST trains at 64 or 224 px, resampled
+        # once on the device (the cache never stores upsampled pixels)
+        if self.presize is not None and not 8 <= self.presize <= 4096:
+            raise ConfigError(f"presize must be between 8 and 4096 pixels, got {self.presize}")
         if self.lr is not None and not 0 < self.lr < 10:
             raise ConfigError(f"lr must be a positive learning rate below 10, got {self.lr}")
         if self.drw_epoch is not None and not 0 < self.drw_epoch < self.epochs:
@@ -112,6 +125,11 @@ class TrainConfig:
         if not 0 < self.backbone_lr_mult <= 1:
             raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
         _check_threshold(self.threshold)
+        _check_components(self.sampler, self.loss, self.loss_options)
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples}")
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap must be 0 or more resamples, got {self.bootstrap}")
         if self.precise_bn < 0:
             raise ConfigError(
                 f"precise_bn is a number of training images (0 turns it off), got {self.precise_bn}"
@@ -120,7 +138,9 @@ class TrainConfig:
             raise ConfigError(f"degrees must be between 0 and 45, got {self.degrees}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config's keys and values (a resolved config: only these keys)."""
+        keys = [f.name for f in dataclasses.fields(TrainConfig)]
+        return {key: copy.deepcopy(getattr(self, key)) for key in keys}
 
     def write(self, path: Path) -> None:
         from medbalance.core.files import atomic_write_text
@@ -136,7 +156,8 @@ def _positive(config: TrainConfig, *names: str) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _choice(config: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
+def _choice(config: TrainConfig, name: str, enum: type[StrEnum]) -> None:
+    choices = tuple(member.value for member in enum)
     value = getattr(config, name)
     if value not in choices:
         near = difflib.get_close_matches(str(value), choices, n=1)
@@ -176,6 +197,53 @@ def _check_threshold(text: str) -> None:
             parse_multiclass_rule(text)
         except ValueError:
             raise ConfigError(f"threshold: {binary}") from None
+
+
+def _check_components(sampler: str, loss: str, options: Mapping[str, Any]) -> None:
+    """Fail now, not when the run starts, on an unknown sampler or loss, or an option the loss
+    does not take (each with the nearest name)."""
+    from medbalance.training.losses import check_loss_options
+    from medbalance.training.samplers import parse_sampler_spec
+
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"loss_options must be a table of key = value, got {options!r}")
+    try:
+        parse_sampler_spec(sampler)
+        check_loss_options(loss, {k: v for k, v in options.items() if k != "class_weight"})
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedConfig(TrainConfig):
+    """A :class:`TrainConfig` with every "choose for the data" field filled and checked against
+    the data, before the first epoch: ``prepare_run`` makes it.
+
+    ``config.json`` and the checkpoint store only the :class:`TrainConfig` keys; the extra
+    attributes here are what the data decided.
+
+    Attributes:
+        class_names: the data's classes, in label order.
+        positive_index: the positive class of a binary task; with more classes the rarest
+            training class (its sensitivity is logged each epoch).
+        native_size: the side of array data (MedMNIST), else None.
+    """
+
+    size: int
+    presize: int
+    model: str
+    lr: float
+    class_names: tuple[str, ...]
+    positive_index: int
+    native_size: int | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def positive_name(self) -> str:
+        return self.class_names[self.positive_index]
 
 
 def load_config(

@@ -1,4 +1,4 @@
-"""The training loop: plain ``train_one_epoch`` and ``evaluate`` functions driven by ``fit``.
+"""The training loop: plain ``train_one_epoch`` and ``validate`` functions driven by ``fit``.
 
 A run is a sequence of phases, each with its own optimizer and one-cycle schedule:
 
@@ -23,47 +23,27 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from medbalance.core.checkpoint import save_checkpoint
-from medbalance.core.distributed import DistInfo, barrier, gather_rows, mean_over_ranks, shard
-from medbalance.data.prepared import BatchLoader, Prepared, prepare_for
+from medbalance.core.device import select_device
+from medbalance.core.distributed import DistInfo, barrier, mean_over_ranks
+from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.evaluation.metrics import classification_metrics
-from medbalance.training.config import TrainConfig
-from medbalance.training.trainer import Trainer, load_resume, native_size, resolve, select_device
+from medbalance.evaluation.scoring import Scores, autocast, score_split
+from medbalance.training.config import ResolvedConfig, TrainConfig
+from medbalance.training.prepare import prepare_run
+from medbalance.training.trainer import Trainer, load_resume
 
-__all__ = [
-    "RunResult",
-    "evaluate",
-    "fit",
-    "predict_probs",
-    "split_probs",
-    "train_one_epoch",
-]
+__all__ = ["RunResult", "fit", "split_metrics", "train_one_epoch", "validate"]
 
 log = logging.getLogger(__name__)
-
-
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _array_side(data: Prepared) -> int | None:
-    images = data.catalog.images
-    if images is not None and images.shape[1] == images.shape[2]:
-        return int(images.shape[1])
-    return None
 
 
 def train_one_epoch(
@@ -99,7 +79,7 @@ def train_one_epoch(
             x = transform(x, train=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
         if not torch.isfinite(loss):
@@ -123,53 +103,7 @@ def train_one_epoch(
     return {"train_loss": total / max(count, 1)}
 
 
-@torch.no_grad()
-def predict_probs(
-    model: nn.Module,
-    loader: BatchLoader,
-    transform: nn.Module,
-    device: torch.device,
-    *,
-    precision: str = "fp32",
-    channels_last: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities and logits for every item of ``loader``, in order."""
-    model.eval()
-    all_logits = []
-    for x, _ in loader:
-        x = transform(x.to(device, non_blocking=True), train=False)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, precision):
-            all_logits.append(model(x).float().cpu())
-    logits = torch.cat(all_logits) if all_logits else torch.empty(0)
-    return torch.softmax(logits, dim=1).numpy(), logits.numpy()
-
-
-def split_probs(
-    model: nn.Module,
-    data: Prepared,
-    split: str,
-    transform: nn.Module,
-    device: torch.device,
-    *,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    dist_info: DistInfo | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and logits of a whole split, in split order; under DDP each rank scores
-    its shard and the rows of all ranks are gathered (each item exactly once)."""
-    info = dist_info or DistInfo()
-    idx = data.indices(split)
-    loader = BatchLoader(data.images, data.catalog.labels, shard(idx, info), batch_size)
-    probs, logits = predict_probs(
-        model, loader, transform, device, precision=precision, channels_last=channels_last
-    )
-    return gather_rows(probs, info), gather_rows(logits, info)
-
-
-def evaluate(
+def validate(
     model: nn.Module,
     data: Prepared,
     split: str,
@@ -188,7 +122,7 @@ def evaluate(
     Under DDP each rank scores its shard and the predictions are gathered, so every item counts
     exactly once and the metrics equal the single-process ones.
     """
-    probs, logits = split_probs(
+    scores = score_split(
         model,
         data,
         split,
@@ -199,34 +133,42 @@ def evaluate(
         channels_last=channels_last,
         dist_info=dist_info,
     )
-    return _split_metrics(data, split, probs, logits, loss_fn, positive)
+    return split_metrics(scores, data.class_names, loss_fn, positive)
 
 
-def _split_metrics(
-    data: Prepared,
-    split: str,
-    probs: np.ndarray,
-    logits: np.ndarray,
-    loss_fn: nn.Module,
-    positive: int | None,
+def split_metrics(
+    scores: Scores, class_names: Sequence[str], loss_fn: nn.Module, positive: int | None
 ) -> dict[str, float]:
-    labels = data.catalog.labels[data.indices(split)]
-    loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(labels)).item())
-    metrics = classification_metrics(labels, probs, data.class_names, positive=positive)
+    """Loss and threshold-free metrics (plus argmax ones) of one scored split."""
+    assert scores.logits is not None  # score_split keeps them
+    labels = scores.labels
+    loss = float(loss_fn(torch.from_numpy(scores.logits), torch.from_numpy(labels)).item())
+    metrics = classification_metrics(labels, scores.probs, class_names, positive=positive)
     return {"loss": loss, **metrics}
 
 
 @dataclass
 class RunResult:
-    """What ``fit`` leaves behind."""
+    """What ``fit`` leaves behind: the best checkpoint's model (in ``trainer``), its val/test
+    metrics without a decision, and its probabilities, scored once in fp32 (``scores``), for
+    the workflow to choose the decision and evaluate from. ``evaluation`` is the content of
+    ``metrics.json`` once the workflow has evaluated the run."""
 
     run_dir: Path
-    config: TrainConfig
+    config: ResolvedConfig
     best_epoch: int
     best_value: float
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Scores] = field(default_factory=dict)
+    trainer: Trainer | None = None
+    finished: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder (rank 0, or no DDP)."""
+        return self.trainer is None or self.trainer.dist.is_main
 
 
 def _better(select: str, row: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -269,7 +211,11 @@ def fit(
     data: Prepared | None = None,
     stop_after_epoch: int | None = None,
 ) -> RunResult:
-    """Train, select the best checkpoint on validation data, and evaluate it.
+    """Train and select the best checkpoint on validation data; nothing else.
+
+    Choosing the decision, evaluating and reporting are the workflow's steps
+    (:func:`medbalance.workflows.training.train_and_evaluate`); ``fit`` leaves the best
+    weights in ``best.safetensors`` (no decision yet) and in ``result.trainer.model``.
 
     Args:
         config: the run's configuration (``None`` fields are chosen for the data).
@@ -277,8 +223,8 @@ def fit(
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
 
-    Writes ``config.json``, ``history.csv``, ``best.safetensors``, ``last.pt`` and
-    ``metrics.json`` to ``config.out``.
+    Writes ``config.json``, ``history.csv``, ``best.safetensors`` and ``last.pt`` to
+    ``config.out``.
     """
     from medbalance.core.distributed import setup, teardown
 
@@ -297,19 +243,13 @@ def _fit(
     dist_info: DistInfo,
     device: torch.device,
 ) -> RunResult:
-    native = native_size(config.data) if data is None else _array_side(data)
-    config = resolve(config, native, device)
-    assert config.presize is not None
-    if data is None:
-        if not dist_info.is_main:
-            barrier(dist_info)  # rank 0 fills the presize cache first; the others then read it
-        data = prepare_for(config)
-        if dist_info.is_main:
-            barrier(dist_info)
-    trainer = Trainer(config, data, device, dist_info)
+    run = prepare_run(config, data=data, device=device, dist_info=dist_info)
+    resolved = run.config
+    trainer = Trainer(resolved, run.data, device, dist_info)
+    config = resolved
     if dist_info.is_main:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
-        config.write(trainer.run_dir / "config.json")
+        config.write(trainer.folder.config)
     state = load_resume(trainer) if resume else None
     done = int(state["epoch"]) + 1 if state is not None else 0
     patience_left = config.patience
@@ -333,7 +273,7 @@ def _fit(
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
                 if dist_info.is_main:
                     save_checkpoint(
-                        trainer.run_dir / "best.safetensors",
+                        trainer.folder.best,
                         trainer.model,
                         trainer.metadata(epoch, val),
                     )
@@ -344,7 +284,9 @@ def _fit(
             if dist_info.is_main:
                 log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                return RunResult(trainer.run_dir, config, trainer.best_epoch, trainer.best_value)
+                return RunResult(
+                    trainer.run_dir, config, trainer.best_epoch, trainer.best_value, trainer=trainer
+                )
             if config.patience is not None and phase != "crt":
                 patience_left = config.patience if improved else (patience_left or 0) - 1
                 if patience_left is not None and patience_left < 0:
@@ -362,7 +304,7 @@ def _start_crt(trainer: Trainer) -> None:
     """Load the best weights and give the model a fresh head (classifier re-training)."""
     from safetensors.torch import load_file
 
-    best = trainer.run_dir / "best.safetensors"
+    best = trainer.folder.best
     if best.is_file():
         trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
     head = trainer.model.get_classifier()  # type: ignore[operator]  # timm's head API
@@ -405,7 +347,7 @@ def _run_epoch(
         trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
     else:
         trainer.recalibrate_bn()
-    val = evaluate(
+    val = validate(
         trainer.model,
         trainer.data,
         "val",
@@ -450,11 +392,11 @@ class _progress:
 
 
 def _finish(trainer: Trainer) -> RunResult:
-    """Evaluate the best checkpoint on val and (if present) test; write metrics.json."""
-
+    """Load the best checkpoint once and score val and (if present) test with it, in fp32
+    (as ``medbalance evaluate`` will), for the metrics here and the workflow's decision."""
     from safetensors.torch import load_file
 
-    best = trainer.run_dir / "best.safetensors"
+    best = trainer.folder.best
     if not best.is_file():
         raise RuntimeError(
             f"no epoch produced a finite val_{trainer.config.select}; nothing was selected"
@@ -462,12 +404,10 @@ def _finish(trainer: Trainer) -> RunResult:
     trainer.model.load_state_dict(load_file(str(best), device=str(trainer.device)))
     loss_fn = trainer.loss_for(0, "full")
     metrics: dict[str, dict[str, float]] = {}
-    probs: dict[str, np.ndarray] = {}
+    scores: dict[str, Scores] = {}
     for split in ("val", "test"):
         if len(trainer.data.indices(split)):
-            # scored once, in fp32 (as `medbalance evaluate` will), for these metrics and for
-            # the threshold, metrics.json, predictions.csv and the report
-            probs[split], logits = split_probs(
+            scores[split] = score_split(
                 trainer.model,
                 trainer.data,
                 split,
@@ -475,11 +415,9 @@ def _finish(trainer: Trainer) -> RunResult:
                 trainer.device,
                 dist_info=trainer.dist,
             )
-            metrics[split] = _split_metrics(
-                trainer.data, split, probs[split], logits, loss_fn, trainer.positive
+            metrics[split] = split_metrics(
+                scores[split], trainer.data.class_names, loss_fn, trainer.positive
             )
-    if trainer.dist.is_main:
-        trainer.evaluation = _evaluate_checkpoint(trainer, probs)
     barrier(trainer.dist)
     return RunResult(
         trainer.run_dir,
@@ -488,38 +426,7 @@ def _finish(trainer: Trainer) -> RunResult:
         trainer.best_value,
         trainer.history,
         metrics,
-        trainer.evaluation,
-    )
-
-
-def _evaluate_checkpoint(trainer: Trainer, probs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Choose the operating point on val, store it in the checkpoint, evaluate and report,
-    from the probabilities :func:`_finish` computed with the best checkpoint."""
-    from medbalance.evaluation.evaluate import (
-        Scores,
-        choose_operating_point,
-        evaluate_run,
-        store_threshold,
-    )
-    from medbalance.evaluation.inference import load_trained
-
-    def scores(split: str) -> Scores:
-        idx = trainer.data.indices(split)
-        return Scores(split, idx, trainer.data.catalog.labels[idx], probs[split])
-
-    device = str(trainer.device)
-    trained = load_trained(trainer.run_dir / "best.safetensors", device=device)
-    point = choose_operating_point(
-        trained, scores("val"), trainer.config.threshold, trainer.data.train_counts()
-    )
-    store_threshold(trainer.run_dir, point)
-    split = "test" if len(trainer.data.indices("test")) else "val"
-    return evaluate_run(
-        trainer.run_dir,
-        split=split,
-        n_bootstrap=trainer.config.bootstrap,
-        seed=trainer.config.seed,
-        device=device,
-        prepared=trainer.data,
-        scores=scores(split),
+        scores=scores,
+        trainer=trainer,
+        finished=True,
     )

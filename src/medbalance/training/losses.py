@@ -56,8 +56,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Sequence
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -87,6 +86,7 @@ from medbalance.training.loss_functions import (
     logit_adjusted_loss,
     soft_f1_loss,
 )
+from medbalance.training.names import LossName
 
 __all__ = [
     "LOSSES",
@@ -102,6 +102,7 @@ __all__ = [
     "LossName",
     "SoftF1Loss",
     "WeightedCrossEntropyLoss",
+    "check_loss_options",
     "create_loss",
 ]
 
@@ -380,21 +381,6 @@ class SoftF1Loss(ClassificationLoss):
 
 
 # --- registry and factory ------------------------------------------------------------------------
-class LossName(StrEnum):
-    """Names of the losses in :data:`LOSSES`, for the command line."""
-
-    CE = "ce"
-    WEIGHTED_CE = "weighted-ce"
-    CB_CE = "cb-ce"
-    CB_FOCAL = "cb-focal"
-    COST_CE = "cost-ce"
-    FOCAL = "focal"
-    LDAM = "ldam"
-    BALANCED_SOFTMAX = "balanced-softmax"
-    LOGIT_ADJUSTED = "logit-adjusted"
-    SOFT_F1 = "soft-f1"
-
-
 LOSSES: dict[str, type[ClassificationLoss]] = {
     "ce": CrossEntropyLoss,
     "weighted-ce": WeightedCrossEntropyLoss,
@@ -407,6 +393,41 @@ LOSSES: dict[str, type[ClassificationLoss]] = {
     "logit-adjusted": LogitAdjustedLoss,
     "soft-f1": SoftF1Loss,
 }
+
+
+def check_loss_options(name: str, options: Mapping[str, Any]) -> type[ClassificationLoss]:
+    """The loss class called ``name``, after checking that it takes every key of ``options``.
+
+    Raises:
+        ValueError: Unknown name (with the nearest one).
+        TypeError: Unknown options (with the ones it accepts).
+    """
+    if name not in LOSSES:
+        close = difflib.get_close_matches(str(name), list(LOSSES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}{hint}")
+    cls = LOSSES[name]
+    params = inspect.signature(cls).parameters
+    accepted = [p for p in params if p not in ("class_counts", "num_classes")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hints = [m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)]
+        advice = f"; did you mean {', '.join(hints)}?" if hints else ""
+        if "class_weight" in unknown:
+            advice += " (this loss takes no class_weight; pass class_weight to "
+            advice += "'ce', 'focal', 'ldam', 'balanced-softmax' or 'logit-adjusted' instead)"
+        raise TypeError(
+            f"loss {name!r} got unknown option(s) {', '.join(unknown)}; it accepts "
+            f"{', '.join(accepted) or 'no options'}{advice}"
+        )
+    missing = [p for p in accepted if params[p].default is params[p].empty and p not in options]
+    if missing:
+        raise TypeError(
+            f"loss {name!r} needs option(s) {', '.join(missing)}: "
+            f"--loss-option {missing[0]}=... (create_loss({name!r}, class_counts, "
+            f"{missing[0]}=...))"
+        )
+    return cls
 
 
 def create_loss(name: str, class_counts: Counts, **options: Any) -> ClassificationLoss:
@@ -422,32 +443,10 @@ def create_loss(name: str, class_counts: Counts, **options: Any) -> Classificati
         ValueError: Unknown name, or invalid counts or option values.
         TypeError: Unknown or missing options.
     """
-    if name not in LOSSES:
-        close = difflib.get_close_matches(str(name), list(LOSSES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}{hint}")
-    cls = LOSSES[name]
+    cls = check_loss_options(name, options)
     counts = counts_tensor(class_counts).long().tolist()
     params = inspect.signature(cls).parameters
     fixed: dict[str, Any] = (
         {"class_counts": counts} if "class_counts" in params else {"num_classes": len(counts)}
     )
-    accepted = [p for p in params if p not in ("class_counts", "num_classes")]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        hints = [m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)]
-        advice = f"; did you mean {', '.join(hints)}?" if hints else ""
-        if "class_weight" in unknown:
-            advice += " (this loss takes no class_weight; pass class_weight to "
-            advice += "'ce', 'focal', 'ldam', 'balanced-softmax' or 'logit-adjusted' instead)"
-        raise TypeError(
-            f"loss {name!r} got unknown option(s) {', '.join(unknown)}; it accepts "
-            f"{', '.join(accepted) or 'no options'}{advice}"
-        )
-    missing = [p for p, v in params.items() if v.default is v.empty and p not in fixed | options]
-    if missing:
-        raise TypeError(
-            f"loss {name!r} needs option(s) {', '.join(missing)}: "
-            f"create_loss({name!r}, class_counts, {missing[0]}=...)"
-        )
     return cls(**fixed, **options)

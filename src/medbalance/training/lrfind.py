@@ -46,14 +46,12 @@ def lr_find(
     steps: int = 100,
 ) -> LRFindResult:
     """Sweep the learning rate on the training split and write ``lr_find.png``."""
-    from medbalance.data.prepared import prepare_for
-    from medbalance.training.trainer import Trainer, native_size, resolve, select_device
+    from medbalance.training.prepare import prepare_run
+    from medbalance.training.trainer import Trainer
 
-    device = select_device(config.device)
-    config = resolve(config, native_size(config.data), device)
-    assert config.presize is not None
-    data = prepare_for(config)
-    trainer = Trainer(replace(config, lr=start), data, device)
+    run = prepare_run(config)
+    device = run.device
+    trainer = Trainer(replace(run.config, lr=start), run.data, device)
     optimizer, _ = trainer.optimizer_for("full", 0)
     loss_fn = trainer.loss_for(0, "full")
     gamma = (end / start) ** (1 / (steps - 1))

@@ -31,7 +31,6 @@ import abc
 import difflib
 import math
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -39,6 +38,8 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from medbalance.training.names import SamplerName
 
 __all__ = [
     "SAMPLERS",
@@ -54,15 +55,6 @@ __all__ = [
 LabelsLike: TypeAlias = npt.ArrayLike | torch.Tensor
 IntArray: TypeAlias = npt.NDArray[np.int64]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
-
-
-class SamplerName(StrEnum):
-    """Sampler names for :func:`create_sampler`; ``oversample`` also as ``oversample:ALPHA``."""
-
-    NONE = "none"
-    OVERSAMPLE = "oversample"
-    UNDERSAMPLE = "undersample"
-    BALANCED_BATCHES = "balanced-batches"
 
 
 def _as_labels(labels: LabelsLike) -> IntArray:

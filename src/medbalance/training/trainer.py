@@ -8,10 +8,7 @@ optimizer and schedule; it saves the resumable state. ``engine.fit`` drives it.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,57 +18,12 @@ from torch import nn
 
 from medbalance import __version__
 from medbalance.core.distributed import DistInfo
-from medbalance.core.files import atomic_write, atomic_write_text
-from medbalance.data.cache import default_presize
-from medbalance.data.prepared import BatchLoader, Prepared, default_positive_class
-from medbalance.training.config import TrainConfig
+from medbalance.core.files import atomic_write
+from medbalance.core.run_folder import RunFolder
+from medbalance.data.prepared import BatchLoader, Prepared
+from medbalance.training.config import ResolvedConfig
 
-__all__ = ["Trainer", "load_resume", "native_size", "resolve", "select_device"]
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: Apple MPS is not available here; use --device cpu")
-    return torch.device(name)
-
-
-def resolve(config: TrainConfig, native_size: int | None, device: torch.device) -> TrainConfig:
-    """Fill the "choose for the data" fields: size, presize, model and learning rate."""
-    from medbalance.models.backbones import default_model_for
-
-    size = config.size
-    if size is None:
-        size = min(native_size, 224) if native_size else (128 if device.type == "cpu" else 224)
-    presize = config.presize if config.presize is not None else default_presize(size, native_size)
-    model = config.model or default_model_for(size, device.type)
-    lr = config.lr if config.lr is not None else 2e-3
-    return replace(config, size=size, presize=presize, model=model, lr=lr)
-
-
-def native_size(source: str) -> int | None:
-    """Side of the square images of an array data set (MedMNIST), else None.
-
-    Only the array headers are read: ``fit`` loads the data once, in ``prepare_for``. Folders
-    and manifests have no native size.
-    """
-    from pathlib import Path
-
-    from medbalance.data._medmnist import MEDMNIST, resolve_medmnist
-    from medbalance.data.npz import npz_image_side
-
-    path = Path(source).expanduser()
-    if not path.exists() and source.lower() in MEDMNIST:
-        path = resolve_medmnist(source)
-    return npz_image_side(path) if path.suffix.lower() == ".npz" and path.is_file() else None
+__all__ = ["Trainer", "load_resume"]
 
 
 _DRW_BASE = {
@@ -88,7 +40,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: ResolvedConfig,
         data: Prepared,
         device: torch.device,
         dist_info: DistInfo | None = None,
@@ -98,8 +50,8 @@ class Trainer:
 
         self.config, self.data, self.device = config, data, device
         self.dist = dist_info or DistInfo()
-        self.run_dir = Path(config.out)
-        assert config.size is not None and config.model is not None  # resolved by fit()
+        self.folder = RunFolder(Path(config.out))
+        self.run_dir = self.folder.path
         torch.manual_seed(config.seed)
         self.model = create_model(
             config.model,
@@ -118,16 +70,7 @@ class Trainer:
         self.norm = fit_normalization(config.normalization, sample)
         augment = AugmentConfig(enabled=config.augment, hflip=config.hflip, degrees=config.degrees)
         self.transform = BatchTransform(augment, config.size, self.norm).to(device)
-        counts = data.train_counts()
-        if config.positive_class is not None:
-            if config.positive_class not in data.class_names:
-                raise ValueError(
-                    f"positive class {config.positive_class!r} is not a class of this data "
-                    f"({', '.join(data.class_names)})"
-                )
-            self.positive = data.class_names.index(config.positive_class)
-        else:
-            self.positive = default_positive_class(data.class_names, counts)
+        self.positive = config.positive_index
         self.history: list[dict[str, float]] = []
         self.evaluation: dict[str, Any] = {}
         self.best_value, self.best_epoch = math.nan, -1
@@ -198,7 +141,6 @@ class Trainer:
         )
 
         config = self.config
-        assert config.lr is not None
         if phase in ("frozen", "crt"):
             set_backbone_trainable(self.model, False)
             groups: list[dict[str, Any]] = [
@@ -304,22 +246,15 @@ class Trainer:
             "history": self.history,
             "fingerprint": self.data.fingerprint,
         }
-        atomic_write(self.run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
+        atomic_write(self.folder.last, lambda tmp: torch.save(state, tmp))
 
     def write_history(self) -> None:
-        if not self.history or not self.dist.is_main:
-            return
-        keys = list(dict.fromkeys(k for row in self.history for k in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.history)
-        text = buffer.getvalue()
-        atomic_write_text(self.run_dir / "history.csv", text)
+        if self.history and self.dist.is_main:
+            self.folder.write_history(self.history)
 
 
 def load_resume(trainer: Trainer) -> dict[str, Any] | None:
-    path = trainer.run_dir / "last.pt"
+    path = trainer.folder.last
     if not path.is_file():
         raise FileNotFoundError(f"--resume: {path} does not exist; start the run without --resume")
     state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)

@@ -77,10 +77,12 @@ from medbalance.comparison.stats import (
     uncontrolled_notes,
     verdict_text,
 )
+from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
     from medbalance.data.prepared import Prepared
+    from medbalance.training.prepare import PreparedRun
 
 __all__ = [
     "METRICS",
@@ -98,8 +100,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_RESULT_FILES = ("metrics.json", "predictions.csv", "best.safetensors")
-
 
 # --- running ----------------------------------------------------------------------------------
 
@@ -112,17 +112,12 @@ class _Job:
     state: str  # "done", "resume" or "new"
 
 
-def _resolve_base(base: TrainConfig) -> TrainConfig:
-    """Fill model, size, presize and lr once, exactly as ``fit`` would for this data."""
-    from medbalance.training.trainer import native_size, resolve, select_device
+def _prepare_seed(base: TrainConfig, seed: int) -> PreparedRun:
+    """The data of one seed's splits and the base config resolved for it (model, size,
+    presize, lr, positive class), exactly as ``train`` would resolve them."""
+    from medbalance.training.prepare import prepare_run
 
-    return resolve(base, native_size(base.data), select_device(base.device))
-
-
-def _prepare(config: TrainConfig) -> Prepared:
-    from medbalance.data.prepared import prepare_for
-
-    return prepare_for(config)
+    return prepare_run(replace(base, seed=seed))
 
 
 def _plain(value: Any) -> Any:
@@ -140,15 +135,14 @@ def _config_diff(planned: Mapping[str, Any], stored: Mapping[str, Any]) -> list[
 
 def _state(config: TrainConfig, fingerprint: str) -> str:
     """Whether the run folder holds this finished run, a run to resume, or nothing yet."""
-    from medbalance.core.checkpoint import read_metadata
-
-    run = Path(config.out)
-    finished = all((run / name).is_file() for name in _RESULT_FILES)
-    if not finished and not (run / "last.pt").is_file():
+    folder = RunFolder(Path(config.out))
+    run = folder.path
+    finished = folder.is_evaluated() and folder.best.is_file()
+    if not finished and not folder.last.is_file():
         return "new"
-    if not (run / "config.json").is_file():
+    if not folder.config.is_file():
         raise ValueError(f"{run} holds run files but no config.json; delete the folder to retrain")
-    diff = _config_diff(_plain(config.to_dict()), json.loads((run / "config.json").read_text()))
+    diff = _config_diff(_plain(config.to_dict()), folder.read_config())
     if diff:
         raise ValueError(
             f"{run} holds a run with another config ({'; '.join(diff[:3])}); delete the folder "
@@ -156,7 +150,7 @@ def _state(config: TrainConfig, fingerprint: str) -> str:
         )
     if not finished:
         return "resume"
-    stored = read_metadata(run / "best.safetensors").get("data_fingerprint")
+    stored = folder.read_metadata().get("data_fingerprint")
     if stored != fingerprint:
         raise ValueError(
             f"{run} was trained on other data (fingerprint {stored}, now {fingerprint}); "
@@ -169,11 +163,11 @@ def _train_in_process(config: TrainConfig, resume: bool, threads: int) -> float:
     """Worker of the process pool: one ``fit`` (it prepares the data from the disk cache)."""
     import torch
 
-    from medbalance.training.engine import fit
+    from medbalance.workflows.training import train_and_evaluate
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    fit(config, resume=resume)
+    train_and_evaluate(config, resume=resume)
     return time.perf_counter() - started
 
 
@@ -214,22 +208,18 @@ def compare(
     if not chosen:
         raise ConfigError("no remedies given")
     out = Path(out)
-    base = _resolve_base(base)
-    from medbalance.data.prepared import default_positive_class
-
     prepared: dict[int, Prepared] = {}
     plan: list[_Job] = []
     for seed in range(seeds):  # seed-major: a cut comparison still has every remedy at seed 0
-        data = prepared[seed] = _prepare(replace(base, seed=seed))
-        if base.positive_class is not None and base.positive_class in data.class_names:
-            positive = data.class_names.index(base.positive_class)
-        else:
-            positive = default_positive_class(data.class_names, data.train_counts())
+        run_seed = _prepare_seed(base, seed)
+        data = prepared[seed] = run_seed.data
+        positive = run_seed.config.positive_index
+        resolved = TrainConfig(**{**run_seed.config.to_dict(), "seed": base.seed})
         for remedy in chosen:
             run = out / "runs" / remedy.name / f"seed{seed}"
             config = remedy_config(
                 remedy,
-                base,
+                resolved,
                 seed=seed,
                 out=run,
                 n_classes=len(data.class_names),
@@ -269,7 +259,7 @@ def _train_here(
     todo: list[_Job], prepared: dict[int, Prepared], budget: float | None
 ) -> list[_Job]:
     """Train one run after the other in this process, on the data prepared once per seed."""
-    from medbalance.training.engine import fit
+    from medbalance.workflows.training import train_and_evaluate
 
     started, durations = time.perf_counter(), list[float]()
     for k, job in enumerate(todo):
@@ -277,7 +267,7 @@ def _train_here(
             return todo[k:]
         log.info("[%d/%d] %s seed %d (%s)", k + 1, len(todo), job.remedy, job.seed, job.state)
         began = time.perf_counter()
-        fit(job.config, resume=job.state == "resume", data=prepared[job.seed])
+        train_and_evaluate(job.config, resume=job.state == "resume", data=prepared[job.seed])
         durations.append(time.perf_counter() - began)
         log.info("%s seed %d done in %.1f s", job.remedy, job.seed, durations[-1])
     return []
@@ -366,7 +356,7 @@ def collect(
     runs: dict[str, list[FinishedRun]] = {}
     for name in names:
         for seed, path in sorted(found[name].items()):
-            if all((path / f).is_file() for f in ("metrics.json", "predictions.csv")):
+            if RunFolder(path).is_evaluated():
                 runs.setdefault(name, []).append(read_run(name, seed, path))
             else:
                 notes.append(f"{name}/seed{seed} is not finished (no metrics.json); left out")

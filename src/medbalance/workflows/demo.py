@@ -170,7 +170,7 @@ def demo_epochs(seconds_left: float, *, epoch_s: float, overhead_s: float, load:
 
 def _probe(base: TrainConfig, folder: Path) -> tuple[float, float]:
     """(seconds per epoch, seconds of a run besides its epochs) here and now: a 2-epoch run."""
-    from medbalance.training.engine import fit
+    from medbalance.workflows.training import train_and_evaluate as fit
 
     started = time.perf_counter()
     result = fit(replace(base, out=str(folder), epochs=2, sampler="none", loss="ce"))

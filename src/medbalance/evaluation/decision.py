@@ -1,0 +1,235 @@
+"""The operating point of a trained model as one frozen :class:`Decision`.
+
+A decision is a binary threshold on the positive class's probability, or a multi-class rule
+(``argmax``, ``prior``, ``logit-adjust:TAU``) with the training class counts it needs. It is
+chosen from a policy on validation data only (:func:`choose_decision`), written into the
+checkpoint metadata once (:meth:`Decision.to_record`, under the key ``threshold``), read back by
+one function (:func:`read_decision`) and applied by one :meth:`Decision.decide`, which
+``evaluate``, ``predict`` and the export sidecar all use.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from medbalance.evaluation.thresholds import (
+    apply_multiclass_rule,
+    choose_threshold,
+    parse_multiclass_rule,
+    parse_policy,
+)
+
+__all__ = ["METADATA_KEY", "Decision", "choose_decision", "read_decision"]
+
+log = logging.getLogger(__name__)
+METADATA_KEY = "threshold"  # where the checkpoint metadata keeps the decision record
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a model's probabilities become one class per image.
+
+    Attributes:
+        class_names: the model's classes, in output order.
+        policy: the policy that chose it (binary: ``youden``, ``f1``, ...; multi-class: the rule).
+        chosen_on: the split it was tuned on; never ``test``.
+        threshold: binary only: call the positive class when its probability is at least this
+            (``inf``: never); ``None`` means argmax.
+        positive: binary only: index of the positive class.
+        train_counts: multi-class ``prior`` / ``logit-adjust`` rules: training counts per class.
+        val_rates: binary: (sensitivity, specificity) at the threshold on the tuning split.
+    """
+
+    class_names: tuple[str, ...]
+    policy: str
+    chosen_on: str = "val"
+    threshold: float | None = None
+    positive: int | None = None
+    train_counts: tuple[int, ...] | None = None
+    val_rates: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.chosen_on == "test":
+            raise ValueError("a decision is never chosen on the test split; use val")
+        if self.threshold is not None:
+            if len(self.class_names) != 2 or self.positive not in (0, 1):
+                raise ValueError("a threshold needs two classes and a positive class (0 or 1)")
+            value = self.threshold
+            if math.isnan(value) or not (0 <= value <= 1 or value == math.inf):
+                raise ValueError(
+                    f"the decision threshold must be a probability in [0, 1] or inf, got {value!r}"
+                    "; re-choose it on the validation split (medbalance evaluate RUN --threshold)"
+                )
+        elif len(self.class_names) > 2:
+            rule = parse_multiclass_rule(self.policy)
+            if str(rule) != "argmax" and not self.train_counts:
+                raise ValueError(f"the rule {self.policy!r} needs the training class counts")
+
+    @property
+    def is_threshold(self) -> bool:
+        return self.threshold is not None
+
+    def decide(self, probs: ArrayLike) -> NDArray[np.int64]:
+        """The class index of every row of ``probs`` (``[N, C]``; one row ``[C]`` allowed)."""
+        p = np.asarray(probs)  # compared in its own dtype, as binary_metrics does
+        rows = p[None] if p.ndim == 1 else p
+        if rows.ndim != 2 or rows.shape[1] != len(self.class_names):
+            raise ValueError(
+                f"probabilities of shape {p.shape} do not match {len(self.class_names)} classes"
+            )
+        if self.threshold is not None and self.positive is not None:
+            called = rows[:, self.positive] >= float(self.threshold)
+            out = np.where(called, self.positive, 1 - self.positive).astype(np.int64)
+        elif len(self.class_names) > 2 and self.policy != "argmax":
+            out = apply_multiclass_rule(self.policy, rows, self.train_counts)
+        else:
+            out = rows.argmax(axis=1).astype(np.int64)
+        return out[0:1] if p.ndim == 1 else out
+
+    def describe(self) -> str:
+        """The rule in words (the export sidecar's ``decision``)."""
+        if self.threshold is None:
+            if self.policy == "argmax" or len(self.class_names) == 2:
+                return "argmax of probabilities"
+            return (
+                f"argmax of probabilities adjusted by the multi-class rule {self.policy!r}: "
+                "'prior' divides them by the training class priors (operating_point"
+                "['train_counts'] over their sum), 'logit-adjust:TAU' subtracts TAU * log prior "
+                "from their logarithms"
+            )
+        assert self.positive is not None  # checked in __post_init__
+        name = self.class_names[self.positive]
+        if self.threshold == math.inf:
+            return f"never {name!r}: threshold is inf, so every image gets the other class"
+        return (
+            f"{name!r} where probabilities[:, {self.positive}] >= threshold, "
+            "else the most probable other class"
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The record stored in the checkpoint and in ``metrics.json`` (format unchanged since
+        the first checkpoints: binary ``policy, value, chosen_on, sensitivity, specificity``;
+        multi-class ``policy, value (null), chosen_on, train_counts``)."""
+        if self.threshold is not None:
+            sens, spec = self.val_rates if self.val_rates is not None else (math.nan, math.nan)
+            return {
+                "policy": self.policy,
+                "value": self.threshold,
+                "chosen_on": self.chosen_on,
+                "sensitivity": sens,
+                "specificity": spec,
+            }
+        counts = list(self.train_counts) if self.train_counts is not None else None
+        return {
+            "policy": self.policy,
+            "value": None,
+            "chosen_on": self.chosen_on,
+            "train_counts": counts,
+        }
+
+
+def choose_decision(
+    policy: str,
+    labels: ArrayLike,
+    probs: ArrayLike,
+    *,
+    class_names: Sequence[str],
+    positive: int | None,
+    train_counts: Sequence[int],
+    chosen_on: str = "val",
+) -> Decision:
+    """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
+
+    A binary policy on multi-class data falls back to argmax, with a warning; a multi-class rule
+    on binary data is an error (``TrainConfig`` and ``prepare_run`` refuse it before training).
+    """
+    if chosen_on == "test":
+        raise ValueError("thresholds are chosen on validation data only, not on 'test'")
+    names = tuple(str(n) for n in class_names)
+    y, p = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    counts = tuple(int(c) for c in train_counts)
+    if len(names) == 2:
+        if positive is None:
+            raise ValueError("a binary decision needs the positive class")
+        point = choose_threshold(policy, y == positive, p[:, positive], chosen_on=chosen_on)
+        return Decision(
+            names,
+            point.policy,
+            chosen_on,
+            threshold=float(point.value),
+            positive=positive,
+            val_rates=(point.sensitivity, point.specificity),
+        )
+    if not is_multiclass_rule(policy):
+        log.warning(
+            "threshold policy %r needs two classes; with %d classes the decision is argmax "
+            "(or give --threshold prior | logit-adjust:TAU)",
+            policy,
+            len(names),
+        )
+        policy = "argmax"
+    return Decision(names, policy, chosen_on, train_counts=counts)
+
+
+def is_multiclass_rule(policy: str) -> bool:
+    """Whether ``policy`` is a multi-class rule (argmax, prior, logit-adjust:TAU)."""
+    try:
+        parse_multiclass_rule(policy)
+    except ValueError:
+        return False
+    return True
+
+
+def is_binary_policy(policy: str) -> bool:
+    """Whether ``policy`` is a binary threshold policy (youden, f1, a number, ...)."""
+    try:
+        parse_policy(policy)
+    except ValueError:
+        return False
+    return True
+
+
+def read_decision(metadata: Mapping[str, Any]) -> Decision:
+    """The decision stored in a checkpoint's metadata.
+
+    A checkpoint without one (older runs) decides by argmax; a bare number is a threshold.
+
+    Raises:
+        ValueError: the stored record is not a valid decision.
+    """
+    names = tuple(str(n) for n in metadata["class_names"])
+    positive_name = metadata.get("positive_class")
+    positive = names.index(positive_name) if len(names) == 2 and positive_name in names else None
+    raw = metadata.get(METADATA_KEY)
+    record: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {"value": raw}
+    value = record.get("value")
+    policy = str(record.get("policy", "argmax" if value is None else "fixed"))
+    chosen_on = str(record.get("chosen_on", "val"))
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(
+                f"checkpoint threshold must be a probability in [0, 1], inf or absent, got "
+                f"{raw!r}; re-tune the threshold on the validation split"
+            )
+        sens, spec = record.get("sensitivity"), record.get("specificity")
+        val_rates = (float(sens), float(spec)) if sens is not None and spec is not None else None
+        return Decision(
+            names, policy, chosen_on, threshold=float(value), positive=positive, val_rates=val_rates
+        )
+    counts = record.get("train_counts") or metadata.get("train_counts")
+    if len(names) == 2:
+        policy = "argmax"
+    return Decision(
+        names,
+        policy,
+        chosen_on,
+        positive=positive,
+        train_counts=tuple(int(c) for c in counts) if counts else None,
+    )

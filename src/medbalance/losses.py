@@ -1,0 +1,63 @@
+"""Public building block: imbalance-aware classification losses as ``nn.Module``s.
+
+Each takes raw logits ``[N, C]`` and class indices ``[N]``; the class statistics they need come
+from the training counts::
+
+    from medbalance.losses import create_loss
+
+    loss_fn = create_loss("ldam", class_counts=[1214, 3494])  # or LDAMLoss(class_counts=...)
+    loss = loss_fn(model(x), y)
+
+The pure functions (``focal_loss``, ``ldam_loss`` ...) are here too. The implementation lives in
+:mod:`medbalance.training.losses`; this module is the stable public name.
+"""
+
+from __future__ import annotations
+
+from medbalance.training.loss_functions import (
+    balanced_softmax_loss,
+    cross_entropy,
+    focal_loss,
+    ldam_loss,
+    logit_adjusted_loss,
+    soft_f1_loss,
+)
+from medbalance.training.losses import (
+    LOSSES,
+    BalancedSoftmaxLoss,
+    ClassBalancedCrossEntropyLoss,
+    ClassBalancedFocalLoss,
+    ClassificationLoss,
+    CostSensitiveCrossEntropyLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    LossName,
+    SoftF1Loss,
+    WeightedCrossEntropyLoss,
+    create_loss,
+)
+
+__all__ = [
+    "LOSSES",
+    "BalancedSoftmaxLoss",
+    "ClassBalancedCrossEntropyLoss",
+    "ClassBalancedFocalLoss",
+    "ClassificationLoss",
+    "CostSensitiveCrossEntropyLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "LossName",
+    "SoftF1Loss",
+    "WeightedCrossEntropyLoss",
+    "balanced_softmax_loss",
+    "create_loss",
+    "cross_entropy",
+    "focal_loss",
+    "ldam_loss",
+    "logit_adjusted_loss",
+    "soft_f1_loss",
+]

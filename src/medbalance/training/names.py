@@ -1,0 +1,82 @@
+"""The names of the components and choices a run is built from, as ``StrEnum``s.
+
+Torch-free, so the command line's help lists them without importing torch; the registries
+(``SAMPLERS``, ``LOSSES``) are keyed by these names and a test checks that they agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "Device",
+    "LossName",
+    "Normalization",
+    "Precision",
+    "SamplerName",
+    "Schedule",
+    "SelectMetric",
+    "choices",
+]
+
+
+class SamplerName(StrEnum):
+    """Sampler names for ``create_sampler``; ``oversample`` also as ``oversample:ALPHA``."""
+
+    NONE = "none"
+    OVERSAMPLE = "oversample"
+    UNDERSAMPLE = "undersample"
+    BALANCED_BATCHES = "balanced-batches"
+
+
+class LossName(StrEnum):
+    """Names of the losses in ``LOSSES``, for the command line."""
+
+    CE = "ce"
+    WEIGHTED_CE = "weighted-ce"
+    CB_CE = "cb-ce"
+    CB_FOCAL = "cb-focal"
+    COST_CE = "cost-ce"
+    FOCAL = "focal"
+    LDAM = "ldam"
+    BALANCED_SOFTMAX = "balanced-softmax"
+    LOGIT_ADJUSTED = "logit-adjusted"
+    SOFT_F1 = "soft-f1"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class Schedule(StrEnum):
+    ONECYCLE = "onecycle"
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class Normalization(StrEnum):
+    MINMAX = "minmax"
+    MEANSTD = "meanstd"
+    FIXED = "fixed"
+
+
+class SelectMetric(StrEnum):
+    AUROC = "auroc"
+    BALANCED_ACCURACY = "balanced_accuracy"
+    MACRO_F1 = "macro_f1"
+    SENSITIVITY = "sensitivity"
+    LOSS = "loss"
+
+
+def choices(enum: type[StrEnum], sep: str = " | ") -> str:
+    """The values of ``enum`` for a help text: ``"a | b | c"``."""
+    return sep.join(member.value for member in enum)

@@ -1,0 +1,145 @@
+"""One way from a :class:`TrainConfig` to a run ready to start: :func:`prepare_run`.
+
+It picks the device, fills the "choose for the data" fields (size, presize, model, learning
+rate), loads, splits and presizes the data, and checks everything that depends on the data (the
+positive class, the decision policy against the number of classes) before the first epoch.
+``train``, ``compare``, ``lr-find`` and ``evaluate`` all start here, so they see the same splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from medbalance.core.device import select_device
+from medbalance.core.distributed import DistInfo, barrier
+from medbalance.data.cache import default_presize
+from medbalance.data.prepared import Prepared, default_positive_class, prepare_data
+from medbalance.training.config import ConfigError, ResolvedConfig, TrainConfig
+
+__all__ = ["PreparedRun", "native_size", "prepare_run", "resolve_sizes"]
+
+
+@dataclass
+class PreparedRun:
+    """A resolved config, its prepared data and the device it runs on."""
+
+    config: ResolvedConfig
+    data: Prepared
+    device: torch.device
+
+
+def native_size(source: str) -> int | None:
+    """Side of the square images of an array data set (MedMNIST), else None.
+
+    Only the array headers are read: the data is loaded once, in :func:`prepare_run`. Folders
+    and manifests have no native size.
+    """
+    from medbalance.data._medmnist import MEDMNIST, resolve_medmnist
+    from medbalance.data.npz import npz_image_side
+
+    path = Path(source).expanduser()
+    if not path.exists() and source.lower() in MEDMNIST:
+        path = resolve_medmnist(source)
+    return npz_image_side(path) if path.suffix.lower() == ".npz" and path.is_file() else None
+
+
+def _array_side(data: Prepared) -> int | None:
+    images = data.catalog.images
+    if images is not None and images.shape[1] == images.shape[2]:
+        return int(images.shape[1])
+    return None
+
+
+def resolve_sizes(config: TrainConfig, native: int | None, device: torch.device) -> TrainConfig:
+    """Fill size, presize, model and learning rate for data of native side ``native``.
+
+    The presize never exceeds the native side of array data: 28 px data for a 64 px run stays
+    28 px in the cache and is resampled once on the device.
+    """
+    from medbalance.models.backbones import default_model_for
+
+    size = config.size
+    if size is None:
+        size = min(native, 224) if native else (128 if device.type == "cpu" else 224)
+    presize = config.presize if config.presize is not None else default_presize(size, native)
+    model = config.model or default_model_for(size, device.type)
+    lr = config.lr if config.lr is not None else 2e-3
+    return dataclasses.replace(config, size=size, presize=presize, model=model, lr=lr)
+
+
+def _positive_index(config: TrainConfig, data: Prepared) -> int:
+    names = list(data.class_names)
+    if config.positive_class is None:
+        return default_positive_class(names, data.train_counts())
+    if config.positive_class not in names:
+        raise ConfigError(
+            f"positive class {config.positive_class!r} is not a class of this data "
+            f"({', '.join(names)}); give one of them to --positive-class"
+        )
+    return names.index(config.positive_class)
+
+
+def _check_policy(config: TrainConfig, names: tuple[str, ...]) -> None:
+    from medbalance.evaluation.decision import is_binary_policy
+
+    if len(names) == 2 and not is_binary_policy(config.threshold):
+        raise ConfigError(
+            f"threshold {config.threshold!r} is a multi-class rule, but {config.data} has two "
+            f"classes ({', '.join(names)}); give a binary policy: youden, f1, "
+            "'sensitivity>=0.95', 'specificity>=0.9', 'cost:FN=5,FP=1' or a number"
+        )
+
+
+def resolve_for_data(config: TrainConfig, data: Prepared, native: int | None) -> ResolvedConfig:
+    """The config checked against and completed by the prepared data."""
+    names = tuple(data.class_names)
+    _check_policy(config, names)
+    values = config.to_dict()
+    return ResolvedConfig(
+        **values,
+        class_names=names,
+        positive_index=_positive_index(config, data),
+        native_size=native,
+    )
+
+
+def prepare_run(
+    config: TrainConfig,
+    *,
+    data: Prepared | None = None,
+    device: torch.device | None = None,
+    dist_info: DistInfo | None = None,
+) -> PreparedRun:
+    """Resolve ``config`` for its data and device and prepare the data (unless given).
+
+    Under DDP rank 0 fills the presize cache first; the other ranks then read it.
+
+    Raises:
+        ConfigError: a value that the data rules out (a multi-class rule on binary data, an
+            unknown positive class).
+        ValueError, FileNotFoundError: the data cannot be read.
+    """
+    info = dist_info or DistInfo()
+    device = device or select_device(config.device)
+    native = native_size(config.data) if data is None else _array_side(data)
+    sized = resolve_sizes(config, native, device)
+    if data is None:
+        if not info.is_main:
+            barrier(info)
+        assert sized.presize is not None  # filled by resolve_sizes
+        data = prepare_data(
+            sized.data,
+            presize_to=sized.presize,
+            seed=sized.seed,
+            resplit_val_fraction=sized.resplit_val,
+            group_pattern=sized.group_pattern,
+            group_column=sized.group_column,
+            skip_unreadable=sized.skip_unreadable,
+        )
+        if info.is_main:
+            barrier(info)
+    return PreparedRun(resolve_for_data(sized, data, native), data, device)

@@ -1,0 +1,276 @@
+"""The public Python API: the command line's jobs as functions, for notebooks and scripts.
+
+::
+
+    import medbalance as mb
+
+    insp = mb.inspect("data/")                      # counts, warnings; .to_dict()
+    run = mb.train("data/", out="runs/a", epochs=10, sampler="oversample", loss="ce")
+    run.metrics                                     # RUN_DIR/metrics.json
+    run.decision                                    # the operating point (a Decision)
+    run.predict(["x.png", "more/"])                 # one Prediction per image
+    run = mb.load_run("runs/a"); mb.evaluate(run, "other_site/")
+    cmp = mb.compare("data/", remedies=["baseline", "oversample"], seeds=2, out="cmp/")
+
+Every function takes the command's options as keywords, with the same names and defaults, and
+raises ``ValueError`` (``ConfigError`` for configuration) or ``FileNotFoundError`` where the
+command would print its one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medbalance.core.run_folder import RunFolder
+from medbalance.training.config import default_drw_epoch, load_config
+
+if TYPE_CHECKING:
+    from medbalance.comparison.report import Comparison
+    from medbalance.data.inspection import Inspection
+    from medbalance.evaluation.decision import Decision
+    from medbalance.evaluation.predict import Prediction
+
+__all__ = ["Run", "compare", "evaluate", "inspect", "load_run", "predict", "train"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained run folder. Reads its files when asked, so it always shows what is on disk."""
+
+    path: Path
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The test evaluation: the same dict as ``RUN_DIR/metrics.json``."""
+        return self.folder.read_metrics()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration (``config.json``)."""
+        return self.folder.read_config()
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One row per epoch (``history.csv``)."""
+        return self.folder.read_history()
+
+    @property
+    def decision(self) -> Decision:
+        """The operating point stored in the checkpoint, chosen on validation data."""
+        from medbalance.evaluation.decision import read_decision
+
+        return read_decision(self.folder.read_metadata())
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder.best
+
+    def predict(
+        self, inputs: Sequence[PathLike] | PathLike, *, batch_size: int = 64, device: str = "cpu"
+    ) -> list[Prediction]:
+        """Score images, folders, CSV manifests or ``.npz`` files (see :func:`predict`)."""
+        return predict(self, inputs, batch_size=batch_size, device=device)
+
+    def evaluate(self, data: PathLike | None = None, **options: Any) -> dict[str, Any]:
+        """Evaluate again, on the run's data or other data (see :func:`evaluate`)."""
+        return evaluate(self, data, **options)
+
+    def report(self) -> Path:
+        """Redraw ``report.html`` from the run's files; returns its path."""
+        from medbalance.reporting.report import report_from_run
+
+        return report_from_run(self.path)
+
+    def export(self, format: str = "onnx", out: PathLike | None = None) -> tuple[Path, Path]:
+        """Write the model as ONNX or TorchScript with its JSON sidecar; returns both paths."""
+        from medbalance.evaluation.export import export_model
+
+        return export_model(self.checkpoint, format, Path(out) if out is not None else None)  # type: ignore[arg-type]
+
+
+def load_run(path: PathLike) -> Run:
+    """The run in ``path``.
+
+    Raises:
+        FileNotFoundError: no ``best.safetensors`` there (not a trained run).
+    """
+    run = Run(Path(path))
+    if not run.folder.best.is_file():
+        raise FileNotFoundError(
+            f"{run.folder.best}: no such checkpoint; {path} is not a trained run folder"
+        )
+    return run
+
+
+def inspect(
+    data: PathLike,
+    *,
+    out: PathLike | None = None,
+    group_pattern: str | None = None,
+    group_column: str | None = None,
+    allow_outside: bool = False,
+    resplit_val: float | None = None,
+    skip_unreadable: bool = False,
+    seed: int = 0,
+    workers: int | None = None,
+) -> Inspection:
+    """Counts, imbalance, image properties, duplicates, leaks and shortcuts of a data set
+    (``medbalance inspect``); with ``out`` also writes ``summary.json`` and the two figures."""
+    from medbalance.data.inspection import inspect_catalog, write_inspection
+    from medbalance.data.splits import load_split_catalog
+
+    catalog = load_split_catalog(
+        str(data),
+        group_pattern=group_pattern,
+        group_column=group_column,
+        allow_outside=allow_outside,
+        val_fraction=resplit_val,
+        seed=seed,
+    )
+    result = inspect_catalog(catalog, skip_unreadable=skip_unreadable, workers=workers)
+    if out is not None:
+        write_inspection(result, catalog, Path(out))
+    return result
+
+
+def train(
+    data: PathLike,
+    *,
+    out: PathLike = "runs/run",
+    config: PathLike | None = None,
+    drw: bool = False,
+    resume: bool = False,
+    **options: Any,
+) -> Run:
+    """Train, choose the operating point on val, evaluate and report (``medbalance train``).
+
+    Args:
+        data: a folder, CSV manifest, ``.npz`` file or MedMNIST name.
+        out: the run folder.
+        config: a TOML/YAML/JSON config file; ``options`` override it.
+        drw: deferred re-weighting from 2/3 of the epochs (unless ``drw_epoch`` is given).
+        resume: continue a killed run from ``out/last.pt``.
+        **options: any :class:`~medbalance.training.config.TrainConfig` field, e.g.
+            ``epochs=10, sampler="oversample", loss="ce", threshold="sensitivity>=0.95"``.
+
+    Raises:
+        ConfigError: an unknown option (with the nearest name) or a value breaking a rule.
+    """
+    from medbalance.workflows.training import train_and_evaluate
+
+    overrides = {**options, "data": str(data), "out": str(out)}
+    resolved = load_config(Path(config) if config is not None else None, overrides)
+    if drw and resolved.drw_epoch is None:
+        resolved = replace(resolved, drw_epoch=default_drw_epoch(resolved.epochs))
+    result = train_and_evaluate(resolved, resume=resume)
+    return Run(result.run_dir)
+
+
+def evaluate(
+    run: Run | PathLike,
+    data: PathLike | None = None,
+    *,
+    split: str = "test",
+    threshold: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on its own or other data (``medbalance evaluate``); returns
+    the content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``)."""
+    from medbalance.workflows.training import evaluate_run
+
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be test or val, got {split!r}")
+    return evaluate_run(
+        _run_path(run),
+        data=None if data is None else str(data),
+        split=split,
+        policy=threshold,
+        n_bootstrap=bootstrap,
+        seed=seed,
+        device=device,
+        report=report,
+    )
+
+
+def predict(
+    run: Run | PathLike,
+    inputs: Sequence[PathLike] | PathLike,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> list[Prediction]:
+    """Score images with a run (or its ``best.safetensors``) at its stored operating point.
+
+    An input that cannot be read gets a :class:`Prediction` with ``error`` set and no
+    probabilities; none is dropped.
+    """
+    from medbalance.evaluation.inference import load_trained
+    from medbalance.evaluation.predict import iter_predictions
+
+    path = _run_path(run)
+    checkpoint = path if path.is_file() else RunFolder(path).best
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    trained = load_trained(checkpoint, device=device)
+    return list(iter_predictions(trained, [str(i) for i in items], batch_size=batch_size))
+
+
+def compare(
+    data: PathLike,
+    *,
+    remedies: Sequence[str] | str = "baseline,oversample",
+    out: PathLike = "compare",
+    seeds: int = 3,
+    jobs: int = 1,
+    budget_minutes: float | None = None,
+    metric: str = "auroc",
+    config: PathLike | None = None,
+    **options: Any,
+) -> Comparison:
+    """Train each remedy with the same data, splits, model and seeds, and compare them on the
+    same test cases with paired bootstrap CIs (``medbalance compare``).
+
+    Args:
+        data: the data set.
+        remedies: preset names or remedy files, as a list or ``"a,b"``; ``"all"`` for every
+            preset.
+        out: the comparison folder; each run is an ordinary run folder under ``out/runs``.
+        seeds: seeds per remedy.
+        jobs: runs trained at a time.
+        budget_minutes: start no run that would end after this.
+        metric: the metric of the verdict.
+        config: a config file for what every run shares; ``options`` override it.
+        **options: shared :class:`~medbalance.training.config.TrainConfig` fields
+            (``epochs``, ``model``, ``size`` ...).
+    """
+    from medbalance.workflows.compare import compare as run_compare
+
+    base = load_config(
+        Path(config) if config is not None else None,
+        {**options, "data": str(data)},
+    )
+    return run_compare(
+        base,
+        remedies if isinstance(remedies, str) else ",".join(remedies),
+        Path(out),
+        seeds=seeds,
+        jobs=jobs,
+        budget_minutes=budget_minutes,
+        metric=metric,
+    )
+
+
+def _run_path(run: Run | PathLike) -> Path:
+    return run.path if isinstance(run, Run) else Path(run)

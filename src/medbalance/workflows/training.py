@@ -1,0 +1,173 @@
+"""The run workflow: train -> decide -> evaluate -> report.
+
+:func:`train_and_evaluate` is what ``medbalance train`` does: ``fit`` trains and leaves the best
+checkpoint's model and its val/test probabilities; this module then chooses the decision on the
+validation probabilities, writes the checkpoint once with it, evaluates the test split (val when
+there is none) and draws the report. :func:`evaluate_run` is ``medbalance evaluate``: the same
+last three steps for a finished run folder, on its own data or on other data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from medbalance.core.checkpoint import read_metadata, save_checkpoint
+from medbalance.core.run_folder import RunFolder
+from medbalance.data.prepared import Prepared
+from medbalance.evaluation.decision import METADATA_KEY, Decision, choose_decision
+from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
+from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.evaluation.scoring import Scores, score_split
+from medbalance.training.config import TrainConfig
+from medbalance.training.engine import RunResult, fit
+
+__all__ = ["DEFAULT_POLICY", "evaluate_run", "train_and_evaluate"]
+
+log = logging.getLogger(__name__)
+DEFAULT_POLICY = "youden"
+
+
+def train_and_evaluate(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    data: Prepared | None = None,
+    stop_after_epoch: int | None = None,
+) -> RunResult:
+    """Train (:func:`~medbalance.training.engine.fit`), then choose the decision on val, store
+    it in ``best.safetensors``, evaluate and report; ``result.evaluation`` is ``metrics.json``.
+
+    Args:
+        config: the run's configuration (``None`` fields are chosen for the data).
+        resume: continue from ``RUN_DIR/last.pt``.
+        data: already prepared data (tests and ``compare`` reuse it).
+        stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
+    """
+    result = fit(config, resume=resume, data=data, stop_after_epoch=stop_after_epoch)
+    if not result.finished or not result.is_main or result.trainer is None:
+        return result
+    trainer, resolved = result.trainer, result.config
+    folder = trainer.folder
+    decision = choose_decision(
+        resolved.threshold,
+        result.scores["val"].labels,
+        result.scores["val"].probs,
+        class_names=resolved.class_names,
+        positive=resolved.positive_index,
+        train_counts=trainer.data.train_counts(),
+    )
+    metadata = read_metadata(folder.best)
+    metadata[METADATA_KEY] = decision.to_record()
+    save_checkpoint(folder.best, trainer.model, metadata)  # the one write with the decision
+    trained = Trained(trainer.model, trainer.transform, metadata, trainer.device)
+    split = "test" if "test" in result.scores else "val"
+    evaluation = evaluate_scores(
+        trainer.data,
+        result.scores[split],
+        decision,
+        n_bootstrap=resolved.bootstrap,
+        seed=resolved.seed,
+        checkpoint_epoch=metadata.get("epoch"),
+    )
+    _finish(folder, trained, trainer.data, evaluation, report=True)
+    result.evaluation = evaluation.result
+    return result
+
+
+def evaluate_run(
+    run_dir: Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    policy: str | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``RUN_DIR/best.safetensors`` on ``split``; write metrics, predictions, report.
+
+    Args:
+        run_dir: a training run folder.
+        data: data to evaluate on (default: the run's own data with its splits).
+        split: the split to report (``test`` by default; ``val`` allowed).
+        policy: choose a new decision on validation data with this policy (default: the one
+            stored in the checkpoint at the end of training). It is written to
+            ``metrics.json``, not into the checkpoint.
+        n_bootstrap: bootstrap resamples for the 95% confidence intervals.
+        seed: seed of the bootstrap.
+        device: where the model runs.
+        report: also write ``report.html``.
+
+    Returns:
+        The content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``).
+    """
+    folder = RunFolder(Path(run_dir))
+    trained = load_trained(folder.best, device=device)
+    prepared = _prepare_for(trained, data)
+    if not len(prepared.indices(split)):
+        raise ValueError(f"the data has no {split!r} split; choose --split val or test")
+    meta = trained.metadata
+    warnings = []
+    if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
+        warnings.append("the data changed since training (fingerprint differs)")
+    decision = trained.decision
+    if policy is not None or METADATA_KEY not in meta:
+        decision = _choose(trained, _score(trained, prepared, "val"), policy or DEFAULT_POLICY)
+    evaluation = evaluate_scores(
+        prepared,
+        _score(trained, prepared, split),
+        decision,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        checkpoint_epoch=meta.get("epoch"),
+        warnings=warnings,
+    )
+    _finish(folder, trained, prepared, evaluation, report=report)
+    return evaluation.result
+
+
+def _prepare_for(trained: Trained, data: str | None) -> Prepared:
+    """The run's own data with its splits, or other data, presized as the model was trained."""
+    from medbalance.training.prepare import prepare_run
+
+    stored = dict(trained.metadata["config"])
+    known = {k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__}
+    known.update(presize=trained.presize, size=int(trained.metadata["image_size"]))
+    if data is not None:  # other data: its own splits, no patient options of the training data
+        known.update(data=data, resplit_val=None, group_pattern=None, group_column=None)
+    config = TrainConfig(**known)
+    return prepare_run(config, device=trained.device).data
+
+
+def _score(trained: Trained, data: Prepared, split: str) -> Scores:
+    return score_split(trained.model, data, split, trained.transform, trained.device)
+
+
+def _choose(trained: Trained, val: Scores, policy: str) -> Decision:
+    return choose_decision(
+        policy,
+        val.labels,
+        val.probs,
+        class_names=trained.class_names,
+        positive=trained.positive if len(trained.class_names) == 2 else None,
+        train_counts=trained.metadata["train_counts"],
+    )
+
+
+def _finish(
+    folder: RunFolder, trained: Trained, data: Prepared, evaluation: Evaluation, *, report: bool
+) -> None:
+    """Write the evaluation and, for the test split (or val when there is no test), the report
+    with its galleries."""
+    evaluation.write(folder)
+    split = evaluation.result["split"]
+    if report and (split == "test" or not len(data.indices("test"))):
+        from medbalance.evaluation.gallery import pick_gallery
+        from medbalance.reporting.report import write_report
+
+        errors, cams = pick_gallery(trained, data, evaluation.scores, evaluation.preds)
+        path = write_report(folder.path, gallery_errors=errors, gallery_cam=cams)
+        log.info("report: %s", path)

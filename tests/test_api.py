@@ -1,0 +1,148 @@
+"""Tests for the public Python API: the README example runs, the public names stay, the import
+stays light, and the API agrees with the command line's outputs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import medbalance as mb
+from conftest import write_tree
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# The promised public names. Changing this list is an API change: say so in the release notes.
+PUBLIC = [
+    "ConfigError",
+    "Decision",
+    "Run",
+    "TrainConfig",
+    "__version__",
+    "compare",
+    "evaluate",
+    "inspect",
+    "load_run",
+    "losses",
+    "metrics",
+    "predict",
+    "samplers",
+    "thresholds",
+    "train",
+]
+BUILDING_BLOCKS = {
+    "samplers": ["OversampleSampler", "SAMPLERS", "create_sampler", "parse_sampler_spec"],
+    "losses": ["FocalLoss", "LDAMLoss", "LOSSES", "create_loss", "focal_loss"],
+    "thresholds": ["Decision", "OperatingPoint", "choose_decision", "choose_threshold"],
+    "metrics": ["binary_metrics", "bootstrap_ci", "multiclass_metrics", "with_ci"],
+}
+
+
+def _readme_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Use from Python", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README has no python example under 'Use from Python'"
+    return match.group(1)
+
+
+def _data(root: Path) -> Path:
+    counts = {
+        "train": {"normal": 40, "pneumonia": 10},
+        "val": {"normal": 12, "pneumonia": 12},
+        "test": {"normal": 10, "pneumonia": 10},
+    }
+    return write_tree(root / "data", counts)
+
+
+@pytest.mark.slow
+def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(_readme_example(), "README.md", "exec"), namespace)
+    run = namespace["run"]
+    assert isinstance(run, mb.Run)
+    # what the example printed is what the run folder holds
+    metrics = (tmp_path / "runs/a/metrics.json").read_text()
+    assert '"policy": "sensitivity>=0.95"' in metrics  # the example's last evaluate
+    assert run.decision.policy == "youden" and run.decision.chosen_on == "val"
+    rows = namespace["rows"]
+    assert isinstance(rows, list) and len(rows) == 20  # data/test/ holds 20 images
+    assert (tmp_path / "cmp/comparison.csv").is_file()
+
+
+def test_public_names_snapshot() -> None:
+    assert sorted(mb.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(mb, name) is not None, name
+    for module, names in BUILDING_BLOCKS.items():
+        public = getattr(mb, module)
+        assert set(names) <= set(public.__all__), module
+        for name in public.__all__:
+            assert hasattr(public, name), f"medbalance.{module}.{name}"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'trian'"):
+        mb.trian  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, medbalance; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'sklearn', 'timm') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_train_refuses_an_unknown_option_before_training(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    with pytest.raises(mb.ConfigError, match="did you mean 'sampler'"):
+        mb.train(data, out=tmp_path / "r", samplr="oversample")
+    with pytest.raises(mb.ConfigError, match="unknown loss 'focl'.*did you mean 'focal'"):
+        mb.train(data, out=tmp_path / "r", loss="focl")
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_run_of_a_folder_without_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a trained run folder"):
+        mb.load_run(tmp_path)
+
+
+@pytest.mark.slow
+def test_api_predict_matches_the_cli_csv(tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    data = _data(tmp_path)
+    run = mb.train(data, out=tmp_path / "run", epochs=1, size=32, model="smallcnn", bootstrap=20)
+    rows = run.predict(data / "test")
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(
+        app, ["predict", str(run.checkpoint), str(data / "test"), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open(newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [r.id for r in rows] == [r["id"] for r in csv_rows]
+    assert [r.label for r in rows] == [r["predicted_label"] for r in csv_rows]
+    for row, written in zip(rows, csv_rows, strict=True):
+        assert row.probabilities["pneumonia"] == pytest.approx(
+            float(written["prob_pneumonia"]), abs=1e-6
+        )
+    # the decision the rows used is the run's stored one
+    decision = run.decision
+    assert decision.threshold is not None
+    assert all(
+        (r.label == "pneumonia") == (r.probabilities["pneumonia"] >= decision.threshold)
+        for r in rows
+    )
