@@ -194,13 +194,6 @@ def test_evaluate_threshold_policy_is_rechosen_on_val(run: Path) -> None:
     assert "sensitivity>=0.95" in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="README: `evaluate RUN --threshold POLICY` is 're-chosen on val, stored', but the "
-    "policy only reaches metrics.json; best.safetensors keeps the training one (evaluate_run "
-    "never calls store_threshold), so predict/export and a later evaluate still use 'youden'",
-)
 def test_evaluate_threshold_policy_is_stored_in_the_checkpoint(run: Path) -> None:
     ok(
         invoke(
@@ -245,13 +238,6 @@ def test_evaluate_other_data_with_other_classes_exits_2(run: Path, tmp_path: Pat
     assert (run / "metrics.json").read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="README: `evaluate RUN other_hospital/ --split test` evaluates external data with the "
-    "same classes; an external set laid out as ROOT/test/CLASS fails with exit 2 'no train split; "
-    "give one or let medbalance split'",
-)
 def test_evaluate_external_test_only_folder(run: Path, data: Path, tmp_path: Path) -> None:
     external = tmp_path / "other_hospital"
     shutil.copytree(data / "test", external / "test")
@@ -334,13 +320,6 @@ def _corrupt(tmp_path: Path) -> Path:
     return run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="README: bad input exits 2 with a one-line message, never a traceback; a file that is "
-    "not a safetensors checkpoint raises SafetensorError ('Error while deserializing header'): "
-    "exit 1 and a traceback",
-)
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
 def test_corrupt_checkpoint_exits_2(command: str, data: Path, tmp_path: Path) -> None:
     run = _corrupt(tmp_path)

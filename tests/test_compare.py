@@ -203,6 +203,19 @@ def test_remedy_presets_resolve(tmp_path: Path) -> None:
     custom.write_text("los = 'ce'\n")
     with pytest.raises(ConfigError, match="did you mean 'loss'"):
         parse_remedies([str(custom)])
+    # a bad value fails when the file is read, not when its run starts
+    custom.write_text("sampler = 'oversampel'\n")
+    with pytest.raises(
+        ConfigError, match="focal2.toml: unknown sampler.*did you mean 'oversample'"
+    ):
+        parse_remedies([str(custom)])
+    custom.write_text("loss = 'focal'\nloss_options = {gama = 2}\n")
+    with pytest.raises(ConfigError, match="focal2.toml: .*unknown option.*gama"):
+        parse_remedies([str(custom)])
+    custom.write_text("loss = 'cost-ce'\nfn_cost = 3\n")  # the matrix comes from fn_cost
+    (remedy,) = parse_remedies([str(custom)])
+    made = remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=2, positive=1)
+    assert made.loss_options == {"cost_matrix": [[0.0, 1.0], [3.0, 0.0]]}
 
 
 def test_paired_comparison_of_a_run_with_itself_is_zero(tmp_path: Path) -> None:

@@ -97,6 +97,37 @@ def test_folder_data_trains(tiny_tree: Path, tmp_path: Path) -> None:
     assert set(result.metrics) == {"val", "test"}
 
 
+def test_28px_arrays_train_at_64px_from_the_native_cache(tiny_npz: Path, tmp_path: Path) -> None:
+    # was refused: "presize (28) must be at least size (64)"
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    out = tmp_path / "r64"
+    args = ["train", str(tiny_npz), "--out", str(out), "--size", "64", "--epochs", "1"]
+    cli = CliRunner().invoke(app, [*args, "--model", "smallcnn", "--bootstrap", "20"])
+    assert cli.exit_code == 0, cli.output
+    stored = json.loads((out / "config.json").read_text())
+    assert (stored["size"], stored["presize"]) == (64, 28)
+    assert json.loads((out / "metrics.json").read_text())["n"] == 40
+
+
+def test_multiclass_rule_on_binary_data_fails_before_any_epoch(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    out = tmp_path / "prior"
+    cli = CliRunner().invoke(
+        app, ["train", str(tiny_npz), "--out", str(out), "--threshold", "prior"]
+    )
+    assert cli.exit_code == 2
+    assert "'prior' is a multi-class rule" in cli.output and "Traceback" not in cli.output
+    assert not out.exists()  # nothing written, no epoch trained
+
+
 def test_cli_train_and_errors(tiny_npz: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(

@@ -37,12 +37,18 @@ def save_checkpoint(path: Path, model: nn.Module, metadata: dict[str, Any]) -> N
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """The metadata stored in a medbalance checkpoint, without loading the weights."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint; give the best.safetensors of a run")
-    with safe_open(str(path), framework="pt") as handle:
-        header = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path}: not a safetensors checkpoint ({error}); give the best.safetensors that "
+            "medbalance train wrote"
+        ) from None
     if _META_KEY not in header:
         raise ValueError(f"{path}: not a medbalance checkpoint (no '{_META_KEY}' metadata)")
     result: dict[str, Any] = json.loads(header[_META_KEY])

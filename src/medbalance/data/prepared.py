@@ -92,15 +92,20 @@ def prepare_data(
     group_pattern: str | None = None,
     group_column: str | None = None,
     skip_unreadable: bool = False,
+    for_training: bool = True,
 ) -> Prepared:
-    """Load, split and presize a data set (decoding only images not cached yet)."""
+    """Load, split and presize a data set (decoding only images not cached yet).
+
+    ``for_training=False`` (evaluating other data) accepts data without train or val images:
+    an external test set laid out as ``ROOT/test/CLASS``.
+    """
     catalog = load_catalog(source, group_pattern=group_pattern, group_column=group_column)
     catalog = assign_splits(catalog, seed=seed)
     if resplit_val_fraction is not None:
         catalog = resplit_val(catalog, resplit_val_fraction, seed=seed)
-    elif (reason := tiny_val_reason(catalog)) is not None:
+    elif for_training and (reason := tiny_val_reason(catalog)) is not None:
         log.warning("warning: %s; consider --resplit-val 0.2", reason)
-    for split in ("train", "val"):
+    for split in ("train", "val") if for_training else ():
         counts = catalog.class_counts(split)
         if counts.sum() and (counts == 0).any():
             missing = [n for n, c in zip(catalog.class_names, counts, strict=True) if c == 0]
@@ -108,7 +113,7 @@ def prepare_data(
                 f"{catalog.source}: the {split} split has no images of {', '.join(missing)}; "
                 "every class needs training and validation images (try --resplit-val 0.2)"
             )
-    if not len(catalog.indices("train")):
+    if for_training and not len(catalog.indices("train")):
         raise ValueError(f"{catalog.source}: no train split; give one or let medbalance split")
     images, catalog, unreadable = presize(catalog, presize_to, skip_unreadable=skip_unreadable)
     return Prepared(catalog, images, fingerprint(catalog), unreadable)

@@ -213,7 +213,8 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
     policy = str(record.get("policy", "argmax" if value is None else "fixed"))
     chosen_on = str(record.get("chosen_on", "val"))
     if value is not None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not (0 <= value <= 1 or value == math.inf):
             raise ValueError(
                 f"checkpoint threshold must be a probability in [0, 1], inf or absent, got "
                 f"{raw!r}; re-tune the threshold on the validation split"

@@ -113,10 +113,12 @@ def prepare_run(
     data: Prepared | None = None,
     device: torch.device | None = None,
     dist_info: DistInfo | None = None,
+    for_training: bool = True,
 ) -> PreparedRun:
     """Resolve ``config`` for its data and device and prepare the data (unless given).
 
     Under DDP rank 0 fills the presize cache first; the other ranks then read it.
+    ``for_training=False`` (evaluating other data) accepts data without train or val images.
 
     Raises:
         ConfigError: a value that the data rules out (a multi-class rule on binary data, an
@@ -139,6 +141,7 @@ def prepare_run(
             group_pattern=sized.group_pattern,
             group_column=sized.group_column,
             skip_unreadable=sized.skip_unreadable,
+            for_training=for_training,
         )
         if info.is_main:
             barrier(info)

@@ -94,8 +94,9 @@ def evaluate_run(
         data: data to evaluate on (default: the run's own data with its splits).
         split: the split to report (``test`` by default; ``val`` allowed).
         policy: choose a new decision on validation data with this policy (default: the one
-            stored in the checkpoint at the end of training). It is written to
-            ``metrics.json``, not into the checkpoint.
+            stored in the checkpoint at the end of training). Chosen on the run's own val
+            split, it is stored in the checkpoint, so predict and export apply it too; chosen
+            on other data's val split, it is used for this evaluation only.
         n_bootstrap: bootstrap resamples for the 95% confidence intervals.
         seed: seed of the bootstrap.
         device: where the model runs.
@@ -116,6 +117,9 @@ def evaluate_run(
     decision = trained.decision
     if policy is not None or METADATA_KEY not in meta:
         decision = _choose(trained, _score(trained, prepared, "val"), policy or DEFAULT_POLICY)
+        if data is None:  # re-chosen on the run's own val split: predict and export use it too
+            meta = {**meta, METADATA_KEY: decision.to_record()}
+            save_checkpoint(folder.best, trained.model, meta)
     evaluation = evaluate_scores(
         prepared,
         _score(trained, prepared, split),
@@ -139,7 +143,7 @@ def _prepare_for(trained: Trained, data: str | None) -> Prepared:
     if data is not None:  # other data: its own splits, no patient options of the training data
         known.update(data=data, resplit_val=None, group_pattern=None, group_column=None)
     config = TrainConfig(**known)
-    return prepare_run(config, device=trained.device).data
+    return prepare_run(config, device=trained.device, for_training=data is None).data
 
 
 def _score(trained: Trained, data: Prepared, split: str) -> Scores:
