@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import medbalance as mb
-from conftest import write_tree
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -49,18 +48,11 @@ def _readme_example() -> str:
     return match.group(1)
 
 
-def _data(root: Path) -> Path:
-    counts = {
-        "train": {"normal": 40, "pneumonia": 10},
-        "val": {"normal": 12, "pneumonia": 12},
-        "test": {"normal": 10, "pneumonia": 10},
-    }
-    return write_tree(root / "data", counts)
-
-
 @pytest.mark.slow
-def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _data(tmp_path)
+def test_readme_example_runs(
+    tiny_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tiny_tree == tmp_path / "data"  # the example's "data/"
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     exec(compile(_readme_example(), "README.md", "exec"), namespace)
@@ -69,7 +61,9 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # what the example printed is what the run folder holds
     metrics = (tmp_path / "runs/a/metrics.json").read_text()
     assert '"policy": "sensitivity>=0.95"' in metrics  # the example's last evaluate
-    assert run.decision.policy == "youden" and run.decision.chosen_on == "val"
+    # re-chosen on the run's own val split: stored, so predict and export use what metrics.json
+    # reports
+    assert run.decision.policy == "sensitivity>=0.95" and run.decision.chosen_on == "val"
     rows = namespace["rows"]
     assert isinstance(rows, list) and len(rows) == 20  # data/test/ holds 20 images
     assert (tmp_path / "cmp/comparison.csv").is_file()
@@ -101,8 +95,8 @@ def test_import_stays_light() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_train_refuses_an_unknown_option_before_training(tmp_path: Path) -> None:
-    data = _data(tmp_path)
+def test_train_refuses_an_unknown_option_before_training(tiny_tree: Path, tmp_path: Path) -> None:
+    data = tiny_tree
     with pytest.raises(mb.ConfigError, match="did you mean 'sampler'"):
         mb.train(data, out=tmp_path / "r", samplr="oversample")
     with pytest.raises(mb.ConfigError, match="unknown loss 'focl'.*did you mean 'focal'"):
@@ -116,14 +110,14 @@ def test_load_run_of_a_folder_without_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_api_predict_matches_the_cli_csv(tmp_path: Path) -> None:
+def test_api_predict_matches_the_cli_csv(tiny_tree: Path, tmp_path: Path) -> None:
     import csv
 
     from typer.testing import CliRunner
 
     from medbalance.cli import app
 
-    data = _data(tmp_path)
+    data = tiny_tree
     run = mb.train(data, out=tmp_path / "run", epochs=1, size=32, model="smallcnn", bootstrap=20)
     rows = run.predict(data / "test")
     out = tmp_path / "p.csv"
