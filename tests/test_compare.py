@@ -212,6 +212,8 @@ def test_remedy_presets_resolve(tmp_path: Path) -> None:
     custom.write_text("loss = 'focal'\nloss_options = {gama = 2}\n")
     with pytest.raises(ConfigError, match="focal2.toml: .*unknown option.*gama"):
         parse_remedies([str(custom)])
+    custom.write_text("loss = 'ldam'\ndrw_epoch = 15\n")  # checked with compare's --epochs later
+    assert parse_remedies([str(custom)])[0].overrides["drw_epoch"] == 15
     custom.write_text("loss = 'cost-ce'\nfn_cost = 3\n")  # the matrix comes from fn_cost
     (remedy,) = parse_remedies([str(custom)])
     made = remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=2, positive=1)

@@ -55,3 +55,29 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="config.json is not valid JSON"):
         folder.read_config()
     assert not folder.is_evaluated()
+
+
+def test_text_cells_are_spreadsheet_safe_and_read_back(tmp_path: Path) -> None:
+    from medbalance.core.files import from_spreadsheet_safe, spreadsheet_safe
+
+    assert spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert spreadsheet_safe("-2+3") == "'-2+3" and spreadsheet_safe("normal") == "normal"
+    for text in ("=x", "+x", "-x", "@x", "\tx", "plain", "'quoted"):
+        assert from_spreadsheet_safe(spreadsheet_safe(text)) == text
+    folder = RunFolder(tmp_path)
+    folder.predictions().write_text(
+        "id,path,true_label,prob_=a,prob_b,predicted_label,threshold\n'@id,,'=a,0.9,0.1,'=a,0.5\n"
+    )
+    rows = folder.read_predictions(["=a", "b"])
+    assert rows.ids == ["@id"] and rows.labels.tolist() == [0] and rows.preds.tolist() == [0]
+
+
+def test_device_names() -> None:
+    import torch
+
+    from medbalance.core.device import select_device
+
+    assert select_device("cpu:0") == torch.device("cpu", 0)
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="--device must be auto, cpu, cuda, cuda:N or mps"):
+        select_device("gpu")

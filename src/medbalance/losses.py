@@ -8,12 +8,21 @@ from the training counts::
     loss_fn = create_loss("ldam", class_counts=[1214, 3494])  # or LDAMLoss(class_counts=...)
     loss = loss_fn(model(x), y)
 
-The pure functions (``focal_loss``, ``ldam_loss`` ...) are here too. The implementation lives in
-:mod:`medbalance.training.losses`; this module is the stable public name.
+The pure functions (``focal_loss``, ``ldam_loss`` ...) and the class statistics they take
+(``class_balanced_weights``, ``ldam_margins``, ``log_prior`` ...) are here too. The
+implementation lives in :mod:`medbalance.training.losses`; this module is the stable public name.
 """
 
 from __future__ import annotations
 
+from medbalance.training.class_weights import (
+    class_balanced_weights,
+    cost_weights,
+    drw_weights,
+    inverse_frequency_weights,
+    ldam_margins,
+    log_prior,
+)
 from medbalance.training.loss_functions import (
     balanced_softmax_loss,
     cross_entropy,
@@ -54,10 +63,16 @@ __all__ = [
     "SoftF1Loss",
     "WeightedCrossEntropyLoss",
     "balanced_softmax_loss",
+    "class_balanced_weights",
+    "cost_weights",
     "create_loss",
     "cross_entropy",
+    "drw_weights",
     "focal_loss",
+    "inverse_frequency_weights",
     "ldam_loss",
+    "ldam_margins",
+    "log_prior",
     "logit_adjusted_loss",
     "soft_f1_loss",
 ]

@@ -20,6 +20,7 @@ from medbalance.evaluation.bootstrap import bootstrap_ci, paired_bootstrap, with
 from medbalance.evaluation.metrics import (
     BINARY_KEYS,
     MULTICLASS_KEYS,
+    SELECT_METRICS,
     binary_metrics,
     classification_metrics,
     expected_calibration_error,
@@ -34,6 +35,7 @@ from medbalance.evaluation.metrics import (
 __all__ = [
     "BINARY_KEYS",
     "MULTICLASS_KEYS",
+    "SELECT_METRICS",
     "binary_metrics",
     "bootstrap_ci",
     "classification_metrics",

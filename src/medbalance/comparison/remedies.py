@@ -24,7 +24,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from medbalance.training.config import ConfigError, TrainConfig, default_drw_epoch
+from medbalance.training.config import (
+    ConfigError,
+    TrainConfig,
+    check_components,
+    default_drw_epoch,
+)
 
 __all__ = [
     "REMEDIES",
@@ -145,15 +150,21 @@ def _remedy_file(path: Path) -> Remedy:
 
 
 def _check_values(remedy: Remedy, path: Path) -> None:
-    """Fail when the file is read, not when its run starts: a bad sampler, loss, option or any
-    other value is refused with the file's name."""
-    keys = {k: v for k, v in remedy.overrides.items() if k not in _SPECIAL}
-    if "fn_cost" in remedy.overrides:  # the matrix is built for the data's classes later
-        options = keys.get("loss_options") or {}
-        keys["loss_options"] = {**options, "cost_matrix": cost_matrix(2, 1, 1.0)}
+    """Fail when the file is read, not when its run starts: an unknown sampler, loss, loss
+    option or threshold policy is refused with the file's name. (Rules between keys, such as a
+    DRW epoch inside the run, are checked with compare's settings, in :func:`remedy_config`.)"""
+    values = remedy.overrides
+    options = dict(values.get("loss_options") or {})
+    if "fn_cost" in values:  # the matrix is built for the data's classes later
+        options["cost_matrix"] = cost_matrix(2, 1, 1.0)
     try:
-        TrainConfig(data=str(path), **keys)
-    except (TypeError, ConfigError) as error:
+        check_components(
+            str(values.get("sampler", "none")),
+            str(values.get("loss", "ce")),
+            options,
+            str(values.get("threshold", "youden")),
+        )
+    except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from medbalance.comparison.stats import METRICS, FinishedRun, format_value
 from medbalance.core.figures import figure_img, new_figure
-from medbalance.core.files import atomic_write_text
+from medbalance.core.files import atomic_write_text, spreadsheet_safe
 
 __all__ = ["Comparison", "write_outputs"]
 
@@ -71,7 +71,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6f}"
-    return str(value)
+    return str(value) if isinstance(value, int) else spreadsheet_safe(str(value))
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:

@@ -92,9 +92,17 @@ class FinishedRun:
 
     @property
     def threshold(self) -> float | None:
-        """The stored operating point (a probability of the positive class), if any."""
-        value = (self.result.get("threshold") or {}).get("value")
-        return float(value) if isinstance(value, int | float) else None
+        """The stored operating point (a probability of the positive class), if any.
+
+        ``metrics.json`` is strict JSON: a binary threshold of ``inf`` (no validation threshold
+        met the policy; nothing is called positive) is stored as ``null``.
+        """
+        point = self.result.get("threshold") or {}
+        value = point.get("value")
+        if isinstance(value, int | float):
+            return float(value)
+        binary_policy = point.get("policy") not in (None, "argmax")
+        return math.inf if len(self.classes) == 2 and binary_policy else None
 
     def value(self, key: str) -> float:
         """The test value of metric ``key`` (NaN when not stored)."""

@@ -19,6 +19,7 @@ def select_device(name: str) -> torch.device:
         raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps: Apple MPS is not available here; use --device cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device must be auto, cpu, cuda or mps, got {name!r}")
-    return torch.device(name)
+    try:
+        return torch.device(name)  # also cuda:1, cpu:0
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.core.files import atomic_write_text
+from medbalance.core.files import atomic_write_text, from_spreadsheet_safe
 
 __all__ = ["Predictions", "RunFolder", "read_json_object"]
 
@@ -136,13 +136,14 @@ class RunFolder:
         index = {str(c): i for i, c in enumerate(classes)}
 
         def label(row: Mapping[str, str], key: str) -> int:
-            if row.get(key) not in index:
-                raise ValueError(f"{path}: {key} {row.get(key)!r} is not one of {list(classes)}")
-            return index[row[key]]
+            name = from_spreadsheet_safe(row.get(key) or "")
+            if name not in index:
+                raise ValueError(f"{path}: {key} {name!r} is not one of {list(classes)}")
+            return index[name]
 
         probs = np.array([[_float(r[f"prob_{c}"]) for c in classes] for r in rows])
         return Predictions(
-            ids=[r.get("id", "") for r in rows],
+            ids=[from_spreadsheet_safe(r.get("id", "")) for r in rows],
             labels=np.array([label(r, "true_label") for r in rows], dtype=np.int64),
             probs=probs.reshape(len(rows), len(classes)),
             preds=np.array([label(r, "predicted_label") for r in rows], dtype=np.int64),

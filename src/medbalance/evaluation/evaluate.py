@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from medbalance.core.files import spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.decision import Decision
@@ -157,11 +158,11 @@ def _predictions_csv(
     for row, i in enumerate(scores.indices):
         writer.writerow(
             [
-                data.catalog.origins[i],
-                str(paths[i]) if paths is not None else "",
-                names[scores.labels[row]],
+                spreadsheet_safe(data.catalog.origins[i]),
+                spreadsheet_safe(str(paths[i])) if paths is not None else "",
+                spreadsheet_safe(names[scores.labels[row]]),
                 *[repr(float(p)) for p in scores.probs[row]],  # exact: recomputable
-                names[preds[row]],
+                spreadsheet_safe(names[preds[row]]),
                 "" if threshold is None else repr(float(threshold)),
             ]
         )

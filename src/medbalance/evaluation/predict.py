@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbalance.core.files import atomic_write
+from medbalance.core.files import atomic_write, spreadsheet_safe
 from medbalance.data.cache import PresizeSettings, presize_array
 from medbalance.data.images import UnreadableImageError, is_image_file, read_image
 from medbalance.evaluation.inference import Trained, load_trained
@@ -182,14 +182,16 @@ def predict(
             for row in rows:
                 if row.error:
                     failures.append((row.id, row.error))
-                    writer.writerow([row.id, *[""] * len(names), "", "", row.error])
+                    writer.writerow(
+                        [spreadsheet_safe(row.id), *[""] * len(names), "", "", row.error]
+                    )
                     continue
                 threshold = row.threshold
                 writer.writerow(
                     [
-                        row.id,
+                        spreadsheet_safe(row.id),
                         *[f"{row.probabilities[n]:.6f}" for n in names],
-                        row.label,
+                        spreadsheet_safe(row.label or ""),
                         "" if threshold is None else f"{threshold:.6f}",
                         "",
                     ]

@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ResolvedConfig",
     "TrainConfig",
+    "check_components",
     "default_drw_epoch",
     "load_config",
 ]
@@ -124,8 +125,7 @@ class TrainConfig:
             raise ConfigError(f"crt_epochs must be 0 or more, got {self.crt_epochs}")
         if not 0 < self.backbone_lr_mult <= 1:
             raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
-        _check_threshold(self.threshold)
-        _check_components(self.sampler, self.loss, self.loss_options)
+        check_components(self.sampler, self.loss, self.loss_options, self.threshold)
         if self.epoch_samples is not None and self.epoch_samples < 1:
             raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples}")
         if self.bootstrap < 0:
@@ -199,12 +199,19 @@ def _check_threshold(text: str) -> None:
             raise ConfigError(f"threshold: {binary}") from None
 
 
-def _check_components(sampler: str, loss: str, options: Mapping[str, Any]) -> None:
-    """Fail now, not when the run starts, on an unknown sampler or loss, or an option the loss
-    does not take (each with the nearest name)."""
+def check_components(
+    sampler: str, loss: str, options: Mapping[str, Any], threshold: str = "youden"
+) -> None:
+    """Fail now, not when the run starts, on an unknown sampler, loss or threshold policy, or an
+    option the loss does not take (each with the nearest name).
+
+    Raises:
+        ConfigError: naming the value, the rule and the nearest valid value.
+    """
     from medbalance.training.losses import check_loss_options
     from medbalance.training.samplers import parse_sampler_spec
 
+    _check_threshold(threshold)
     if not isinstance(options, Mapping):
         raise ConfigError(f"loss_options must be a table of key = value, got {options!r}")
     try:

@@ -23,7 +23,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,14 @@ from medbalance.training.config import ResolvedConfig, TrainConfig
 from medbalance.training.prepare import prepare_run
 from medbalance.training.trainer import Trainer, load_resume
 
-__all__ = ["RunResult", "fit", "split_metrics", "train_one_epoch", "validate"]
+__all__ = [
+    "RunResult",
+    "distributed",
+    "fit",
+    "split_metrics",
+    "train_one_epoch",
+    "validate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +212,25 @@ def _epoch_line(row: dict[str, float], select: str) -> str:
     )
 
 
+@contextmanager
+def distributed(device_name: str) -> Iterator[tuple[DistInfo, torch.device]]:
+    """The process group (under torchrun) and this process's device, for one run."""
+    from medbalance.core.distributed import setup, teardown
+
+    dist_info, device = setup(select_device(device_name))
+    try:
+        yield dist_info, device
+    finally:
+        teardown(dist_info)
+
+
 def fit(
     config: TrainConfig,
     *,
     resume: bool = False,
     data: Prepared | None = None,
     stop_after_epoch: int | None = None,
+    dist: tuple[DistInfo, torch.device] | None = None,
 ) -> RunResult:
     """Train and select the best checkpoint on validation data; nothing else.
 
@@ -222,17 +243,15 @@ def fit(
         resume: continue from ``RUN_DIR/last.pt``.
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
+        dist: the process group and device from :func:`distributed` (joined here if None).
 
     Writes ``config.json``, ``history.csv``, ``best.safetensors`` and ``last.pt`` to
     ``config.out``.
     """
-    from medbalance.core.distributed import setup, teardown
-
-    dist_info, device = setup(select_device(config.device))
-    try:
-        return _fit(config, resume, data, stop_after_epoch, dist_info, device)
-    finally:
-        teardown(dist_info)
+    if dist is None:
+        with distributed(config.device) as joined:
+            return _fit(config, resume, data, stop_after_epoch, *joined)
+    return _fit(config, resume, data, stop_after_epoch, *dist)
 
 
 def _fit(

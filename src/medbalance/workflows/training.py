@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medbalance.core.checkpoint import read_metadata, save_checkpoint
+from medbalance.core.distributed import barrier
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.decision import METADATA_KEY, Decision, choose_decision
@@ -21,7 +22,8 @@ from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.training.config import TrainConfig
-from medbalance.training.engine import RunResult, fit
+from medbalance.training.engine import RunResult, distributed, fit
+from medbalance.training.trainer import Trainer
 
 __all__ = ["DEFAULT_POLICY", "evaluate_run", "train_and_evaluate"]
 
@@ -45,10 +47,17 @@ def train_and_evaluate(
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
     """
-    result = fit(config, resume=resume, data=data, stop_after_epoch=stop_after_epoch)
-    if not result.finished or not result.is_main or result.trainer is None:
-        return result
-    trainer, resolved = result.trainer, result.config
+    with distributed(config.device) as dist:
+        result = fit(config, resume=resume, data=data, stop_after_epoch=stop_after_epoch, dist=dist)
+        if result.finished and result.is_main and result.trainer is not None:
+            result.evaluation = _decide_and_evaluate(result, result.trainer)
+        barrier(dist[0])  # every rank returns once the run folder is complete
+    return result
+
+
+def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
+    """Choose the decision on val, write it into the checkpoint once, evaluate and report."""
+    resolved = result.config
     folder = trainer.folder
     decision = choose_decision(
         resolved.threshold,
@@ -72,8 +81,7 @@ def train_and_evaluate(
         checkpoint_epoch=metadata.get("epoch"),
     )
     _finish(folder, trained, trainer.data, evaluation, report=True)
-    result.evaluation = evaluation.result
-    return result
+    return evaluation.result
 
 
 def evaluate_run(
@@ -115,7 +123,7 @@ def evaluate_run(
     if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
         warnings.append("the data changed since training (fingerprint differs)")
     decision = trained.decision
-    if policy is not None or METADATA_KEY not in meta:
+    if policy is not None or meta.get(METADATA_KEY) is None:
         decision = _choose(trained, _score(trained, prepared, "val"), policy or DEFAULT_POLICY)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
             meta = {**meta, METADATA_KEY: decision.to_record()}
