@@ -223,7 +223,18 @@ def train(
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="GPU memory layout.")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.pt.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue RUN_DIR/last.pt: the same run (only --device, --bootstrap, --compile "
+            "and the data's path may change).",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the run that RUN_DIR holds (refused otherwise)."),
+    ] = False,
     resplit_val: ResplitVal = None,
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
@@ -307,7 +318,7 @@ def train(
             config = replace(config, drw_epoch=default_drw_epoch(config.epochs))
         from medbalance.workflows.training import train_and_evaluate
 
-        result = train_and_evaluate(config, resume=resume)
+        result = train_and_evaluate(config, resume=resume, overwrite=overwrite)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         fail(error)
     _print_result(result)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.core.files import atomic_write_text, from_spreadsheet_safe
+from medbalance.core.files import PART_SUFFIX, atomic_write_text, from_spreadsheet_safe
 
 __all__ = ["Predictions", "RunFolder", "read_json_object"]
 
@@ -90,6 +90,21 @@ class RunFolder:
 
     def predictions(self, split: str = "test") -> Path:
         return self.path / self.predictions_name(split)
+
+    def run_files(self) -> list[Path]:
+        """The files of a run present in the folder (and orphaned temporary files of them)."""
+        if not self.path.is_dir():
+            return []
+        names = {self.CONFIG, self.HISTORY, self.BEST, self.LAST, self.REPORT}
+        names |= {self.metrics_name(s) for s in ("test", "val")}
+        names |= {self.predictions_name(s) for s in ("test", "val")}
+        found = [self.path / n for n in sorted(names) if (self.path / n).is_file()]
+        orphans = [
+            p
+            for p in sorted(self.path.glob(".*" + PART_SUFFIX))
+            if p.name[1:].split(".", 1)[0] in {n.split(".", 1)[0] for n in names}
+        ]
+        return found + orphans
 
     def is_evaluated(self) -> bool:
         """Whether the run was trained and evaluated (metrics and predictions written)."""

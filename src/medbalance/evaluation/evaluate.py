@@ -58,6 +58,7 @@ def evaluate_scores(
     seed: int = 0,
     checkpoint_epoch: int | None = None,
     warnings: Sequence[str] = (),
+    run_id: str | None = None,
 ) -> Evaluation:
     """Metrics with CIs of ``scores`` (one split of ``data``) at ``decision``."""
     names = list(decision.class_names)
@@ -84,6 +85,7 @@ def evaluate_scores(
         "counts": _counts(data),
         "warnings": list(warnings),
         "checkpoint_epoch": checkpoint_epoch,
+        "run_id": run_id,
     }
     rows = _predictions_csv(data, names, scores, preds, decision.threshold)
     return Evaluation(result, scores, preds, rows)

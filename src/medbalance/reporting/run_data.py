@@ -86,6 +86,13 @@ def load_run(run_dir: Path) -> LoadedRun:
             return None
 
     meta = optional(folder.BEST, lambda: _read_metadata(folder)) or {}
+    ids = {result.get("run_id"), meta.get("run_id")} - {None}
+    if len(ids) > 1:
+        raise ValueError(
+            f"{folder.path} mixes two runs: metrics.json is of run {result.get('run_id')}, "
+            f"best.safetensors of run {meta.get('run_id')}; evaluate the run again "
+            f"(medbalance evaluate {folder.path}) or train into an empty folder"
+        )
     return LoadedRun(
         path=folder.path,
         result=result,

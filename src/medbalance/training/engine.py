@@ -35,10 +35,12 @@ from torch import nn
 from medbalance.core.checkpoint import save_checkpoint
 from medbalance.core.device import select_device
 from medbalance.core.distributed import DistInfo, barrier, mean_over_ranks
+from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.evaluation.metrics import classification_metrics
 from medbalance.evaluation.scoring import Scores, autocast, score_split
 from medbalance.training.config import ResolvedConfig, TrainConfig
+from medbalance.training.guard import check_fresh_start
 from medbalance.training.prepare import prepare_run
 from medbalance.training.trainer import Trainer, load_resume
 
@@ -228,6 +230,7 @@ def fit(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     data: Prepared | None = None,
     stop_after_epoch: int | None = None,
     dist: tuple[DistInfo, torch.device] | None = None,
@@ -240,7 +243,9 @@ def fit(
 
     Args:
         config: the run's configuration (``None`` fields are chosen for the data).
-        resume: continue from ``RUN_DIR/last.pt``.
+        resume: continue from ``RUN_DIR/last.pt`` (the same run: see
+            :mod:`medbalance.training.guard`).
+        overwrite: replace the run a non-empty ``RUN_DIR`` holds (refused otherwise).
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
         dist: the process group and device from :func:`distributed` (joined here if None).
@@ -250,26 +255,30 @@ def fit(
     """
     if dist is None:
         with distributed(config.device) as joined:
-            return _fit(config, resume, data, stop_after_epoch, *joined)
-    return _fit(config, resume, data, stop_after_epoch, *dist)
+            return _fit(config, resume, overwrite, data, stop_after_epoch, *joined)
+    return _fit(config, resume, overwrite, data, stop_after_epoch, *dist)
 
 
 def _fit(
     config: TrainConfig,
     resume: bool,
+    overwrite: bool,
     data: Prepared | None,
     stop_after_epoch: int | None,
     dist_info: DistInfo,
     device: torch.device,
 ) -> RunResult:
+    if not resume and dist_info.is_main:  # before the data is read: fail fast
+        check_fresh_start(RunFolder(Path(config.out)), overwrite=overwrite)
+    barrier(dist_info)
     run = prepare_run(config, data=data, device=device, dist_info=dist_info)
     resolved = run.config
     trainer = Trainer(resolved, run.data, device, dist_info)
     config = resolved
-    if dist_info.is_main:
+    state = load_resume(trainer) if resume else None
+    if dist_info.is_main:  # only now, with every check passed, the folder is written
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         config.write(trainer.folder.config)
-    state = load_resume(trainer) if resume else None
     done = int(state["epoch"]) + 1 if state is not None else 0
     patience_left = config.patience
     for phase, start, end in _phases(config):

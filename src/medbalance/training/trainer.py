@@ -22,6 +22,7 @@ from medbalance.core.files import atomic_write
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.training.config import ResolvedConfig
+from medbalance.training.guard import new_run_id
 
 __all__ = ["Trainer", "load_resume"]
 
@@ -71,6 +72,7 @@ class Trainer:
         augment = AugmentConfig(enabled=config.augment, hflip=config.hflip, degrees=config.degrees)
         self.transform = BatchTransform(augment, config.size, self.norm).to(device)
         self.positive = config.positive_index
+        self.run_id = new_run_id()  # load_resume keeps the resumed run's id
         self.history: list[dict[str, float]] = []
         self.evaluation: dict[str, Any] = {}
         self.best_value, self.best_epoch = math.nan, -1
@@ -190,6 +192,8 @@ class Trainer:
             "normalization": self.norm.to_dict(),
             "train_counts": self.data.train_counts(),
             "data_fingerprint": self.data.fingerprint,
+            "data_path": _resolvable(config.data),
+            "run_id": self.run_id,
             "epoch": epoch,
             "val_metrics": metrics,
             "config": config.to_dict(),
@@ -245,6 +249,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "fingerprint": self.data.fingerprint,
+            "run_id": self.run_id,
         }
         atomic_write(self.folder.last, lambda tmp: torch.save(state, tmp))
 
@@ -253,17 +258,28 @@ class Trainer:
             self.folder.write_history(self.history)
 
 
-def load_resume(trainer: Trainer) -> dict[str, Any] | None:
+def load_resume(trainer: Trainer) -> dict[str, Any]:
+    """Continue ``trainer`` from ``last.pt`` after checking that it is this run's state: a
+    readable training state, of the same data, with a configuration that changes nothing the
+    run learns (:mod:`medbalance.training.guard`)."""
+    from medbalance.training.guard import check_resume_config, read_training_state
+
     path = trainer.folder.last
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} does not exist; start the run without --resume")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_training_state(path)
     if state["fingerprint"] != trainer.data.fingerprint:
         raise ValueError(
             f"--resume: {path} was trained on other data (fingerprint {state['fingerprint']}, "
             f"now {trainer.data.fingerprint}); resume with the same data, or start afresh"
         )
+    check_resume_config(trainer.folder, trainer.config)
     trainer.model.load_state_dict(state["model"])
     trainer.history = list(state["history"])
     trainer.best_value, trainer.best_epoch = float(state["best_value"]), int(state["best_epoch"])
+    trainer.run_id = str(state.get("run_id") or trainer.run_id)
     return state
+
+
+def _resolvable(data: str) -> str:
+    """The data path as it resolves from any folder (absolute), or a MedMNIST name as given."""
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else data

@@ -150,6 +150,7 @@ def train(
     config: PathLike | None = None,
     drw: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     **options: Any,
 ) -> Run:
     """Train, choose the operating point on val, evaluate and report (``medbalance train``).
@@ -159,7 +160,9 @@ def train(
         out: the run folder.
         config: a TOML/YAML/JSON config file; ``options`` override it.
         drw: deferred re-weighting from 2/3 of the epochs (unless ``drw_epoch`` is given).
-        resume: continue a killed run from ``out/last.pt``.
+        resume: continue a killed run from ``out/last.pt`` (the same configuration; only
+            ``device``, ``bootstrap``, ``compile`` and the data's path may change).
+        overwrite: replace the run that ``out`` holds; without it such a folder is refused.
         **options: any :class:`~medbalance.training.config.TrainConfig` field, e.g.
             ``epochs=10, sampler="oversample", loss="ce", threshold="sensitivity>=0.95"``.
 
@@ -172,7 +175,7 @@ def train(
     resolved = load_config(Path(config) if config is not None else None, overrides)
     if drw and resolved.drw_epoch is None:
         resolved = replace(resolved, drw_epoch=default_drw_epoch(resolved.epochs))
-    result = train_and_evaluate(resolved, resume=resume)
+    result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
     return Run(result.run_dir)
 
 

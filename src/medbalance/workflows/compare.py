@@ -167,7 +167,7 @@ def _train_in_process(config: TrainConfig, resume: bool, threads: int) -> float:
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    train_and_evaluate(config, resume=resume)
+    train_and_evaluate(config, resume=resume, overwrite=not resume)  # compare owns its folders
     return time.perf_counter() - started
 
 
@@ -267,7 +267,12 @@ def _train_here(
             return todo[k:]
         log.info("[%d/%d] %s seed %d (%s)", k + 1, len(todo), job.remedy, job.seed, job.state)
         began = time.perf_counter()
-        train_and_evaluate(job.config, resume=job.state == "resume", data=prepared[job.seed])
+        train_and_evaluate(
+            job.config,
+            resume=job.state == "resume",
+            overwrite=job.state == "new",  # compare owns its run folders
+            data=prepared[job.seed],
+        )
         durations.append(time.perf_counter() - began)
         log.info("%s seed %d done in %.1f s", job.remedy, job.seed, durations[-1])
     return []

@@ -35,6 +35,7 @@ def train_and_evaluate(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     data: Prepared | None = None,
     stop_after_epoch: int | None = None,
 ) -> RunResult:
@@ -44,11 +45,19 @@ def train_and_evaluate(
     Args:
         config: the run's configuration (``None`` fields are chosen for the data).
         resume: continue from ``RUN_DIR/last.pt``.
+        overwrite: replace the run a non-empty ``RUN_DIR`` holds (refused otherwise).
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
     """
     with distributed(config.device) as dist:
-        result = fit(config, resume=resume, data=data, stop_after_epoch=stop_after_epoch, dist=dist)
+        result = fit(
+            config,
+            resume=resume,
+            overwrite=overwrite,
+            data=data,
+            stop_after_epoch=stop_after_epoch,
+            dist=dist,
+        )
         if result.finished and result.is_main and result.trainer is not None:
             result.evaluation = _decide_and_evaluate(result, result.trainer)
         barrier(dist[0])  # every rank returns once the run folder is complete
@@ -79,6 +88,7 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         n_bootstrap=resolved.bootstrap,
         seed=resolved.seed,
         checkpoint_epoch=metadata.get("epoch"),
+        run_id=metadata.get("run_id"),
     )
     _finish(folder, trained, trainer.data, evaluation, report=True)
     return evaluation.result
@@ -136,6 +146,7 @@ def evaluate_run(
         seed=seed,
         checkpoint_epoch=meta.get("epoch"),
         warnings=warnings,
+        run_id=meta.get("run_id"),
     )
     _finish(folder, trained, prepared, evaluation, report=report)
     return evaluation.result
@@ -148,7 +159,9 @@ def _prepare_for(trained: Trained, data: str | None) -> Prepared:
     stored = dict(trained.metadata["config"])
     known = {k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__}
     known.update(presize=trained.presize, size=int(trained.metadata["image_size"]))
-    if data is not None:  # other data: its own splits, no patient options of the training data
+    if data is None:  # the run's own data, found from any working folder
+        known.update(data=trained.metadata.get("data_path") or stored["data"])
+    else:  # other data: its own splits, no patient options of the training data
         known.update(data=data, resplit_val=None, group_pattern=None, group_column=None)
     config = TrainConfig(**known)
     return prepare_run(config, device=trained.device, for_training=data is None).data

@@ -1,0 +1,112 @@
+"""Nothing lost: the checks a run folder passes before training writes anything into it.
+
+- A fresh run refuses a folder that holds another run (its files would be overwritten, and a
+  run killed half-way would leave a folder mixing two runs), unless ``overwrite``, which first
+  removes that run's files (only the files a run writes; anything else stays).
+- ``resume`` continues only the same run: ``last.pt`` must be a readable training state of this
+  data, and the configuration may differ only in :data:`RESUME_MAY_CHANGE` (where the run runs
+  and how it is reported, never what it learns); any other difference is named and refused.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import uuid
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from medbalance.core.run_folder import RunFolder
+from medbalance.training.config import ConfigError, TrainConfig
+
+__all__ = ["RESUME_MAY_CHANGE", "check_fresh_start", "new_run_id", "read_training_state"]
+
+# keys that --resume may change: where the run runs, what it is called, how it is reported
+RESUME_MAY_CHANGE = ("out", "data", "device", "bootstrap", "compile")
+
+
+def new_run_id() -> str:
+    """A short random id that ties every file of one run together."""
+    return uuid.uuid4().hex[:12]
+
+
+def check_fresh_start(folder: RunFolder, *, overwrite: bool) -> None:
+    """Refuse a folder holding another run; with ``overwrite`` remove that run's files.
+
+    Raises:
+        ValueError: the folder holds a run and ``overwrite`` is off, or ``out`` is a file.
+    """
+    if folder.path.exists() and not folder.path.is_dir():
+        raise ValueError(f"--out {folder.path} is a file; give a folder for the run")
+    found = folder.run_files()
+    if not found:
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
+        raise ValueError(
+            f"{folder.path} already holds a run ({names}); give another --out, --resume to "
+            "continue it, or --overwrite to replace it"
+        )
+    for path in found:
+        path.unlink(missing_ok=True)
+
+
+def read_training_state(path: Path) -> dict[str, Any]:
+    """``last.pt``, read with ``weights_only`` (it cannot run code).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a medbalance training state (empty, damaged, pickled code, other keys).
+    """
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} does not exist; start the run without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"--resume: {path} is not a readable medbalance training state ({first[:160]}); "
+            "start afresh with --overwrite"
+        ) from None
+    keys = {"epoch", "phase", "model", "optimizer", "history", "fingerprint"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise ValueError(
+            f"--resume: {path} is not a medbalance training state (expected keys "
+            f"{sorted(keys)}); start afresh with --overwrite"
+        )
+    return state
+
+
+def check_resume_config(folder: RunFolder, config: TrainConfig) -> None:
+    """Refuse ``--resume`` with a configuration that changes what the run learns.
+
+    Raises:
+        ConfigError: naming every key that differs (and what may differ).
+    """
+    if not folder.config.is_file():
+        return  # killed before config.json was written: nothing to compare against
+    stored = folder.read_config()
+    planned = json.loads(json.dumps(config.to_dict(), default=str))
+    differ = [
+        f"{key} {stored.get(key)!r} -> {planned.get(key)!r}"
+        for key in sorted(set(planned) | set(stored))
+        if key not in RESUME_MAY_CHANGE and _plain(stored.get(key)) != _plain(planned.get(key))
+    ]
+    if differ:
+        raise ConfigError(
+            f"--resume: {folder.config} holds another configuration ({'; '.join(differ[:4])}); "
+            f"a resumed run may change only {', '.join(RESUME_MAY_CHANGE)}. Resume with the "
+            "same options, or start afresh with --overwrite"
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

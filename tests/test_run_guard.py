@@ -1,0 +1,152 @@
+"""Tests for medbalance.training.guard through the command line: a finished run is never
+overwritten or mixed with another, --resume continues only the same run, and every refusal is one
+line with exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from conftest import write_npz
+from medbalance.cli import app
+
+FAST = ["--epochs", "2", "--model", "smallcnn", "--bootstrap", "20", "--device", "cpu"]
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def refused(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("guard")
+    os.environ["MEDBALANCE_CACHE"] = str(root / "cache")
+    data = write_npz(root / "a.npz", {"train": (60, 20), "val": (20, 20), "test": (16, 16)})
+    run = root / "run"
+    here = Path.cwd()
+    os.chdir(root)  # trained on a relative path, as typed: "a.npz"
+    try:
+        result = invoke("train", "a.npz", "--out", run, *FAST)
+    finally:
+        os.chdir(here)
+    assert result.exit_code == 0, result.output
+    return data, run
+
+
+@pytest.fixture
+def run(trained: tuple[Path, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained[1], copy)
+    return copy
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_finished_run_is_not_overwritten(trained: tuple[Path, Path], run: Path) -> None:
+    other = write_npz(run.parent / "b.npz", {"train": (40, 40), "val": (20, 20), "test": (8, 8)})
+    before = _snapshot(run)
+    message = refused(invoke("train", other, "--out", run, *FAST))
+    assert f"{run} already holds a run" in message and "--overwrite" in message
+    assert _snapshot(run) == before
+
+
+def test_overwrite_replaces_the_run_and_keeps_other_files(
+    trained: tuple[Path, Path], run: Path
+) -> None:
+    (run / "notes.txt").write_text("mine")
+    (run / ".metrics.json.abc.part").write_text("orphan of a killed write")
+    result = invoke("train", trained[0], "--out", run, *FAST, "--epochs", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (run / "notes.txt").read_text() == "mine"
+    assert not list(run.glob(".*.part"))
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # header + 1 epoch
+
+
+def test_resume_refuses_a_changed_configuration(trained: tuple[Path, Path], run: Path) -> None:
+    before = _snapshot(run)
+    args = ("train", trained[0], "--out", run, *FAST, "--resume")
+    message = refused(invoke(*args, "--loss", "focal", "--lr", "0.01"))
+    assert "--resume" in message and "loss 'ce' -> 'focal'" in message
+    assert "lr 0.002 -> 0.01" in message and "may change only" in message
+    assert _snapshot(run) == before  # config.json not rewritten
+
+
+def test_resume_may_change_how_the_run_is_reported(trained: tuple[Path, Path], run: Path) -> None:
+    result = invoke("train", trained[0], "--out", run, *FAST, "--resume", "--bootstrap", "30")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["bootstrap"] == 30
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [(b"", "not a readable medbalance training state"), (b"garbage", "not a readable")],
+)
+def test_resume_from_a_damaged_state(
+    trained: tuple[Path, Path], run: Path, content: bytes, why: str
+) -> None:
+    (run / "last.pt").write_bytes(content)
+    message = refused(invoke("train", trained[0], "--out", run, *FAST, "--resume"))
+    assert str(run / "last.pt") in message and why in message and "--overwrite" in message
+
+
+def test_resume_from_a_pickle_runs_no_code(
+    trained: tuple[Path, Path], run: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    import torch
+
+    torch.save({"x": Evil()}, run / "last.pt", pickle_module=pickle)
+    message = refused(invoke("train", trained[0], "--out", run, *FAST, "--resume"))
+    assert "not a readable medbalance training state" in message
+    assert not marker.exists()
+
+
+def test_out_that_is_a_file(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    message = refused(invoke("train", trained[0], "--out", target, *FAST))
+    assert "is a file" in message and target.read_text() == "keep me"
+
+
+def test_report_refuses_a_folder_mixing_two_runs(run: Path) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["run_id"]  # every evaluation names its run
+    metrics["run_id"] = "0123456789ab"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    message = refused(invoke("report", run))
+    assert "mixes two runs" in message
+
+
+def test_evaluate_from_another_working_folder(
+    trained: tuple[Path, Path], run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the run was trained on "a.npz" in another folder: the checkpoint keeps where that is
+    assert json.loads((run / "config.json").read_text())["data"] == "a.npz"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("evaluate", run, "--bootstrap", 20, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["warnings"] == []  # same data
