@@ -18,6 +18,7 @@ import typer
 
 from medbalance import __version__
 from medbalance.cli.data_commands import inspect, lr_find_command, presize_command, train
+from medbalance.cli.options import guarded
 from medbalance.cli.result_commands import compare, demo, evaluate, export, predict, report
 
 __all__ = ["app", "main"]
@@ -56,16 +57,16 @@ def _root(
     logging.getLogger("medbalance").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-app.command()(inspect)
-app.command("presize")(presize_command)
-app.command()(train)
-app.command("lr-find")(lr_find_command)
-app.command()(evaluate)
-app.command()(predict)
-app.command()(report)
-app.command()(export)
-app.command()(compare)
-app.command()(demo)
+app.command()(guarded(inspect))
+app.command("presize")(guarded(presize_command))
+app.command()(guarded(train))
+app.command("lr-find")(guarded(lr_find_command))
+app.command()(guarded(evaluate))
+app.command()(guarded(predict))
+app.command()(guarded(report))
+app.command()(guarded(export))
+app.command()(guarded(compare))
+app.command()(guarded(demo))
 
 
 def main() -> None:

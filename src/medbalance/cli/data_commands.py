@@ -22,6 +22,7 @@ from medbalance.cli.options import (
     GroupPattern,
     ResplitVal,
     SkipUnreadable,
+    check_out_folder,
     fail,
     parse_options,
 )
@@ -64,6 +65,8 @@ def inspect(
 
     from medbalance.data.inspection import inspect_catalog, write_inspection
     from medbalance.data.splits import load_split_catalog
+
+    check_out_folder(out)
 
     try:
         catalog = load_split_catalog(

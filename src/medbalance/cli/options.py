@@ -6,14 +6,24 @@ the functions so that ``medbalance --help`` answers at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, NoReturn
+import functools
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
+import click
 import typer
 
-if TYPE_CHECKING:
-    pass
+P = ParamSpec("P")
+R = TypeVar("R")
+INTERNAL_ERROR = 3  # exit code of a bug (0 ok, 1 data with errors, 2 bad input)
 
 __all__ = [
+    "INTERNAL_ERROR",
     "AllowOutside",
     "DataArg",
     "GroupColumn",
@@ -21,6 +31,7 @@ __all__ = [
     "ResplitVal",
     "SkipUnreadable",
     "fail",
+    "guarded",
     "parse_options",
 ]
 
@@ -63,9 +74,55 @@ SkipUnreadable = Annotated[
 
 
 def fail(error: Exception) -> NoReturn:
-    """Print ``error: ...`` in red on stderr and exit with code 2."""
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    """Print ``error: ...`` in red on stderr, on one line, and exit with code 2."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def check_out_folder(out: Path) -> None:
+    """Exit 2 before any work when ``--out`` should be a folder but is a file."""
+    if out.exists() and not out.is_dir():
+        fail(ValueError(f"--out {out} is a file; give a folder for the outputs"))
+
+
+def check_out_file(out: Path) -> None:
+    """Exit 2 before any work when ``--out`` should be a file but is a folder."""
+    if out.is_dir():
+        fail(ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'out.csv'}"))
+
+
+def guarded(command: Callable[P, R]) -> Callable[P, R]:
+    """The one error boundary of every command: an error the command did not turn into its
+    one-line message is a bug; it is reported in one line with the path of a log file that
+    holds the traceback, and exit code 3. Nothing else is caught (exits, Ctrl-C)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as error:  # the boundary: anything unexpected, EOFError included
+            log = _crash_log(error)
+            first = " ".join(str(error).split())[:200] or "(no message)"
+            typer.secho(
+                f"error: internal error ({type(error).__name__}: {first}); the traceback is in "
+                f"{log}; please report it",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(code=INTERNAL_ERROR) from None
+
+    return run
+
+
+def _crash_log(error: BaseException) -> Path:
+    folder = Path(tempfile.gettempdir()) / "medbalance-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    return path
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, object] | None:

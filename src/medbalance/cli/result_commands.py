@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.options import GroupColumn, GroupPattern, ResplitVal, fail
+from medbalance.cli.options import GroupColumn, GroupPattern, ResplitVal, check_out_file, fail
 from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
 
 __all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", "report"]
@@ -93,6 +93,8 @@ def predict(
     Exits 1 if any input could not be read (its row names the reason).
     """
     from medbalance.evaluation.predict import predict as run_predict
+
+    check_out_file(out)
 
     try:
         summary = run_predict(checkpoint, inputs, out, batch_size=batch_size, device=device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,9 +28,41 @@ def read_npz(path: Path) -> Catalog:
         DataError: the archive cannot be read, or a key, shape or label breaks a rule.
     """
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot be read as a .npz archive ({error})") from error
+        handle = path.open("rb")
+    except OSError as error:
+        raise DataError(f"{path}: cannot be opened ({error.strerror or error})") from None
+    with handle:
+        images, labels, splits, origins = _read_arrays(path, handle)
+    all_labels = np.concatenate(labels)
+    if len(np.unique(all_labels)) < 2:
+        raise DataError(
+            f"{path}: every image has label {all_labels[0]}; a classifier needs two classes"
+        )
+    return Catalog(
+        source=path.resolve(),
+        kind=SourceKind.NPZ,
+        class_names=_npz_class_names(path, int(all_labels.max()) + 1),
+        labels=all_labels,
+        splits=np.concatenate(splits),
+        origins=tuple(origins),
+        images=np.concatenate(images),
+    )
+
+
+def _read_arrays(
+    path: Path, handle: BinaryIO
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[str]]:
+    """The arrays of every split present, checked (the file stays open only in here)."""
+    try:
+        archive = np.load(handle, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an archive")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        why = " ".join(str(error).split())[:120] or type(error).__name__
+        raise DataError(
+            f"{path}: not a readable .npz archive ({why}); give a MedMNIST-style .npz "
+            "(np.savez with train_images, train_labels, ...)"
+        ) from None
     with archive:
         keys = set(archive.files)
         present = [s for s in SPLITS if f"{s}_images" in keys or f"{s}_labels" in keys]
@@ -50,26 +83,18 @@ def read_npz(path: Path) -> Catalog:
         splits: list[np.ndarray] = []
         origins: list[str] = []
         for split in present:
-            x, y = archive[f"{split}_images"], archive[f"{split}_labels"]
+            try:
+                x, y = archive[f"{split}_images"], archive[f"{split}_labels"]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                raise DataError(
+                    f"{path}: {split} arrays cannot be read ({error}); the archive is damaged"
+                ) from None
             _check_npz_split(path, split, x, y)
             images.append(x)
             labels.append(y.reshape(len(y), -1)[:, 0].astype(np.int64))
             splits.append(np.full(len(y), split, dtype="<U5"))
             origins.extend(f"{split}_images[{i}]" for i in range(len(y)))
-    all_labels = np.concatenate(labels)
-    if len(np.unique(all_labels)) < 2:
-        raise DataError(
-            f"{path}: every image has label {all_labels[0]}; a classifier needs two classes"
-        )
-    return Catalog(
-        source=path.resolve(),
-        kind=SourceKind.NPZ,
-        class_names=_npz_class_names(path, int(all_labels.max()) + 1),
-        labels=all_labels,
-        splits=np.concatenate(splits),
-        origins=tuple(origins),
-        images=np.concatenate(images),
-    )
+    return images, labels, splits, origins
 
 
 def npz_image_side(path: Path) -> int | None:
@@ -111,10 +136,31 @@ def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> No
         raise DataError(
             f"{path}: {split}_images has shape {x.shape}; expected (N, H, W) or (N, H, W, 3)"
         )
+    if not len(x):
+        raise DataError(f"{path}: {split}_images holds no images; drop the split or add images")
+    if x.shape[1] != x.shape[2]:
+        raise DataError(
+            f"{path}: {split}_images are {x.shape[1]} x {x.shape[2]}; MedMNIST-style arrays are "
+            "square (N, S, S); pad or crop them, or use a folder of image files"
+        )
+    if x.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{path}: {split}_images are {x.dtype}; expected uint8 or uint16 pixels")
+    if not np.issubdtype(y.dtype, np.integer) and not _whole_numbers(y):
+        raise DataError(
+            f"{path}: {split}_labels must be whole numbers (class indices 0..C-1), got {y.dtype} "
+            "values that are not; labels are never rounded silently"
+        )
     if len(y) and y.min() < 0:
         raise DataError(
             f"{path}: {split}_labels holds negative labels; labels are class indices 0..C-1"
         )
+
+
+def _whole_numbers(y: np.ndarray) -> bool:
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        return False
+    values = y.astype(np.float64)
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
 def _npz_class_names(path: Path, n_classes: int) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_AUTO_VAL = 0.2  # the val fraction carved from train when the data has no val split
 _NEGATIVE_WORDS = ("normal", "benign", "healthy", "negative", "no finding", "no_finding", "nevus")
 
 
@@ -101,6 +102,16 @@ def prepare_data(
     """
     catalog = load_catalog(source, group_pattern=group_pattern, group_column=group_column)
     catalog = assign_splits(catalog, seed=seed)
+    no_val = not len(catalog.indices("val")) and len(catalog.indices("train"))
+    if for_training and no_val and resplit_val_fraction is None:
+        log.warning(
+            "warning: %s has no val split; carving a stratified, patient-grouped %d%% of train "
+            "as val (as --resplit-val %s does)",
+            catalog.source,
+            round(100 * _AUTO_VAL),
+            _AUTO_VAL,
+        )
+        resplit_val_fraction = _AUTO_VAL
     if resplit_val_fraction is not None:
         catalog = resplit_val(catalog, resplit_val_fraction, seed=seed)
     elif for_training and (reason := tiny_val_reason(catalog)) is not None:

@@ -1,0 +1,122 @@
+"""Bad input through every command: exit code 1 or 2 as documented, one line naming the file,
+no traceback, nothing half-written; and the one boundary for bugs (exit 3, a log file)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from medbalance.cli import app
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line(result: Result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_a_bug_is_reported_with_a_log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(run_dir: Path) -> Path:
+        raise KeyError("internal bookkeeping")
+
+    monkeypatch.setattr("medbalance.reporting.report.report_from_run", broken)
+    message = one_line(invoke("report", tmp_path), 3)
+    assert "internal error (KeyError" in message and "please report it" in message
+    log = Path(re.search(r"the traceback is in (\S+);", message).group(1))  # type: ignore[union-attr]
+    assert "Traceback" in log.read_text() and "internal bookkeeping" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "not a readable .npz"),
+        (b"PK\x03\x04garbage", "not a readable .npz"),
+        (b"not a zip at all", "not a readable .npz"),
+    ],
+)
+def test_broken_npz(tmp_path: Path, content: bytes, why: str) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(content)
+    for command in ("inspect", "train"):
+        message = one_line(invoke(command, bad, "--out", tmp_path / command), 2)
+        assert str(bad) in message and why in message
+    assert not (tmp_path / "train").exists()
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _images(n: int, side: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (n, side, side), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "why"),
+    [
+        (
+            {"train_images": _images(6), "train_labels": np.array([0, 1, 0, 1, 0.5, 1])},
+            "labels must be whole numbers",
+        ),
+        (
+            {"train_images": _images(4), "train_labels": np.array([0, 1, 0])},
+            "4 images but train_labels 3 labels",
+        ),
+        (
+            {"train_images": np.zeros((4, 8, 6), np.uint8), "train_labels": np.array([0, 1, 0, 1])},
+            "square",
+        ),
+        (
+            {"train_images": _images(0), "train_labels": np.array([], dtype=np.int64)},
+            "no images",
+        ),
+    ],
+)
+def test_malformed_npz_is_refused_with_the_rule(
+    tmp_path: Path, arrays: dict[str, np.ndarray], why: str
+) -> None:
+    bad = _npz(tmp_path / "odd.npz", **arrays)
+    message = one_line(invoke("inspect", bad, "--out", tmp_path / "i"), 2)
+    assert str(bad) in message and why in message
+
+
+def test_a_train_only_npz_gets_a_val_split_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medbalance.data.prepared import prepare_data
+
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(40, int), np.ones(20, int)]
+    data = _npz(tmp_path / "train_only.npz", train_images=_images(60), train_labels=labels)
+    prepared = prepare_data(str(data), presize_to=8)
+    val = prepared.indices("val")
+    assert len(val) == 12 and set(prepared.catalog.labels[val]) == {0, 1}
+    assert "has no val split; carving" in caplog.text
+    del rng
+
+
+def test_out_conflicts_are_refused_before_work(tmp_path: Path) -> None:
+    data = _npz(
+        tmp_path / "d.npz",
+        train_images=_images(20),
+        train_labels=np.r_[np.zeros(10, int), np.ones(10, int)],
+    )
+    file = tmp_path / "taken.txt"
+    file.write_text("keep")
+    message = one_line(invoke("inspect", data, "--out", file), 2)
+    assert str(file) in message and file.read_text() == "keep"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    message = one_line(invoke("predict", tmp_path / "none.safetensors", data, "--out", folder), 2)
+    assert f"--out {folder} is a folder" in message
