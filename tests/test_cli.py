@@ -401,3 +401,17 @@ def test_export_missing_checkpoint_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "best.safetensors"
     message = bad_input(invoke("export", missing, "--format", "torchscript"))
     assert f"{missing}: no such checkpoint" in message
+
+
+def test_metrics_json_is_strict_and_says_why_a_metric_is_undefined(run: Path) -> None:
+    # threshold 1: no image is called positive, so PPV is undefined
+    ok(invoke("evaluate", run, "--threshold", "1", "--bootstrap", 20, "--no-report"))
+    text = (run / "metrics.json").read_text()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    metrics = json.loads(text, parse_constant=refuse)["metrics"]
+    assert metrics["ppv"]["value"] is None
+    assert metrics["ppv"]["undefined"] == "no image was called positive"
+    assert "undefined" not in metrics["npv"]

@@ -61,6 +61,7 @@ table{border-collapse:collapse;margin:6px 0 12px;width:100%}th,td{padding:6px 10
 border-bottom:1px solid #dde3ea;text-align:left;vertical-align:top}th{background:#f1f4f8}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 img.plot{width:100%;height:auto;display:block;margin:8px 0}
+.wide{overflow-x:auto;max-width:100%}.wide th{white-space:nowrap}
 """
 _SHORT = {"balanced_accuracy": "Bal. acc.", "sensitivity": "Sens.", "specificity": "Spec."}
 _BARS = ("auroc", "balanced_accuracy", "sensitivity", "specificity", "ppv", "f1", "macro_f1")
@@ -278,7 +279,8 @@ def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: s
             )
 
         body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-        return f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
+        table = f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
+        return f'<div class="wide">{table}</div>'  # a wide table scrolls inside its box
 
     head, body, paired_head, paired_body = _tables(comparison)
     binary = all(r.positive is not None for rs in runs.values() for r in rs)

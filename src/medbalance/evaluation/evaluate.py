@@ -137,7 +137,7 @@ def _metrics_block(
     from sklearn.metrics import confusion_matrix
 
     return {
-        "metrics": with_ci(point_metrics, cis),
+        "metrics": _explain_undefined(with_ci(point_metrics, cis)),
         "per_class": per_class_out,
         "confusion_matrix": confusion_matrix(labels, preds, labels=list(range(n_classes))).tolist(),
         "at_default_threshold": {
@@ -146,6 +146,29 @@ def _metrics_block(
         },
         "preds": preds,
     }
+
+
+# why a metric has no value on a split (metrics.json writes null and this beside it)
+_UNDEFINED = {
+    "ppv": "no image was called positive",
+    "npv": "no image was called negative",
+    "sensitivity": "the split holds no positive image",
+    "specificity": "the split holds no negative image",
+    "auroc": "the split holds images of one class only",
+    "average_precision": "the split holds no positive image",
+    "f1": "no positive image was present or called positive",
+    "mcc": "a row or column of the confusion matrix is empty",
+    "macro_auroc": "a class has no image in the split",
+}
+
+
+def _explain_undefined(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Add ``undefined``: the reason, to every metric without a finite value (strict JSON has
+    no NaN: the value is written as null)."""
+    for key, entry in metrics.items():
+        if not np.isfinite(entry["value"]):
+            entry["undefined"] = _UNDEFINED.get(key, "undefined on this split")
+    return metrics
 
 
 def _predictions_csv(

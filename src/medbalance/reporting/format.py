@@ -83,7 +83,8 @@ def table(head: Sequence[str], rows: Sequence[Sequence[object]], align: str = ""
         )
 
     body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    return f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide">{table}</div>'  # a wide table scrolls inside its box
 
 
 def note(text: str) -> str:

@@ -110,6 +110,7 @@ grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}figure{margin:0;backgr
 border:1px solid #dde3ea;border-radius:8px;padding:8px}figure div{display:flex;gap:6px}
 figure img{width:100%;min-width:0;height:auto;image-rendering:pixelated}
 figcaption{font-size:13px;margin-top:4px}figcaption b{display:block;font-size:14px}
+.wide{overflow-x:auto;max-width:100%}
 @media print{body{background:#fff}section,.card{box-shadow:none;border:1px solid #ccc}}
 """
 
