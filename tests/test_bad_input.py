@@ -120,3 +120,34 @@ def test_out_conflicts_are_refused_before_work(tmp_path: Path) -> None:
     folder.mkdir()
     message = one_line(invoke("predict", tmp_path / "none.safetensors", data, "--out", folder), 2)
     assert f"--out {folder} is a folder" in message
+
+
+def _bomb_jpeg(path: Path, side: int = 30000) -> Path:
+    """A small JPEG whose header claims ``side`` x ``side`` pixels (a decompression bomb)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2  # height, width
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_jpeg_bomb_is_unreadable_on_every_path(tmp_path: Path) -> None:
+    from conftest import write_tree
+
+    data = write_tree(tmp_path / "data", {"normal": 12, "pneumonia": 12}, ext=".jpg")
+    bomb = _bomb_jpeg(data / "pneumonia" / "bomb.jpg")
+    inspected = invoke("inspect", data, "--out", tmp_path / "i")
+    assert inspected.exit_code == 1 and "Traceback" not in inspected.output
+    assert "decompression bomb" in (tmp_path / "i" / "summary.json").read_text()
+    for command in (("presize", data, "--size", 16), ("train", data, "--out", tmp_path / "r")):
+        message = one_line(invoke(*command), 2)
+        assert str(bomb) in message and "decompression bomb" in message
+    assert not (tmp_path / "r").exists()
+    skipped = invoke("presize", data, "--size", 16, "--skip-unreadable")
+    assert skipped.exit_code == 0 and "bomb.jpg" in skipped.output

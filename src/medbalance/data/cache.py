@@ -140,17 +140,7 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def _decode_presized(path: Path, settings: PresizeSettings) -> np.ndarray:
     """Decode a file straight to its presized array; JPEGs decode at reduced scale."""
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        try:
-            with Image.open(path) as img:
-                img.draft(img.mode, (settings.size, settings.size))
-                img.load()
-                from medbalance.data.images import pil_to_array
-
-                return presize_array(pil_to_array(img), settings)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise UnreadableImageError(f"{path}: cannot be decoded ({error})") from error
-    return presize_array(read_image(path), settings)
+    return presize_array(read_image(path, draft=settings.size), settings)
 
 
 def _worker(job: tuple[str, str, PresizeSettings]) -> tuple[str, np.ndarray | None, str]:

@@ -83,8 +83,15 @@ def _bomb_error(path: Path, error: Exception) -> UnreadableImageError:
     )
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, *, draft: int | None = None) -> np.ndarray:
     """Decode an image to ``(H, W)`` (grayscale) or ``(H, W, 3)`` uint8/uint16.
+
+    The one decoding rule of every path (inspect, presize, train, predict): images above PIL's
+    pixel limit are refused as possible decompression bombs, whatever their format.
+
+    Args:
+        path: the file.
+        draft: a JPEG may decode at reduced scale, down to about this side (presizing).
 
     Raises:
         UnreadableImageError: the file is corrupt, truncated, too large or of an unknown format.
@@ -95,6 +102,8 @@ def read_image(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if draft is not None and img.format == "JPEG":
+                    img.draft(img.mode, (draft, draft))
                 img.load()
                 return pil_to_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
