@@ -151,3 +151,63 @@ def test_a_jpeg_bomb_is_unreadable_on_every_path(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
     skipped = invoke("presize", data, "--size", 16, "--skip-unreadable")
     assert skipped.exit_code == 0 and "bomb.jpg" in skipped.output
+
+
+def _manifest_data(tmp_path: Path) -> tuple[Path, list[str]]:
+    from conftest import write_tree
+
+    write_tree(tmp_path / "img", {"a": 8, "b": 8})
+    rows = ["path,label"] + [f"img/{c}/img_{i}.png,{c}" for c in "ab" for i in range(8)]
+    return tmp_path, rows
+
+
+def test_manifest_not_utf8_names_the_line(tmp_path: Path) -> None:
+    root, rows = _manifest_data(tmp_path)
+    manifest = root / "latin1.csv"
+    manifest.write_bytes(("\n".join([*rows, "img/caf\xe9.png,a"]) + "\n").encode("latin-1"))
+    message = one_line(invoke("inspect", manifest, "--out", tmp_path / "o"), 2)
+    assert f"{manifest}: line 18 is not UTF-8" in message
+
+
+def test_manifest_row_without_file_is_unreadable_and_skippable(tmp_path: Path) -> None:
+    root, rows = _manifest_data(tmp_path)
+    manifest = root / "m.csv"
+    manifest.write_text("\n".join([*rows, "img/missing.png,a"]) + "\n")
+    message = one_line(invoke("presize", manifest, "--size", 16), 2)
+    assert "missing.png: no such file" in message and "--skip-unreadable" in message
+    skipped = invoke("presize", manifest, "--size", 16, "--skip-unreadable")
+    assert skipped.exit_code == 0 and "missing.png: no such file" in skipped.output
+
+
+def test_predict_does_not_read_manifest_paths_outside_its_folder(tmp_path: Path) -> None:
+    import csv
+
+    from conftest import write_npz
+    from medbalance.workflows.api import train
+
+    data = write_npz(tmp_path / "d.npz", {"train": (30, 10), "val": (10, 10), "test": (5, 5)})
+    run = train(data, out=tmp_path / "run", epochs=1, model="smallcnn", bootstrap=10)
+    secret = tmp_path / "secret.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(secret)
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "list.csv").write_text("path\n../secret.png\n")
+    out = tmp_path / "p.csv"
+    result = invoke("predict", run.checkpoint, inner / "list.csv", "--out", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    with out.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["prob_0"] == "" and "outside the manifest's folder" in row["error"]
+
+
+def test_a_link_to_a_class_folder_is_skipped_as_documented(tmp_path: Path) -> None:
+    from conftest import write_tree
+    from medbalance.data.catalog import load_catalog
+
+    data = write_tree(tmp_path / "data", {"a": 4, "b": 4})
+    write_tree(tmp_path / "elsewhere", {"c": 4, "d": 4})
+    (data / "c").symlink_to(tmp_path / "elsewhere" / "c", target_is_directory=True)
+    catalog = load_catalog(str(data))
+    assert catalog.class_names == ("a", "b") and "c" in catalog.ignored

@@ -39,7 +39,7 @@ def test_csv_manifest_with_split_and_patient(tmp_path: Path) -> None:
         ("path,label\nx1.png,a\nx1.png,b\n", "duplicate path.*x1.png \\(lines 2 and 3\\)"),
         (
             "path,label\n../x1.png,a\nx2.png,b\n",
-            "points outside the manifest's folder.*--allow-outside",
+            "points outside the manifest's folder.*inspect --allow-outside",
         ),
         ("path,label\nx1.png,a\nx2.png,a\n", "only one label"),
         ("path,label\nx1.png,a\nx2.png,\n", "empty label on line\\(s\\) 3"),

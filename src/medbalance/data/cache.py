@@ -87,7 +87,7 @@ class UnreadableImagesError(DataError):
         shown = "\n".join(f"  {path}: {reason}" for path, reason in self.failures[:20])
         more = f"\n  ... and {len(self.failures) - 20} more" if len(self.failures) > 20 else ""
         super().__init__(
-            f"{len(self.failures)} image(s) cannot be decoded:\n{shown}{more}\n"
+            f"{len(self.failures)} image(s) cannot be read:\n{shown}{more}\n"
             "Fix or remove these files, or pass --skip-unreadable to exclude them everywhere "
             "(they are then listed in summary.json)."
         )
@@ -270,19 +270,21 @@ class PresizeCache:
         """
         if catalog.paths is None:
             raise ValueError("PresizeCache.ensure needs a catalog of files; use presize()")
-        digests = self.digests(catalog.paths)
+        present = [p for p in catalog.paths if p.is_file()]
+        missing = [(str(p), "no such file") for p in catalog.paths if not p.is_file()]
+        digests = self.digests(present)
         have = self._locate(digests)
         todo: dict[str, str] = {}
-        for digest, path in zip(digests, catalog.paths, strict=True):
+        for digest, path in zip(digests, present, strict=True):
             if digest not in have and digest not in todo:
                 todo[digest] = str(path)
-        failures = self._build(todo, workers, progress)
+        failures = missing + self._build(todo, workers, progress)
         if failures and not skip_unreadable:
             raise UnreadableImagesError(failures)
         if todo:
             have.update(self._locate(list(todo)))
         bad = {path for path, _ in failures}
-        keep = [d for d, p in zip(digests, catalog.paths, strict=True) if str(p) not in bad]
+        keep = [d for d, p in zip(digests, present, strict=True) if str(p) not in bad]
         return self._open(keep, have), failures
 
     def _build(

@@ -128,7 +128,8 @@ def _is_junk(name: str) -> bool:
 def _visible_children(folder: Path, ignored: list[str], root: Path) -> list[Path]:
     children = []
     for child in sorted(folder.iterdir()):
-        if _is_junk(child.name):
+        # a link to a folder is skipped and listed, as everywhere below (no loops, no surprises)
+        if _is_junk(child.name) or (child.is_symlink() and child.is_dir()):
             ignored.append(str(child.relative_to(root)))
         else:
             children.append(child)

@@ -27,10 +27,21 @@ def read_manifest(path: Path, *, group_column: str | None, allow_outside: bool) 
     Raises:
         DataError: a column, row, path, label or split breaks a rule; the message names the line.
     """
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            rows = [
+                {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
+            ]
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{error.object[error.start]:02x}); save the "
+            "manifest as UTF-8 (e.g. from a spreadsheet: CSV UTF-8)"
+        ) from None
+    except csv.Error as error:
+        raise DataError(f"{path}: not a readable CSV ({error}); check its quoting") from None
     missing = [c for c in ("path", "label") if c not in columns]
     if missing:
         raise DataError(
@@ -90,7 +101,7 @@ def _manifest_path(text: str, base: Path, manifest: Path, line: int, allow_outsi
     if not allow_outside and not resolved.is_relative_to(base):
         raise DataError(
             f"{manifest}: line {line} path {text!r} points outside the manifest's folder {base}; "
-            "move the images under it, or pass --allow-outside if that is intended"
+            "move the images under it (inspect --allow-outside looks at them where they are)"
         )
     return resolved
 

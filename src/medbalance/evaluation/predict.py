@@ -39,6 +39,7 @@ class _Item:
     id: str
     path: Path | None = None
     array: np.ndarray | None = None
+    error: str = ""  # why the item is not scored (set before any decoding)
 
 
 def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[_Item]:
@@ -60,13 +61,24 @@ def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[_Item]:
 
 
 def _manifest_items(path: Path) -> Iterator[_Item]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: a manifest for predict needs a 'path' column")
-        for row in reader:
-            file = (path.parent / row["path"].strip()).resolve()
-            yield _Item(row["path"].strip(), file)
+    """The manifest's rows; a path outside the manifest's folder is not read (as in training)."""
+    base = path.parent.resolve()
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8; save the manifest as UTF-8") from None
+    if rows and "path" not in rows[0]:
+        raise ValueError(f"{path}: a manifest for predict needs a 'path' column")
+    for line, row in enumerate(rows, 2):
+        text = (row.get("path") or "").strip()
+        file = (base / text).resolve()
+        outside = (
+            ""
+            if file.is_relative_to(base)
+            else (f"line {line} of {path} points outside the manifest's folder; not read")
+        )
+        yield _Item(text, file, error=outside)
 
 
 def _npz_items(path: Path) -> Iterator[_Item]:
@@ -79,6 +91,8 @@ def _npz_items(path: Path) -> Iterator[_Item]:
 
 
 def _load(item: _Item, settings: PresizeSettings, channels: int) -> np.ndarray:
+    if item.error:
+        raise UnreadableImageError(item.error)
     if item.path is not None and not item.path.exists():
         raise UnreadableImageError(f"{item.path}: no such file")
     if item.path is not None and not is_image_file(item.path):
