@@ -211,3 +211,18 @@ def test_a_link_to_a_class_folder_is_skipped_as_documented(tmp_path: Path) -> No
     (data / "c").symlink_to(tmp_path / "elsewhere" / "c", target_is_directory=True)
     catalog = load_catalog(str(data))
     assert catalog.class_names == ("a", "b") and "c" in catalog.ignored
+
+
+@pytest.mark.parametrize(("name", "content"), [("w.safetensors", b"junk"), ("w.pth", b"")])
+def test_unreadable_weights_file(tmp_path: Path, name: str, content: bytes) -> None:
+    data = _npz(
+        tmp_path / "d.npz",
+        train_images=_images(20, 28),
+        train_labels=np.r_[np.zeros(10, int), np.ones(10, int)],
+    )
+    weights = tmp_path / name
+    weights.write_bytes(content)
+    args = ("train", data, "--out", tmp_path / "r", "--model", "resnet18", "--weights", weights)
+    message = one_line(invoke(*args), 2)
+    assert str(weights) in message and "not a readable" in message
+    assert not (tmp_path / "r").exists()

@@ -260,9 +260,16 @@ def _unreachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> str | None:
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        obj: Any = load_file(str(path), device="cpu")
+        try:
+            obj: Any = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as error:
+            raise ValueError(
+                f"weights file {str(path)!r} is not a readable safetensors file ({error}); give "
+                "the file safetensors.torch.save_file wrote"
+            ) from None
     elif suffix in _STATE_DICT_SUFFIXES:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -272,6 +279,12 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
                 "for safety (torch.load(weights_only=True) refused it); re-save only the tensors, "
                 "e.g. torch.save(model.state_dict(), path) or safetensors.torch.save_file"
             ) from error
+        except (RuntimeError, EOFError, OSError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            raise ValueError(
+                f"weights file {str(path)!r} is not a readable PyTorch state dict ({first}); "
+                "re-save it with torch.save(model.state_dict(), path)"
+            ) from None
     else:
         raise ValueError(
             f"weights file {str(path)!r} has suffix {suffix!r}; expected .safetensors or one of "
