@@ -153,3 +153,66 @@ def test_index_lookups_in_chunks_match_one_lookup(
     all_items = np.arange(len(catalog))
     assert np.array_equal(first.take(all_items), whole.take(all_items))
     assert np.array_equal(again.take(all_items), whole.take(all_items))
+
+
+def _built(tiny_tree: Path, root: Path) -> tuple[np.ndarray, Path]:
+    catalog = load_catalog(str(tiny_tree))
+    images, _, _ = presize(catalog, 20, cache_root=root, workers=1)
+    return images.take(np.arange(len(catalog))), root / "v1-20px-pad"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage"])
+def test_a_damaged_shard_is_rebuilt_with_a_warning(
+    tiny_tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    reference, folder = _built(tiny_tree, tmp_path / "c")
+    (shard,) = folder.glob("*.npy")
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:1000])
+    elif damage == "delete":
+        shard.unlink()
+    else:
+        shard.write_bytes(b"not numpy at all")
+    again, _ = _built(tiny_tree, tmp_path / "c")
+    np.testing.assert_array_equal(again, reference)
+    assert "damaged or missing shard(s) dropped" in caplog.text
+
+
+def test_a_damaged_index_is_set_aside_and_rebuilt(
+    tiny_tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference, folder = _built(tiny_tree, tmp_path / "c")
+    (folder / "index.sqlite").write_bytes(b"this is not sqlite" * 100)
+    again, _ = _built(tiny_tree, tmp_path / "c")
+    np.testing.assert_array_equal(again, reference)
+    assert "index" in caplog.text and "was damaged" in caplog.text
+    assert list(folder.glob("index.sqlite.damaged-*"))
+
+
+def test_stale_temporaries_and_unnamed_shards_are_collected(
+    tiny_tree: Path, tmp_path: Path
+) -> None:
+    import os
+    import stat
+    import time
+
+    _, folder = _built(tiny_tree, tmp_path / "c")
+    (shard,) = folder.glob("*.npy")
+    assert stat.S_IMODE(shard.stat().st_mode) == 0o666 & ~_umask()  # like every other output
+    old = time.time() - 7200
+    orphans = [folder / ".1c-uint8-x.npy.abc.part", folder / "1c-uint8-duplicate.npy"]
+    fresh = folder / ".1c-uint8-y.npy.def.part"  # a build running now
+    for path in [*orphans, fresh]:
+        path.write_bytes(b"x")
+    for path in orphans:
+        os.utime(path, (old, old))
+    _built(tiny_tree, tmp_path / "c")
+    assert not any(p.exists() for p in orphans) and fresh.exists() and shard.exists()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

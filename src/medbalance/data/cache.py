@@ -11,15 +11,22 @@ index maps file (path, size, mtime) to hash, and hash to (shard, row).
 Shards are written to a temporary name and renamed when complete, and the index is updated in a
 transaction after that, so an interrupted build keeps every finished shard and resumes from there.
 Memory use is bounded by one shard, whatever the data set size.
+
+The cache heals itself: a shard that is missing, truncated or damaged is dropped with its index
+entries and its images are decoded again; a damaged index is set aside and rebuilt (its shards
+with it); temporary files of killed builds and shards that no index entry names (a concurrent
+build's duplicates) are collected once they are an hour old. Each repair is logged as a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import sqlite3
-import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medbalance.core.files import atomic_write
 from medbalance.data._medmnist import cache_dir
 from medbalance.data.catalog import Catalog, DataError
 from medbalance.data.images import UnreadableImageError, read_image
@@ -45,7 +53,9 @@ __all__ = [
     "presize_array",
 ]
 
+log = logging.getLogger(__name__)
 SHARD_ITEMS = 2048
+_STALE_S = 3600  # a temporary or unnamed shard older than this belongs to no running build
 _LOOKUP_CHUNK = 900  # keys per SQL "IN (...)": below SQLite's oldest limit of 999 variables
 
 
@@ -189,17 +199,60 @@ class PresizeCache:
         self.settings = settings
         self.root = (root or cache_dir() / "presize") / settings.key
         self.root.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
-        with self._db:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                "mtime_ns INTEGER, digest TEXT)"
-            )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS entries (digest TEXT PRIMARY KEY, shard TEXT, "
-                "row INTEGER)"
-            )
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as error:
+            self._db = self._rebuild_index(error)
+        self._collect_stale()
         self.decoded = 0  # images decoded by this object (for tests and logs)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
+        try:
+            with db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                    "mtime_ns INTEGER, digest TEXT)"
+                )
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS entries (digest TEXT PRIMARY KEY, shard TEXT, "
+                    "row INTEGER)"
+                )
+                db.execute("SELECT count(*) FROM entries").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _rebuild_index(self, error: Exception) -> sqlite3.Connection:
+        """A damaged index: set it aside, drop the shards it named, start a new one."""
+        damaged = self.root / f"index.sqlite.damaged-{int(time.time())}"
+        os.replace(self.root / "index.sqlite", damaged)
+        for shard in self.root.glob("*.npy"):
+            shard.unlink(missing_ok=True)
+        log.warning(
+            "warning: the presize cache index %s was damaged (%s); moved to %s, images are "
+            "decoded again",
+            self.root / "index.sqlite",
+            error,
+            damaged.name,
+        )
+        return self._connect()
+
+    def _collect_stale(self) -> None:
+        """Remove temporary files of killed builds and shards that no entry names (a
+        concurrent build's duplicates), once they are old enough to belong to no running
+        build."""
+        now = time.time()
+        named = {row[0] for row in self._db.execute("SELECT DISTINCT shard FROM entries")}
+        for path in [*self.root.glob("*.part"), *self.root.glob("*.npy")]:
+            try:
+                old = now - path.stat().st_mtime > _STALE_S
+            except OSError:
+                continue
+            if old and (path.suffix == ".part" or path.name not in named):
+                path.unlink(missing_ok=True)
+                log.info("presize cache: removed stale %s", path.name)
 
     def close(self) -> None:
         self._db.close()
@@ -273,7 +326,7 @@ class PresizeCache:
         present = [p for p in catalog.paths if p.is_file()]
         missing = [(str(p), "no such file") for p in catalog.paths if not p.is_file()]
         digests = self.digests(present)
-        have = self._locate(digests)
+        have = self._drop_damaged(self._locate(digests))
         todo: dict[str, str] = {}
         for digest, path in zip(digests, present, strict=True):
             if digest not in have and digest not in todo:
@@ -326,14 +379,44 @@ class PresizeCache:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             yield from pool.map(_worker, jobs, chunksize=16)
 
+    def _drop_damaged(self, have: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+        """Only entries whose shard opens and holds their row; the others are removed from the
+        index (with their shard file) so their images are decoded again."""
+        rows: dict[str, int] = {}
+        for shard, row in have.values():
+            rows[shard] = max(rows.get(shard, -1), row)
+        bad = {shard for shard, top in rows.items() if not self._shard_holds(shard, top)}
+        if not bad:
+            return have
+        with self._db:
+            self._db.executemany("DELETE FROM entries WHERE shard = ?", [(s,) for s in bad])
+        for shard in bad:
+            (self.root / shard).unlink(missing_ok=True)
+        log.warning(
+            "warning: presize cache %s: %d damaged or missing shard(s) dropped (%s); their images "
+            "are decoded again",
+            self.root,
+            len(bad),
+            ", ".join(sorted(bad)[:3]),
+        )
+        return {d: (s, r) for d, (s, r) in have.items() if s not in bad}
+
+    def _shard_holds(self, shard: str, top_row: int) -> bool:
+        try:
+            array = np.load(self.root / shard, mmap_mode="r")
+        except (OSError, ValueError, EOFError):  # missing, truncated, not an .npy
+            return False
+        return array.ndim == 4 and array.shape[0] > top_row
+
     def _write_shard(self, family: str, items: list[tuple[str, np.ndarray]]) -> None:
         stack = np.stack([a for _, a in items])
-        with tempfile.NamedTemporaryFile(
-            dir=self.root, prefix=f"{family}-", suffix=".npy.part", delete=False
-        ) as tmp:
-            np.save(tmp, stack)
-        name = Path(tmp.name).name.removesuffix(".part")
-        os.replace(tmp.name, self.root / name)
+        name = f"{family}-{uuid.uuid4().hex[:12]}.npy"
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as handle:
+                np.save(handle, stack)
+
+        atomic_write(self.root / name, write)  # same permissions as every output, fsync'ed
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
