@@ -226,3 +226,32 @@ def test_unreadable_weights_file(tmp_path: Path, name: str, content: bytes) -> N
     message = one_line(invoke(*args), 2)
     assert str(weights) in message and "not a readable" in message
     assert not (tmp_path / "r").exists()
+
+
+def test_inspect_completes_on_pydicom_corpus_of_real_dicom(tmp_path: Path) -> None:
+    """pydicom's own test files (CT, MR, RT, SR, secondary capture; every transfer syntax;
+    files without meta headers; multi-frame and truncated files) in two class folders."""
+    import json
+    import shutil
+
+    pydicom = pytest.importorskip("pydicom")
+    corpus = sorted(Path(pydicom.__file__).parent.glob("data/test_files/**/*.dcm"))
+    assert len(corpus) > 40
+    for k, file in enumerate(corpus):
+        target = tmp_path / "data" / ("a" if k % 2 else "b") / f"{k:03d}_{file.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, target)
+    result = invoke("inspect", tmp_path / "data", "--out", tmp_path / "o")
+    assert result.exit_code == 1, result.output  # unreadable files are data errors
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    refused = summary["unreadable"] + summary["not_images"]
+    # unreadable files are counted (an error) unless --skip-unreadable; not-images never are
+    assert summary["n_items"] + len(summary["not_images"]) == len(corpus)
+    assert len(corpus) - len(refused) >= 45  # decoded, with the dicom extra's decoders
+    assert all(entry["reason"] for entry in refused)
+    reasons = " ".join(e["reason"] for e in refused)
+    assert "multi-frame DICOM" in reasons and "without pixel data" in reasons
+    assert (tmp_path / "o" / "samples.png").is_file()
+    skipped = invoke("presize", tmp_path / "data", "--size", 32, "--skip-unreadable")
+    assert skipped.exit_code == 0, skipped.output

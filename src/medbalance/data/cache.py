@@ -39,7 +39,7 @@ from PIL import Image
 from medbalance.core.files import atomic_write
 from medbalance.data._medmnist import cache_dir
 from medbalance.data.catalog import Catalog, DataError
-from medbalance.data.images import UnreadableImageError, read_image
+from medbalance.data.images import NOT_AN_IMAGE, UnreadableImageError, read_image
 
 __all__ = [
     "Fit",
@@ -332,8 +332,15 @@ class PresizeCache:
             if digest not in have and digest not in todo:
                 todo[digest] = str(path)
         failures = missing + self._build(todo, workers, progress)
-        if failures and not skip_unreadable:
-            raise UnreadableImagesError(failures)
+        not_images = [(p, why) for p, why in failures if why.startswith(NOT_AN_IMAGE)]
+        if not_images:  # never trained on, always listed
+            log.warning(
+                "warning: %d file(s) left out as not images: %s",
+                len(not_images),
+                "; ".join(f"{p}: {why}" for p, why in not_images[:5]),
+            )
+        if len(not_images) < len(failures) and not skip_unreadable:
+            raise UnreadableImagesError([f for f in failures if f not in not_images])
         if todo:
             have.update(self._locate(list(todo)))
         bad = {path for path, _ in failures}

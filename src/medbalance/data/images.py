@@ -12,13 +12,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "NOT_AN_IMAGE",
     "ImageProbe",
+    "NotAnImageError",
     "UnreadableImageError",
     "is_image_file",
     "pil_to_array",
@@ -33,6 +36,14 @@ _GRAY_MODES = {"1", "L", "I;16", "I;16B", "I;16L", "I", "F"}
 
 class UnreadableImageError(ValueError):
     """An image file that cannot be decoded; the message names the file and the reason."""
+
+
+NOT_AN_IMAGE = "not an image"  # how the reason of a NotAnImageError starts
+
+
+class NotAnImageError(UnreadableImageError):
+    """A file with an image extension that holds no image (a DICOM structured report or RT
+    plan): listed and left out everywhere, like other files that are not images."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,12 @@ def probe_image(path: Path) -> ImageProbe:
     n_bytes = path.stat().st_size
     if path.suffix.lower() == ".dcm":
         ds = _dcmread(path, stop_before_pixels=True)
-        bits = int(getattr(ds, "BitsStored", 8))
+        if "Rows" not in ds or "Columns" not in ds:
+            raise _no_pixels(path, ds)
+        bits = _int_field(path, ds, "BitsStored", 8)
         mode = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-        return ImageProbe(int(ds.Columns), int(ds.Rows), mode, bits, n_bytes)
+        width, height = _int_field(path, ds, "Columns", 0), _int_field(path, ds, "Rows", 0)
+        return ImageProbe(width, height, mode, bits, n_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -153,9 +167,17 @@ def _dcmread(path: Path, *, stop_before_pixels: bool = False):  # type: ignore[n
             f"{path}: reading DICOM needs pydicom; install it with pip install 'medbalance[dicom]'"
         ) from error
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about oddities it reads past
+            try:
+                return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            except pydicom.errors.InvalidDicomError:
+                # no 128-byte preamble and 'DICM' prefix: older exports; read the data set
+                # itself, and refuse below if it holds no image
+                return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
     except Exception as error:  # pydicom raises many types for a bad file
-        raise UnreadableImageError(f"{path}: cannot be read as DICOM ({error})") from error
+        first = " ".join(str(error).split())[:200]
+        raise UnreadableImageError(f"{path}: cannot be read as DICOM ({first})") from None
 
 
 def _read_dicom(path: Path) -> np.ndarray:
@@ -165,28 +187,78 @@ def _read_dicom(path: Path) -> np.ndarray:
     stored as uint16; absolute units are lost, which per-image min-max normalisation ignores.
     """
     ds = _dcmread(path)
-    try:
-        pixels = ds.pixel_array
-    except Exception as error:
+    if "PixelData" not in ds or "Rows" not in ds:
+        raise _no_pixels(path, ds)
+    frames = _int_field(path, ds, "NumberOfFrames", 1)
+    if frames > 1:
         raise UnreadableImageError(
-            f"{path}: DICOM pixel data cannot be decoded ({error})"
-        ) from error
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        raise UnreadableImageError(
-            f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported; export "
-            "the frame to classify as a single-frame file"
+            f"{path}: multi-frame DICOM ({frames} frames) is not supported; export the frame to "
+            "classify as a single-frame file"
         )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. excess padding, which pydicom removes
+            pixels = ds.pixel_array
+    except Exception as error:  # the decoders raise many types (missing plugin, bad stream)
+        first = " ".join(str(error).split())[:200]
+        raise UnreadableImageError(
+            f"{path}: DICOM pixel data cannot be decoded ({type(error).__name__}: {first}); "
+            "pip install 'medbalance[dicom]' brings the JPEG, JPEG-LS, JPEG 2000 and RLE decoders"
+        ) from None
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    _check_pixels(path, pixels)
     if not photometric.startswith("MONOCHROME"):
+        if pixels.ndim != 3 or pixels.dtype != np.uint8:
+            raise UnreadableImageError(
+                f"{path}: colour DICOM ({photometric}) with {pixels.dtype} samples of shape "
+                f"{pixels.shape} is not supported; export it as 8-bit RGB"
+            )
         return _collapse_gray(np.asarray(pixels, dtype=np.uint8))
-    values = pixels.astype(np.float64) * float(getattr(ds, "RescaleSlope", 1) or 1)
-    values += float(getattr(ds, "RescaleIntercept", 0) or 0)
+    values = pixels.astype(np.float64) * _float_field(path, ds, "RescaleSlope", 1.0)
+    values += _float_field(path, ds, "RescaleIntercept", 0.0)
     if photometric == "MONOCHROME1":
         values = values.max() - values
     values -= values.min()
     if values.max() > 65535:
         values *= 65535.0 / values.max()
     return np.rint(values).astype(np.uint16)
+
+
+def _int_field(path: Path, ds: Any, name: str, default: int) -> int:
+    return int(_float_field(path, ds, name, float(default)))
+
+
+def _float_field(path: Path, ds: Any, name: str, default: float) -> float:
+    """A numeric DICOM header field; an invalid value makes the file unreadable, named."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about invalid values, then we refuse
+        raw = getattr(ds, name, None)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise UnreadableImageError(
+            f"{path}: DICOM header field {name} has the invalid value {str(raw)!r}"
+        ) from None
+
+
+def _no_pixels(path: Path, ds: Any) -> NotAnImageError:
+    kind = str(getattr(ds, "Modality", "") or "object")
+    return NotAnImageError(
+        f"{path}: {NOT_AN_IMAGE} (a DICOM {kind} without pixel data, such as a structured "
+        "report or an RT plan); it is left out"
+    )
+
+
+def _check_pixels(path: Path, pixels: np.ndarray) -> None:
+    """A decoded array we can train on: 2-D grayscale or (H, W, 3), integer, at least 2 x 2."""
+    shape_ok = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] == 3)
+    if not shape_ok or min(pixels.shape[:2]) < 2 or pixels.dtype.kind not in "ui":
+        raise UnreadableImageError(
+            f"{path}: decoded to an array of shape {pixels.shape} and type {pixels.dtype}; "
+            "expected one 2-D image (H, W) or (H, W, 3) of integers"
+        )
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -41,7 +41,13 @@ from medbalance.data.findings import (
     format_bytes,
     image_findings,
 )
-from medbalance.data.images import IMAGE_EXTENSIONS, UnreadableImageError, probe_image, read_image
+from medbalance.data.images import (
+    IMAGE_EXTENSIONS,
+    NOT_AN_IMAGE,
+    UnreadableImageError,
+    probe_image,
+    read_image,
+)
 from medbalance.data.inspection_plots import plot_counts, plot_samples
 
 if TYPE_CHECKING:
@@ -98,6 +104,7 @@ class Inspection:
         overall: all splits together.
         findings: errors first, then warnings.
         unreadable: ``(absolute path, reason)`` of each file that cannot be decoded.
+        not_images: ``(absolute path, reason)`` of each file that holds no image (left out).
         ignored: files the catalog skipped (hidden, OS junk, not images).
         feature_auroc: one-vs-rest AUROC, ``max(auc, 1 - auc)``, of each image property that
             varies, per class: how well the property alone tells that class apart.
@@ -113,6 +120,7 @@ class Inspection:
     unreadable: list[tuple[str, str]]
     ignored: tuple[str, ...] = ()
     feature_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
+    not_images: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def imbalance_ratio(self) -> float | None:
@@ -137,6 +145,7 @@ class Inspection:
                 "splits": {n: asdict(s) for n, s in every.items()},
                 "findings": [asdict(f) for f in self.findings],
                 "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+                "not_images": [{"path": p, "reason": r} for p, r in self.not_images],
                 "ignored": self.ignored,
                 "feature_auroc": self.feature_auroc,
             }
@@ -292,9 +301,10 @@ def inspect_catalog(
     else:
         raise ValueError(f"{catalog.source}: the catalog has neither image paths nor images")
     readable = np.array([isinstance(r, ImageRecord) for r in raw], dtype=bool)
-    bad = np.flatnonzero(~readable)
+    not_image = np.array([isinstance(r, str) and r.startswith(NOT_AN_IMAGE) for r in raw])
+    bad = np.flatnonzero(~readable & ~not_image)
     unreadable = [(str(catalog.paths[i]), str(raw[i])) for i in bad if catalog.paths]
-    keep = readable if skip_unreadable else np.ones(len(raw), dtype=bool)
+    keep = (readable if skip_unreadable else np.ones(len(raw), dtype=bool)) & ~not_image
     counted = catalog if keep.all() else catalog.subset(keep)
     records = [
         r if isinstance(r, ImageRecord) else None for r, k in zip(raw, keep, strict=True) if k
@@ -303,6 +313,13 @@ def inspect_catalog(
     good_records = [r for r in raw if isinstance(r, ImageRecord)]
 
     findings = []
+    if not_image.any():
+        items = [f"{catalog.origins[i]}: {raw[i]}" for i in np.flatnonzero(not_image)]
+        message = (
+            f"{int(not_image.sum())} file(s) hold no image (DICOM without pixel data); they are "
+            "left out of the counts and of training"
+        )
+        findings.append(Finding("warning", "not-images", message, items))
     if len(bad):
         items = [f"{catalog.origins[i]}: {raw[i]}" for i in bad]
         message = f"{len(bad)} image(s) cannot be decoded; " + (
@@ -337,6 +354,9 @@ def inspect_catalog(
         findings=findings,
         unreadable=unreadable,
         ignored=catalog.ignored,
+        not_images=[
+            (str(catalog.paths[i]), str(raw[i])) for i in np.flatnonzero(not_image) if catalog.paths
+        ],
         feature_auroc=feature_auroc,
     )
 

@@ -52,7 +52,7 @@ def plot_samples(inspection: Inspection, catalog: Catalog, per_class: int = 8) -
     """
     ok = np.ones(len(catalog), dtype=bool)
     if catalog.paths is not None:
-        bad = {path for path, _ in inspection.unreadable}
+        bad = {path for path, _ in [*inspection.unreadable, *inspection.not_images]}
         ok = np.array([str(p) not in bad for p in catalog.paths], dtype=bool)
     train = catalog.splits == "train"
     rng = np.random.default_rng(0)
