@@ -21,16 +21,21 @@ from torch import nn
 
 from medbalance.core.files import atomic_write
 
-__all__ = ["load_checkpoint", "read_metadata", "save_checkpoint"]
+__all__ = ["load_checkpoint", "read_metadata", "save_checkpoint", "save_weights"]
 
 _META_KEY = "medbalance"
 
 
 def save_checkpoint(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
     """Write the model's weights and ``metadata`` (JSON-able) to a ``.safetensors`` file."""
+    save_weights(path, model.state_dict(), metadata)
+
+
+def save_weights(path: Path, weights: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Write a state dict and ``metadata`` (JSON-able) to a ``.safetensors`` file, atomically."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     header = {_META_KEY: json.dumps(metadata, default=str)}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header))
 

@@ -106,6 +106,13 @@ class RunFolder:
         ]
         return found + orphans
 
+    def remove_orphans(self) -> list[Path]:
+        """Remove temporary files that killed writes left behind (a run's own folder only)."""
+        orphans = [p for p in self.run_files() if p.name.endswith(PART_SUFFIX)]
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        return orphans
+
     def is_evaluated(self) -> bool:
         """Whether the run was trained and evaluated (metrics and predictions written)."""
         return self.metrics().is_file() and self.predictions().is_file()

@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from medbalance.core.checkpoint import save_checkpoint
 from medbalance.core.device import select_device
 from medbalance.core.distributed import DistInfo, barrier, mean_over_ranks
 from medbalance.core.run_folder import RunFolder
@@ -269,7 +268,7 @@ def _fit(
     device: torch.device,
 ) -> RunResult:
     if not resume and dist_info.is_main:  # before the data is read: fail fast
-        check_fresh_start(RunFolder(Path(config.out)), overwrite=overwrite)
+        check_fresh_start(RunFolder(Path(config.out)), config, overwrite=overwrite)
     barrier(dist_info)
     run = prepare_run(config, data=data, device=device, dist_info=dist_info)
     resolved = run.config
@@ -278,6 +277,7 @@ def _fit(
     state = load_resume(trainer) if resume else None
     if dist_info.is_main:  # only now, with every check passed, the folder is written
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        trainer.folder.remove_orphans()  # of a killed run being resumed
         config.write(trainer.folder.config)
     done = int(state["epoch"]) + 1 if state is not None else 0
     patience_left = config.patience
@@ -299,15 +299,12 @@ def _fit(
             if improved:
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
-                if dist_info.is_main:
-                    save_checkpoint(
-                        trainer.folder.best,
-                        trainer.model,
-                        trainer.metadata(epoch, val),
-                    )
+                trainer.keep_best(epoch, val)
             trainer.history.append(row)
             trainer.write_history()
-            trainer.save_state(epoch, phase, optimizer, scheduler)
+            trainer.save_state(epoch, phase, optimizer, scheduler)  # the state first, then
+            if improved:  # its best.safetensors (a resume rewrites it from the state)
+                trainer.write_best()
             barrier(dist_info)
             if dist_info.is_main:
                 log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))

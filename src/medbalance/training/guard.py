@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medbalance.core.files import PART_SUFFIX
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
 
@@ -32,8 +33,11 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def check_fresh_start(folder: RunFolder, *, overwrite: bool) -> None:
+def check_fresh_start(folder: RunFolder, config: TrainConfig, *, overwrite: bool) -> None:
     """Refuse a folder holding another run; with ``overwrite`` remove that run's files.
+
+    A folder holding only the ``config.json`` of this same configuration (a run killed before
+    its first epoch ended) is started again.
 
     Raises:
         ValueError: the folder holds a run and ``overwrite`` is off, or ``out`` is a file.
@@ -41,7 +45,9 @@ def check_fresh_start(folder: RunFolder, *, overwrite: bool) -> None:
     if folder.path.exists() and not folder.path.is_dir():
         raise ValueError(f"--out {folder.path} is a file; give a folder for the run")
     found = folder.run_files()
-    if not found:
+    started = [p for p in found if p != folder.config and not p.name.endswith(PART_SUFFIX)]
+    if not found or (not started and _same_config(folder, config)):
+        folder.remove_orphans()
         return
     if not overwrite:
         names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
@@ -81,6 +87,27 @@ def read_training_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def _differences(folder: RunFolder, config: TrainConfig, *, unresolved: bool = False) -> list[str]:
+    """The keys (other than :data:`RESUME_MAY_CHANGE`) whose stored value differs; with
+    ``unresolved``, a key the config leaves to the data (None) matches any stored value."""
+    stored = folder.read_config()
+    planned = json.loads(json.dumps(config.to_dict(), default=str))
+    return [
+        f"{key} {stored.get(key)!r} -> {planned.get(key)!r}"
+        for key in sorted(set(planned) | set(stored))
+        if key not in RESUME_MAY_CHANGE
+        and not (unresolved and planned.get(key) is None)
+        and _plain(stored.get(key)) != _plain(planned.get(key))
+    ]
+
+
+def _same_config(folder: RunFolder, config: TrainConfig) -> bool:
+    try:
+        return not _differences(folder, config, unresolved=True)
+    except ValueError:  # an unreadable config.json of a killed run: not the same run
+        return False
+
+
 def check_resume_config(folder: RunFolder, config: TrainConfig) -> None:
     """Refuse ``--resume`` with a configuration that changes what the run learns.
 
@@ -89,13 +116,7 @@ def check_resume_config(folder: RunFolder, config: TrainConfig) -> None:
     """
     if not folder.config.is_file():
         return  # killed before config.json was written: nothing to compare against
-    stored = folder.read_config()
-    planned = json.loads(json.dumps(config.to_dict(), default=str))
-    differ = [
-        f"{key} {stored.get(key)!r} -> {planned.get(key)!r}"
-        for key in sorted(set(planned) | set(stored))
-        if key not in RESUME_MAY_CHANGE and _plain(stored.get(key)) != _plain(planned.get(key))
-    ]
+    differ = _differences(folder, config)
     if differ:
         raise ConfigError(
             f"--resume: {folder.config} holds another configuration ({'; '.join(differ[:4])}); "

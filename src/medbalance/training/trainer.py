@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from medbalance import __version__
+from medbalance.core.checkpoint import save_weights
 from medbalance.core.distributed import DistInfo
 from medbalance.core.files import atomic_write
 from medbalance.core.run_folder import RunFolder
@@ -73,6 +74,10 @@ class Trainer:
         self.transform = BatchTransform(augment, config.size, self.norm).to(device)
         self.positive = config.positive_index
         self.run_id = new_run_id()  # load_resume keeps the resumed run's id
+        # the best epoch's weights and checkpoint metadata (CPU copy), kept in last.pt too so a
+        # resume always restores the best.safetensors that belongs to its state
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_meta: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
         self.evaluation: dict[str, Any] = {}
         self.best_value, self.best_epoch = math.nan, -1
@@ -236,6 +241,16 @@ class Trainer:
 
     # --- persistence --------------------------------------------------------------------
 
+    def keep_best(self, epoch: int, val_metrics: dict[str, float]) -> None:
+        """Remember this epoch's weights as the best (written by :meth:`write_best`)."""
+        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self.best_meta = self.metadata(epoch, val_metrics)
+
+    def write_best(self) -> None:
+        """Write ``best.safetensors`` from the kept best weights (rank 0)."""
+        if self.dist.is_main and self.best_state is not None and self.best_meta is not None:
+            save_weights(self.folder.best, self.best_state, self.best_meta)
+
     def save_state(self, epoch: int, phase: str, optimizer: Any, scheduler: Any) -> None:
         if not self.dist.is_main:
             return
@@ -250,6 +265,9 @@ class Trainer:
             "history": self.history,
             "fingerprint": self.data.fingerprint,
             "run_id": self.run_id,
+            # the best weights, unless they are this epoch's (then they are "model" above)
+            "best_model": self.best_state if self.best_epoch != epoch else None,
+            "best_meta": self.best_meta,
         }
         atomic_write(self.folder.last, lambda tmp: torch.save(state, tmp))
 
@@ -276,6 +294,13 @@ def load_resume(trainer: Trainer) -> dict[str, Any]:
     trainer.history = list(state["history"])
     trainer.best_value, trainer.best_epoch = float(state["best_value"]), int(state["best_epoch"])
     trainer.run_id = str(state.get("run_id") or trainer.run_id)
+    best = state.get("best_model")
+    if best is None and trainer.best_epoch == int(state["epoch"]):
+        best = state["model"]
+    trainer.best_state, trainer.best_meta = best, state.get("best_meta")
+    # a kill between writing last.pt and best.safetensors (or during either) cannot leave a
+    # best.safetensors that does not belong to this state
+    trainer.write_best()
     return state
 
 
