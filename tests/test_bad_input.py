@@ -255,3 +255,17 @@ def test_inspect_completes_on_pydicom_corpus_of_real_dicom(tmp_path: Path) -> No
     assert (tmp_path / "o" / "samples.png").is_file()
     skipped = invoke("presize", tmp_path / "data", "--size", 32, "--skip-unreadable")
     assert skipped.exit_code == 0, skipped.output
+
+
+def test_a_foreign_value_error_is_a_bug_not_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands catch ValueError for the input errors medbalance raises; the same type
+    raised inside another library is reported as an internal error."""
+
+    def numpy_fails(*args: object, **kwargs: object) -> None:
+        np.asarray([1, 2]).reshape(3)  # ValueError from NumPy itself
+
+    monkeypatch.setattr("medbalance.reporting.report.report_from_run", numpy_fails)
+    message = one_line(invoke("report", tmp_path), 3)
+    assert "internal error (ValueError: cannot reshape" in message

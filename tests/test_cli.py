@@ -140,17 +140,10 @@ def test_inspect_missing_path_exits_2_naming_it(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="README: bad input -> a message naming the file, the rule and the fix; a class-folder "
-    "pool too small for the 70/15/15 split gets scikit-learn's 'The test_size = 1 should be "
-    "greater or equal to the number of classes = 2', which names neither the data nor a fix",
-)
 def test_inspect_pool_too_small_to_split_names_the_data(tmp_path: Path) -> None:
     pool = write_tree(tmp_path / "tiny_pool", {"a": 3, "b": 3})
     message = bad_input(invoke("inspect", pool, "--out", tmp_path / "out"))
-    assert "tiny_pool" in message
+    assert "tiny_pool" in message and "too few to carve" in message and "add images" in message
 
 
 # --- evaluate ---------------------------------------------------------------------------------

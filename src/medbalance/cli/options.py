@@ -21,6 +21,7 @@ import typer
 P = ParamSpec("P")
 R = TypeVar("R")
 INTERNAL_ERROR = 3  # exit code of a bug (0 ok, 1 data with errors, 2 bad input)
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/medbalance
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -33,6 +34,7 @@ __all__ = [
     "fail",
     "guarded",
     "parse_options",
+    "report_bug",
 ]
 
 DataArg = Annotated[
@@ -74,10 +76,39 @@ SkipUnreadable = Annotated[
 
 
 def fail(error: Exception) -> NoReturn:
-    """Print ``error: ...`` in red on stderr, on one line, and exit with code 2."""
+    """Print ``error: ...`` in red on stderr, on one line, and exit with code 2.
+
+    Only errors that medbalance itself raised about the input are bad input: an error of the
+    expected type raised inside another library (a ``ValueError`` deep in NumPy, say) is a bug
+    and is reported as one (:func:`report_bug`).
+    """
+    if not _raised_by_medbalance(error):
+        report_bug(error)
     text = " ".join(str(error).split()) or type(error).__name__
     typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def _raised_by_medbalance(error: BaseException) -> bool:
+    tb = error.__traceback__
+    if tb is None:
+        return True  # made, not raised: by the command itself
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def report_bug(error: BaseException) -> NoReturn:
+    """One line and a log file with the traceback; exit code 3."""
+    log = _crash_log(error)
+    first = " ".join(str(error).split())[:200] or "(no message)"
+    typer.secho(
+        f"error: internal error ({type(error).__name__}: {first}); the traceback is in "
+        f"{log}; please report it",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    raise typer.Exit(code=INTERNAL_ERROR)
 
 
 def check_out_folder(out: Path) -> None:
@@ -104,15 +135,7 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
         except Exception as error:  # the boundary: anything unexpected, EOFError included
-            log = _crash_log(error)
-            first = " ".join(str(error).split())[:200] or "(no message)"
-            typer.secho(
-                f"error: internal error ({type(error).__name__}: {first}); the traceback is in "
-                f"{log}; please report it",
-                fg=typer.colors.RED,
-                err=True,
-            )
-            raise typer.Exit(code=INTERNAL_ERROR) from None
+            report_bug(error)
 
     return run
 

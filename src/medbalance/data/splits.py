@@ -23,6 +23,20 @@ TINY_VAL_TOTAL = 50
 TINY_VAL_CLASS = 10
 
 
+def _carve_for(
+    catalog: Catalog, labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> np.ndarray:
+    """:func:`_carve`, with a too-small data set refused in words that name the data."""
+    try:
+        return _carve(labels, groups, fraction, seed)
+    except ValueError as error:  # scikit-learn's: too few items (or groups) to stratify
+        raise DataError(
+            f"{catalog.source}: {len(labels)} images are too few to carve a stratified "
+            f"{fraction:.0%} split holding every class ({error}); add images, or give the "
+            "splits yourself (ROOT/train, ROOT/val, ROOT/test or a split column)"
+        ) from None
+
+
 def _carve(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of a stratified (and grouped) share ``fraction`` of the items."""
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -55,11 +69,13 @@ def assign_splits(
     if (catalog.splits != "").any():
         raise DataError(f"{catalog.source}: some items have a split and some do not")
     splits = np.full(len(catalog), "train", dtype="<U5")
-    test = _carve(catalog.labels, catalog.groups, test_fraction, seed)
+    test = _carve_for(catalog, catalog.labels, catalog.groups, test_fraction, seed)
     splits[test] = "test"
     rest = np.flatnonzero(~test)
     groups = None if catalog.groups is None else catalog.groups[rest]
-    val = _carve(catalog.labels[rest], groups, val_fraction / (1.0 - test_fraction), seed + 1)
+    val = _carve_for(
+        catalog, catalog.labels[rest], groups, val_fraction / (1.0 - test_fraction), seed + 1
+    )
     splits[rest[val]] = "val"
     return catalog.replace(splits=splits)
 
@@ -90,7 +106,7 @@ def resplit_val(catalog: Catalog, fraction: float, *, seed: int = 0) -> Catalog:
     if len(pool) == 0:
         raise DataError(f"{catalog.source}: no train or val images to carve a val split from")
     groups = None if catalog.groups is None else catalog.groups[pool]
-    val = _carve(catalog.labels[pool], groups, fraction, seed)
+    val = _carve_for(catalog, catalog.labels[pool], groups, fraction, seed)
     splits = catalog.splits.copy()
     splits[pool] = np.where(val, "val", "train")
     return catalog.replace(splits=splits)
