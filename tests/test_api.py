@@ -22,6 +22,7 @@ PUBLIC = [
     "TrainConfig",
     "__version__",
     "compare",
+    "cv",
     "evaluate",
     "inspect",
     "load_run",

@@ -31,6 +31,7 @@ _LAZY: dict[str, str | None] = {
     "evaluate": "medbalance.workflows.api",
     "predict": "medbalance.workflows.api",
     "compare": "medbalance.workflows.api",
+    "cv": "medbalance.workflows.api",
     "load_run": "medbalance.workflows.api",
     "Run": "medbalance.workflows.api",
     "TrainConfig": "medbalance.training.config",
@@ -49,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "compare",
+    "cv",
     "evaluate",
     "inspect",
     "load_run",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from medbalance.workflows.api import (
         Run,
         compare,
+        cv,
         evaluate,
         inspect,
         load_run,

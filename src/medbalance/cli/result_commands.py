@@ -80,7 +80,10 @@ def print_metrics(result: dict[str, object]) -> None:
 
 
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="best.safetensors of a run, a run folder, or a cv folder (ensemble)."),
+    ],
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, CSV manifests, .npz.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
         "predictions.csv"

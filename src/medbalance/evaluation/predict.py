@@ -20,7 +20,7 @@ import numpy as np
 from medbalance.core.files import atomic_write, spreadsheet_safe
 from medbalance.data.cache import PresizeSettings, presize_array
 from medbalance.data.images import UnreadableImageError, is_image_file, read_image
-from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.evaluation.ensemble import Scorer, load_model
 
 __all__ = ["PredictSummary", "Prediction", "iter_inputs", "iter_predictions", "predict"]
 
@@ -142,9 +142,10 @@ class Prediction:
 
 
 def iter_predictions(
-    trained: Trained, inputs: Sequence[str | Path], *, batch_size: int = 64, workers: int = 2
+    trained: Scorer, inputs: Sequence[str | Path], *, batch_size: int = 64, workers: int = 2
 ) -> Iterator[Prediction]:
-    """Score every input image, a batch at a time, with the checkpoint's stored decision."""
+    """Score every input image, a batch at a time, with the model's (or ensemble's) stored
+    decision."""
     settings = PresizeSettings(size=trained.presize)
     names = trained.class_names
     decision = trained.decision
@@ -177,10 +178,13 @@ def predict(
     batch_size: int = 64,
     device: str = "cpu",
     workers: int = 2,
-    trained: Trained | None = None,
+    trained: Scorer | None = None,
 ) -> PredictSummary:
-    """Score every input image and write one CSV row per image to ``out``."""
-    trained = trained or load_trained(checkpoint, device=device)
+    """Score every input image and write one CSV row per image to ``out``.
+
+    ``checkpoint`` is a ``best.safetensors``, a run folder or a CV folder (its ensemble).
+    """
+    trained = trained or load_model(checkpoint, device=device)
     names = trained.class_names
     failures: list[tuple[str, str]] = []
     scored = 0

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from medbalance.data.inspection import Inspection
     from medbalance.evaluation.decision import Decision
     from medbalance.evaluation.predict import Prediction
+    from medbalance.workflows.cv import CVResult
 
-__all__ = ["Run", "compare", "evaluate", "inspect", "load_run", "predict", "train"]
+__all__ = ["Run", "compare", "cv", "evaluate", "inspect", "load_run", "predict", "train"]
 
 PathLike = str | os.PathLike[str]
 
@@ -215,18 +216,17 @@ def predict(
     batch_size: int = 64,
     device: str = "cpu",
 ) -> list[Prediction]:
-    """Score images with a run (or its ``best.safetensors``) at its stored operating point.
+    """Score images with a run, its ``best.safetensors`` or a CV folder (the fold ensemble) at
+    the stored operating point.
 
     An input that cannot be read gets a :class:`Prediction` with ``error`` set and no
     probabilities; none is dropped.
     """
-    from medbalance.evaluation.inference import load_trained
+    from medbalance.evaluation.ensemble import load_model
     from medbalance.evaluation.predict import iter_predictions
 
-    path = _run_path(run)
-    checkpoint = path if path.is_file() else RunFolder(path).best
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    trained = load_trained(checkpoint, device=device)
+    trained = load_model(_run_path(run), device=device)
     return list(iter_predictions(trained, [str(i) for i in items], batch_size=batch_size))
 
 
@@ -273,6 +273,30 @@ def compare(
         budget_minutes=budget_minutes,
         metric=metric,
     )
+
+
+def cv(
+    data: PathLike,
+    *,
+    folds: int = 5,
+    out: PathLike = "cv",
+    config: PathLike | None = None,
+    **options: Any,
+) -> CVResult:
+    """K-fold cross-validation (``medbalance cv``): K fold models, the operating point chosen
+    on out-of-fold predictions, and their ensemble evaluated once on test.
+
+    Args:
+        data: the data set; train+val are pooled into the folds, test is never touched.
+        folds: K.
+        out: the CV folder (``predict(out, ...)`` uses its ensemble).
+        config: a config file every fold shares; ``options`` override it.
+        **options: :class:`~medbalance.training.config.TrainConfig` fields.
+    """
+    from medbalance.workflows.cv import cross_validate
+
+    base = load_config(Path(config) if config is not None else None, {**options, "data": str(data)})
+    return cross_validate(base, folds=folds, out=Path(out))
 
 
 def _run_path(run: Run | PathLike) -> Path:

@@ -48,14 +48,13 @@ differ. ``ldam-drw`` is ``--sampler none --loss ldam --drw``, ``crt`` is ``--sam
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medbalance.comparison.remedies import (
     REMEDIES,
@@ -79,6 +78,7 @@ from medbalance.comparison.stats import (
 )
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.workflows.run_state import run_state
 
 if TYPE_CHECKING:
     from medbalance.data.prepared import Prepared
@@ -118,45 +118,6 @@ def _prepare_seed(base: TrainConfig, seed: int) -> PreparedRun:
     from medbalance.training.prepare import prepare_run
 
     return prepare_run(replace(base, seed=seed))
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _config_diff(planned: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
-    keys = sorted((set(planned) | set(stored)) - {"out"})
-    return [
-        f"{k} {planned.get(k)!r} planned vs {stored.get(k)!r} stored"
-        for k in keys
-        if planned.get(k) != stored.get(k)
-    ]
-
-
-def _state(config: TrainConfig, fingerprint: str) -> str:
-    """Whether the run folder holds this finished run, a run to resume, or nothing yet."""
-    folder = RunFolder(Path(config.out))
-    run = folder.path
-    finished = folder.is_evaluated() and folder.best.is_file()
-    if not finished and not folder.last.is_file():
-        return "new"
-    if not folder.config.is_file():
-        raise ValueError(f"{run} holds run files but no config.json; delete the folder to retrain")
-    diff = _config_diff(_plain(config.to_dict()), folder.read_config())
-    if diff:
-        raise ValueError(
-            f"{run} holds a run with another config ({'; '.join(diff[:3])}); delete the folder "
-            "or compare into another --out"
-        )
-    if not finished:
-        return "resume"
-    stored = folder.read_metadata().get("data_fingerprint")
-    if stored != fingerprint:
-        raise ValueError(
-            f"{run} was trained on other data (fingerprint {stored}, now {fingerprint}); "
-            "delete the folder or compare into another --out"
-        )
-    return "done"
 
 
 def _train_in_process(config: TrainConfig, resume: bool, threads: int) -> float:
@@ -225,7 +186,7 @@ def compare(
                 n_classes=len(data.class_names),
                 positive=positive,
             )
-            plan.append(_Job(remedy.name, seed, config, _state(config, data.fingerprint)))
+            plan.append(_Job(remedy.name, seed, config, run_state(config, data.fingerprint)))
     todo = [job for job in plan if job.state != "done"]
     log.info(
         "compare: %d remedies x %d seeds = %d runs; %d already finished, %d to train",

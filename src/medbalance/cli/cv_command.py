@@ -1,0 +1,111 @@
+"""``medbalance cv``: K-fold cross-validation, out-of-fold operating point, fold ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medbalance.cli.options import (
+    DataArg,
+    GroupColumn,
+    GroupPattern,
+    SkipUnreadable,
+    fail,
+    parse_options,
+)
+from medbalance.evaluation.thresholds import POLICY_FORMS
+from medbalance.training.names import Device, LossName, SamplerName, choices
+
+__all__ = ["cv"]
+
+
+def cv(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The CV folder.")] = Path("cv"),
+    folds: Annotated[int, typer.Option(min=2, help="K: folds over train+val.")] = 5,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML/YAML config shared by every fold.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per fold (default 10).")] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training image size (auto).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help=f"{choices(SamplerName)} | oversample:ALPHA")
+    ] = None,
+    loss: Annotated[str | None, typer.Option(help=choices(LossName))] = None,
+    loss_option: Annotated[
+        list[str] | None, typer.Option("--loss-option", help="KEY=VALUE for the loss.")
+    ] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(min=0, help="Bootstrap resamples (1000).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (folds and training).")] = None,
+    device: Annotated[str | None, typer.Option(help=choices(Device))] = None,
+    positive_class: Annotated[str | None, typer.Option("--positive-class")] = None,
+    group_pattern: GroupPattern = None,
+    group_column: GroupColumn = None,
+    skip_unreadable: SkipUnreadable = False,
+) -> None:
+    """Cross-validate: K fold models, operating point on out-of-fold predictions, and their
+    ensemble evaluated once on test.
+
+    Writes metrics.json and predictions.csv (the ensemble on test), oof_metrics.json and
+    oof_predictions.csv, folds.csv, ensemble.json (for predict OUT) and report.html.
+    """
+    from medbalance.training.config import ConfigError, load_config
+    from medbalance.workflows.cv import cross_validate
+
+    overrides = dict(
+        data=data,
+        epochs=epochs,
+        model=model,
+        size=size,
+        batch_size=batch_size,
+        lr=lr,
+        sampler=sampler,
+        loss=loss,
+        loss_options=parse_options(loss_option),
+        threshold=threshold,
+        bootstrap=bootstrap,
+        seed=seed,
+        device=device,
+        positive_class=positive_class,
+        group_pattern=group_pattern,
+        group_column=group_column,
+        skip_unreadable=skip_unreadable or None,
+    )
+    try:
+        result = cross_validate(load_config(config_file, overrides), folds=folds, out=out)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+        fail(error)
+    oof = result.oof["metrics"]
+    typer.echo(
+        f"out-of-fold (n={result.oof['n']}): AUROC {_fmt(oof.get('auroc'))}, balanced accuracy "
+        f"{_fmt(oof.get('balanced_accuracy'))}; operating point {result.decision.policy} "
+        f"chosen on oof"
+    )
+    if result.metrics:
+        test = result.metrics["metrics"]
+        typer.echo(
+            f"ensemble of {folds} on test (n={result.metrics['n']}): AUROC "
+            f"{_fmt(test.get('auroc'))}, balanced accuracy {_fmt(test.get('balanced_accuracy'))}"
+        )
+    typer.echo(f"cv folder: {out} (report.html, metrics.json, oof_predictions.csv, ensemble.json)")
+
+
+def _fmt(entry: object) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("value"), float):
+        return "n/a"
+    lo, hi = entry["ci"]
+    ci = f" ({lo:.3f}-{hi:.3f})" if isinstance(lo, float) and isinstance(hi, float) else ""
+    return f"{entry['value']:.3f}{ci}"

@@ -1,0 +1,132 @@
+"""An ensemble of trained models (the K fold models of a cross-validation) that averages their
+class probabilities, with one decision chosen on out-of-fold predictions.
+
+A CV folder holds ``ensemble.json``: the members (paths of their ``best.safetensors``, relative
+to the folder), how they are combined (``mean`` of the probabilities) and the decision record.
+:func:`load_model` opens a run folder, a checkpoint or a CV folder alike, so ``predict`` and
+``evaluate`` take any of them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from medbalance.core.files import atomic_write_text
+from medbalance.evaluation.decision import Decision, read_decision
+from medbalance.evaluation.inference import Trained, load_trained
+
+__all__ = ["ENSEMBLE_FILE", "Ensemble", "Scorer", "load_model", "write_ensemble"]
+
+ENSEMBLE_FILE = "ensemble.json"
+_FORMAT = "medbalance-ensemble/1"
+
+
+class Scorer(Protocol):
+    """What ``predict`` needs of a model: one trained model or an ensemble."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def presize(self) -> int: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def decision(self) -> Decision: ...
+
+    def probabilities(self, batch_uint: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Ensemble:
+    """Members that share classes and preprocessing; probabilities are their mean."""
+
+    members: list[Trained]
+    record: dict[str, Any]  # ensemble.json
+
+    def __post_init__(self) -> None:
+        first = self.members[0].metadata
+        for member in self.members[1:]:
+            for key in ("class_names", "presize", "channels", "image_size"):
+                if member.metadata[key] != first[key]:
+                    raise ValueError(
+                        f"ensemble members differ in {key} ({first[key]!r} vs "
+                        f"{member.metadata[key]!r}); members must be trained on the same data"
+                    )
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.members[0].class_names
+
+    @property
+    def presize(self) -> int:
+        return self.members[0].presize
+
+    @property
+    def channels(self) -> int:
+        return self.members[0].channels
+
+    @property
+    def positive(self) -> int:
+        return self.members[0].positive
+
+    @property
+    def decision(self) -> Decision:
+        meta = {**self.members[0].metadata, "threshold": self.record["decision"]}
+        return read_decision(meta)
+
+    @torch.no_grad()
+    def probabilities(self, batch_uint: np.ndarray) -> np.ndarray:
+        """The mean of the members' class probabilities for a presized batch."""
+        return np.mean([m.probabilities(batch_uint) for m in self.members], axis=0)
+
+
+def write_ensemble(
+    folder: Path, members: list[Path], decision: Decision, extra: dict[str, Any]
+) -> Path:
+    """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``)."""
+    record = {
+        "format": _FORMAT,
+        "combine": "mean",
+        "members": [str(Path(m).resolve().relative_to(folder.resolve())) for m in members],
+        "decision": decision.to_record(),
+        **extra,
+    }
+    text = json.dumps(record, indent=2, allow_nan=False, default=str) + "\n"
+    return atomic_write_text(folder / ENSEMBLE_FILE, text)
+
+
+def load_model(path: Path, *, device: str = "cpu") -> Trained | Ensemble:
+    """A checkpoint, a run folder (its ``best.safetensors``) or a CV folder (its ensemble).
+
+    Raises:
+        FileNotFoundError: nothing medbalance can load is there.
+        ValueError: ``ensemble.json`` is damaged or its members disagree.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / ENSEMBLE_FILE).is_file():
+        return _load_ensemble(path, device)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    return load_trained(path, device=device)
+
+
+def _load_ensemble(folder: Path, device: str) -> Ensemble:
+    file = folder / ENSEMBLE_FILE
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+        members = [folder / str(m) for m in record["members"]]
+        record["decision"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{file}: not a readable ensemble record ({error})") from None
+    if not members:
+        raise ValueError(f"{file}: an ensemble needs at least one member")
+    return Ensemble([load_trained(m, device=device) for m in members], record)

@@ -1,0 +1,213 @@
+"""Cross-validation for small data: K fold models, out-of-fold predictions, one ensemble.
+
+``cv`` pools the train and val splits, cuts K stratified folds (patient-grouped when the data
+names patients) and trains K ordinary runs under ``DIR/folds/foldK``, each validated on its own
+fold. The test split is never touched until the end. Every train+val image then has one
+**out-of-fold (OOF)** prediction, from the model that did not see it; the operating point is
+chosen on those (all train+val cases instead of one small val split), and the K models form an
+ensemble (the mean of their probabilities) that is evaluated once on test at that point.
+
+``DIR`` then holds ``metrics.json`` / ``predictions.csv`` (the ensemble on test, the schema of a
+run's), ``oof_metrics.json`` / ``oof_predictions.csv`` (OOF metrics with CIs, and the rows),
+``folds.csv`` (each fold's val and test metrics: the spread between folds), ``ensemble.json``
+(what ``predict DIR`` and ``evaluate DIR`` use), ``config.json`` and ``report.html``.
+
+Folds are resumable runs: a finished fold is not trained again, an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medbalance.core.files import atomic_write_text
+from medbalance.core.run_folder import RunFolder
+from medbalance.data.prepared import Prepared, fingerprint
+from medbalance.evaluation.decision import Decision, choose_decision
+from medbalance.evaluation.ensemble import write_ensemble
+from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
+from medbalance.evaluation.inference import load_trained
+from medbalance.evaluation.scoring import Scores, score_split
+from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.training.prepare import prepare_run
+from medbalance.workflows.run_state import run_state
+
+__all__ = ["CVResult", "cross_validate", "fold_masks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CVResult:
+    """What ``cv`` leaves behind (the files are in ``out``)."""
+
+    out: Path
+    folds: int
+    metrics: dict[str, Any]  # the ensemble on test (metrics.json), or on nothing: {}
+    oof: dict[str, Any]  # oof_metrics.json
+    decision: Decision
+    fold_rows: list[dict[str, Any]]
+
+
+def fold_masks(
+    labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
+) -> list[np.ndarray]:
+    """K boolean masks over ``labels``: stratified folds, patient-grouped when ``groups``."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if folds < 2:
+        raise ConfigError(f"folds must be 2 or more, got {folds}")
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < folds:
+        raise ConfigError(
+            f"{folds} folds need at least {folds} train+val images of every class; the rarest "
+            f"has {int(counts[counts > 0].min())}; use fewer folds"
+        )
+    splitter = (
+        StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        if groups is not None
+        else StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    )
+    masks = []
+    for _, held_out in splitter.split(np.zeros(len(labels)), labels, groups=groups):
+        mask = np.zeros(len(labels), dtype=bool)
+        mask[held_out] = True
+        masks.append(mask)
+    return masks
+
+
+def cross_validate(
+    config: TrainConfig, *, folds: int = 5, out: Path, n_bootstrap: int | None = None
+) -> CVResult:
+    """Train K fold models, choose the decision on OOF predictions, evaluate the ensemble.
+
+    Args:
+        config: what every fold shares (data, model, remedy, epochs, threshold policy ...).
+        folds: K.
+        out: the CV folder.
+        n_bootstrap: resamples for the CIs (default: the config's ``bootstrap``).
+
+    Raises:
+        ConfigError: too few images of a class for K folds, or a bad option.
+        ValueError: a fold folder holds another run.
+    """
+    out = Path(out)
+    base = prepare_run(config)
+    data, resolved = base.data, base.config
+    pool = np.flatnonzero(np.isin(data.catalog.splits, ("train", "val")))
+    groups = None if data.catalog.groups is None else data.catalog.groups[pool]
+    masks = fold_masks(data.catalog.labels[pool], groups, folds, resolved.seed)
+    shared = TrainConfig(**{**resolved.to_dict(), "out": str(out / "folds")})
+    RunFolder(out).write_json(out / "config.json", {**shared.to_dict(), "folds": folds})
+    oof = np.full((len(data.catalog), len(data.class_names)), np.nan)
+    test_probs, fold_rows, members = [], [], []
+    for k, mask in enumerate(masks):
+        fold_data = _fold_data(data, pool, mask)
+        fold_config = dataclasses.replace(shared, out=str(out / "folds" / f"fold{k}"))
+        _train_fold(fold_config, fold_data, k, folds)
+        checkpoint = RunFolder(Path(fold_config.out)).best
+        members.append(checkpoint)
+        val, test = _score_fold(checkpoint, fold_data)
+        oof[val.indices] = val.probs
+        if test is not None:
+            test_probs.append(test.probs)
+        fold_rows.append(_fold_row(k, fold_config.out, val, test, resolved.positive_index))
+    boot = resolved.bootstrap if n_bootstrap is None else n_bootstrap
+    oof_scores = Scores("oof", pool, data.catalog.labels[pool], oof[pool])
+    decision = choose_decision(
+        resolved.threshold,
+        oof_scores.labels,
+        oof_scores.probs,
+        class_names=resolved.class_names,
+        positive=resolved.positive_index,
+        train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
+        chosen_on="oof",
+    )
+    oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
+    oof_eval.result["folds"] = folds
+    _write(out, "oof_metrics.json", "oof_predictions.csv", oof_eval)
+    metrics: dict[str, Any] = {}
+    if test_probs:
+        idx = data.indices("test")
+        scores = Scores("test", idx, data.catalog.labels[idx], np.mean(test_probs, axis=0))
+        ensemble = evaluate_scores(data, scores, decision, n_bootstrap=boot, seed=resolved.seed)
+        ensemble.result["ensemble"] = {"members": folds, "combine": "mean"}
+        _write(out, "metrics.json", "predictions.csv", ensemble)
+        metrics = ensemble.result
+    atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
+    write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"})
+    _report(out)
+    return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
+
+
+def _fold_data(data: Prepared, pool: np.ndarray, held_out: np.ndarray) -> Prepared:
+    """The data with train+val re-split: this fold's held-out part is val, the rest train."""
+    splits = data.catalog.splits.copy()
+    splits[pool] = np.where(held_out, "val", "train")
+    catalog = data.catalog.replace(splits=splits)
+    return dataclasses.replace(data, catalog=catalog, fingerprint=fingerprint(catalog))
+
+
+def _train_fold(config: TrainConfig, data: Prepared, k: int, folds: int) -> None:
+    from medbalance.workflows.training import train_and_evaluate
+
+    state = run_state(config, data.fingerprint)
+    log.info("cv: fold %d/%d (%s)", k + 1, folds, state)
+    if state != "done":
+        train_and_evaluate(config, resume=state == "resume", overwrite=state == "new", data=data)
+
+
+def _score_fold(checkpoint: Path, data: Prepared) -> tuple[Scores, Scores | None]:
+    trained = load_trained(checkpoint)
+
+    def score(split: str) -> Scores:
+        return score_split(trained.model, data, split, trained.transform, trained.device)
+
+    return score("val"), score("test") if len(data.indices("test")) else None
+
+
+def _fold_row(k: int, run: str, val: Scores, test: Scores | None, positive: int) -> dict[str, Any]:
+    from medbalance.evaluation.metrics import classification_metrics
+
+    names = [str(i) for i in range(val.probs.shape[1])]
+    row: dict[str, Any] = {"fold": k, "run": run, "n_val": len(val.labels)}
+    for split, scores in (("val", val), ("test", test)):
+        if scores is None:
+            continue
+        found = classification_metrics(scores.labels, scores.probs, names, positive=positive)
+        row[f"{split}_auroc"] = found.get("auroc", math.nan)
+        row[f"{split}_balanced_accuracy"] = found.get("balanced_accuracy", math.nan)
+    return row
+
+
+def _fold_csv(rows: list[dict[str, Any]]) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _write(out: Path, metrics_name: str, predictions_name: str, evaluation: Evaluation) -> None:
+    RunFolder(out).write_json(out / metrics_name, evaluation.result)
+    atomic_write_text(out / predictions_name, evaluation.predictions_csv)
+
+
+def _report(out: Path) -> None:
+    """The report of the ensemble on test (no galleries: they need one model's Grad-CAM)."""
+    if not (out / "metrics.json").is_file():
+        return
+    from medbalance.reporting.report import write_report
+
+    path = write_report(out)
+    log.info("cv report: %s", path)

@@ -1,0 +1,53 @@
+"""Whether a planned run's folder holds that finished run, a run to resume, or nothing yet:
+what ``compare`` and ``cv`` decide before training each of their runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from medbalance.core.run_folder import RunFolder
+from medbalance.training.config import TrainConfig
+
+__all__ = ["run_state"]
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _config_diff(planned: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    keys = sorted((set(planned) | set(stored)) - {"out"})
+    return [
+        f"{k} {planned.get(k)!r} planned vs {stored.get(k)!r} stored"
+        for k in keys
+        if planned.get(k) != stored.get(k)
+    ]
+
+
+def run_state(config: TrainConfig, fingerprint: str) -> str:
+    """Whether the run folder holds this finished run, a run to resume, or nothing yet."""
+    folder = RunFolder(Path(config.out))
+    run = folder.path
+    finished = folder.is_evaluated() and folder.best.is_file()
+    if not finished and not folder.last.is_file():
+        return "new"
+    if not folder.config.is_file():
+        raise ValueError(f"{run} holds run files but no config.json; delete the folder to retrain")
+    diff = _config_diff(_plain(config.to_dict()), folder.read_config())
+    if diff:
+        raise ValueError(
+            f"{run} holds a run with another config ({'; '.join(diff[:3])}); delete the folder "
+            "or use another --out"
+        )
+    if not finished:
+        return "resume"
+    stored = folder.read_metadata().get("data_fingerprint")
+    if stored != fingerprint:
+        raise ValueError(
+            f"{run} was trained on other data (fingerprint {stored}, now {fingerprint}); "
+            "delete the folder or use another --out"
+        )
+    return "done"

@@ -1,0 +1,119 @@
+"""Tests for medbalance.workflows.cv: folds, out-of-fold predictions, the OOF operating point,
+and the fold ensemble (evaluated once on test, used by predict)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_npz
+from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.workflows.cv import cross_validate, fold_masks
+
+
+def test_folds_are_disjoint_stratified_and_keep_patients_together() -> None:
+    labels = np.r_[np.zeros(40, int), np.ones(10, int)]
+    masks = fold_masks(labels, None, 5, seed=0)
+    assert (np.sum(masks, axis=0) == 1).all()  # every item held out exactly once
+    assert [int(labels[m].sum()) for m in masks] == [2] * 5  # 10 positives, 2 a fold
+    groups = np.repeat(np.arange(25), 2)  # two images a patient
+    for mask in fold_masks(labels, groups, 5, seed=1):
+        held = set(groups[mask])
+        assert not held & set(groups[~mask])
+    with pytest.raises(ConfigError, match="5 folds need at least 5 .* the rarest has 3"):
+        fold_masks(np.r_[np.zeros(20, int), np.ones(3, int)], None, 5, seed=0)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import os
+
+    root = tmp_path_factory.mktemp("cv")
+    os.environ["MEDBALANCE_CACHE"] = str(root / "cache")
+    data = write_npz(root / "d.npz", {"train": (45, 15), "val": (15, 15), "test": (10, 10)})
+    config = TrainConfig(
+        data=str(data), epochs=1, model="smallcnn", bootstrap=50, device="cpu", seed=3
+    )
+    cross_validate(config, folds=3, out=root / "cv")
+    return data, root / "cv"
+
+
+def test_oof_predictions_cover_train_and_val_once(cv_run: tuple[Path, Path]) -> None:
+    _, out = cv_run
+    rows = _rows(out / "oof_predictions.csv")
+    assert len(rows) == 90 and len({r["id"] for r in rows}) == 90  # 60 train + 30 val
+    assert not any(r["id"].startswith("test") for r in rows)  # the test split never enters
+    oof = json.loads((out / "oof_metrics.json").read_text())
+    assert oof["split"] == "oof" and oof["n"] == 90 and oof["folds"] == 3
+    assert oof["threshold"]["chosen_on"] == "oof"
+
+
+def test_the_operating_point_is_chosen_on_oof(cv_run: tuple[Path, Path]) -> None:
+    from medbalance.evaluation.thresholds import choose_threshold
+
+    _, out = cv_run
+    rows = _rows(out / "oof_predictions.csv")
+    y = np.array([r["true_label"] == "1" for r in rows])
+    p = np.array([float(r["prob_1"]) for r in rows])
+    expected = choose_threshold("youden", y, p, chosen_on="oof").value
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["threshold"] == {"policy": "youden", "value": expected, "chosen_on": "oof"}
+    assert json.loads((out / "ensemble.json").read_text())["decision"]["value"] == expected
+
+
+def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run: tuple[Path, Path]) -> None:
+    _, out = cv_run
+    ensemble = _rows(out / "predictions.csv")
+    folds = [_rows(out / "folds" / f"fold{k}" / "predictions.csv") for k in range(3)]
+    assert len(ensemble) == 20 and all(len(f) == 20 for f in folds)
+    mean = np.mean([[float(r["prob_1"]) for r in fold] for fold in folds], axis=0)
+    np.testing.assert_allclose([float(r["prob_1"]) for r in ensemble], mean, atol=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["ensemble"] == {"members": 3, "combine": "mean"}
+    assert len(_rows(out / "folds.csv")) == 3 and (out / "report.html").is_file()
+
+
+def test_predict_with_the_cv_folder_uses_the_ensemble(
+    cv_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    import medbalance as mb
+
+    data, out = cv_run
+    with np.load(data) as arrays:
+        images = arrays["test_images"][:4]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    rows = mb.predict(out, tmp_path)
+    decision = json.loads((out / "ensemble.json").read_text())["decision"]
+    assert len(rows) == 4 and all(r.threshold == decision["value"] for r in rows)
+    singles = [mb.predict(out / "folds" / f"fold{k}", tmp_path) for k in range(3)]
+    for k, row in enumerate(rows):
+        mean = np.mean([s[k].probabilities["1"] for s in singles])
+        assert row.probabilities["1"] == pytest.approx(mean, abs=1e-6)
+
+
+def test_a_second_cv_run_trains_nothing_again(
+    cv_run: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    data, out = cv_run
+    before = (out / "metrics.json").read_text()
+    config = TrainConfig(
+        data=str(data), epochs=1, model="smallcnn", bootstrap=50, device="cpu", seed=3
+    )
+    with caplog.at_level(logging.INFO, logger="medbalance"):
+        cross_validate(config, folds=3, out=out)
+    assert caplog.text.count("(done)") == 3
+    assert (out / "metrics.json").read_text() == before
