@@ -117,3 +117,31 @@ def test_a_second_cv_run_trains_nothing_again(
         cross_validate(config, folds=3, out=out)
     assert caplog.text.count("(done)") == 3
     assert (out / "metrics.json").read_text() == before
+
+
+def test_evaluate_the_cv_folder_and_rechoose_on_oof(
+    cv_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    _, original = cv_run
+    out = Path(shutil.copytree(original, tmp_path / "cv"))
+    before = json.loads((out / "metrics.json").read_text())
+    again = CliRunner().invoke(app, ["evaluate", str(out), "--bootstrap", "50", "--no-report"])
+    assert again.exit_code == 0, again.output
+    after = json.loads((out / "metrics.json").read_text())["metrics"]
+    # the same ensemble, decision and test cases (the CIs' bootstrap seed is evaluate's)
+    assert {k: v["value"] for k, v in after.items()} == {
+        k: v["value"] for k, v in before["metrics"].items()
+    }
+    strict = CliRunner().invoke(
+        app, ["evaluate", str(out), "--threshold", "sensitivity>=0.95", "--no-report"]
+    )
+    assert strict.exit_code == 0, strict.output
+    stored = json.loads((out / "ensemble.json").read_text())["decision"]
+    assert stored["policy"] == "sensitivity>=0.95" and stored["chosen_on"] == "oof"
+    assert json.loads((out / "metrics.json").read_text())["threshold"]["value"] == stored["value"]

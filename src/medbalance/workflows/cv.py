@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.core.files import atomic_write_text
+from medbalance.core.files import atomic_write_text, from_spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
@@ -40,7 +41,7 @@ from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.training.prepare import prepare_run
 from medbalance.workflows.run_state import run_state
 
-__all__ = ["CVResult", "cross_validate", "fold_masks"]
+__all__ = ["CVResult", "cross_validate", "evaluate_cv", "fold_masks"]
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +212,63 @@ def _report(out: Path) -> None:
 
     path = write_report(out)
     log.info("cv report: %s", path)
+
+
+def evaluate_cv(
+    out: Path,
+    *,
+    data: str | None = None,
+    policy: str | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a CV folder's ensemble on the test split of its own data or of other data.
+
+    ``policy`` re-chooses the operating point on the folder's out-of-fold predictions (never on
+    test) and stores it in ``ensemble.json``, so ``predict`` applies it too.
+    """
+    from medbalance.data.prepared import BatchLoader
+    from medbalance.evaluation.ensemble import ENSEMBLE_FILE, Ensemble, load_model
+    from medbalance.workflows.training import prepare_for_model
+
+    ensemble = load_model(out, device=device)
+    assert isinstance(ensemble, Ensemble)  # the folder holds ensemble.json
+    prepared = prepare_for_model(ensemble.members[0], data)
+    idx = prepared.indices("test")
+    if not len(idx):
+        raise ValueError(f"the data has no test split to evaluate {out}'s ensemble on")
+    decision = ensemble.decision
+    if policy is not None:
+        decision = _rechoose_on_oof(out, policy, ensemble)
+        record = {**ensemble.record, "decision": decision.to_record()}
+        text = json.dumps(record, indent=2, allow_nan=False, default=str) + "\n"
+        atomic_write_text(out / ENSEMBLE_FILE, text)
+    loader = BatchLoader(prepared.images, prepared.catalog.labels, idx, 256)
+    probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
+    scores = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
+    evaluation = evaluate_scores(prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed)
+    evaluation.result["ensemble"] = {"members": len(ensemble.members), "combine": "mean"}
+    _write(out, "metrics.json", "predictions.csv", evaluation)
+    if report:
+        _report(out)
+    return evaluation.result
+
+
+def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
+    names = list(ensemble.class_names)
+    with (out / "oof_predictions.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    index = {n: i for i, n in enumerate(names)}
+    labels = np.array([index[from_spreadsheet_safe(r["true_label"])] for r in rows])
+    probs = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    return choose_decision(
+        policy,
+        labels,
+        probs,
+        class_names=names,
+        positive=ensemble.positive if len(names) == 2 else None,
+        train_counts=np.bincount(labels, minlength=len(names)).tolist(),
+        chosen_on="oof",
+    )

@@ -25,7 +25,7 @@ from medbalance.training.config import TrainConfig
 from medbalance.training.engine import RunResult, distributed, fit
 from medbalance.training.trainer import Trainer
 
-__all__ = ["DEFAULT_POLICY", "evaluate_run", "train_and_evaluate"]
+__all__ = ["DEFAULT_POLICY", "evaluate_run", "prepare_for_model", "train_and_evaluate"]
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = "youden"
@@ -123,9 +123,20 @@ def evaluate_run(
     Returns:
         The content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``).
     """
+    from medbalance.evaluation.ensemble import ENSEMBLE_FILE
+
+    if (Path(run_dir) / ENSEMBLE_FILE).is_file():
+        from medbalance.workflows.cv import evaluate_cv
+
+        if split != "test":
+            raise ValueError(f"{run_dir} is a cv folder: its ensemble is evaluated on test only")
+        return evaluate_cv(
+            Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
+            device=device, report=report,
+        )  # fmt: skip
     folder = RunFolder(Path(run_dir))
     trained = load_trained(folder.best, device=device)
-    prepared = _prepare_for(trained, data)
+    prepared = prepare_for_model(trained, data)
     if not len(prepared.indices(split)):
         raise ValueError(f"the data has no {split!r} split; choose --split val or test")
     meta = trained.metadata
@@ -152,7 +163,7 @@ def evaluate_run(
     return evaluation.result
 
 
-def _prepare_for(trained: Trained, data: str | None) -> Prepared:
+def prepare_for_model(trained: Trained, data: str | None) -> Prepared:
     """The run's own data with its splits, or other data, presized as the model was trained."""
     from medbalance.training.prepare import prepare_run
 
