@@ -145,3 +145,34 @@ def test_evaluate_the_cv_folder_and_rechoose_on_oof(
     stored = json.loads((out / "ensemble.json").read_text())["decision"]
     assert stored["policy"] == "sensitivity>=0.95" and stored["chosen_on"] == "oof"
     assert json.loads((out / "metrics.json").read_text())["threshold"]["value"] == stored["value"]
+
+
+def test_export_the_ensemble_as_one_onnx_graph(cv_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from medbalance.evaluation.ensemble import load_model
+    from medbalance.evaluation.export import export_model
+
+    _, original = cv_run
+    out = Path(shutil.copytree(original, tmp_path / "cv"))
+    model_file, sidecar_file = export_model(out, "onnx")
+    assert model_file == out / "ensemble.onnx"
+    sidecar = json.loads(sidecar_file.read_text())
+    decision = json.loads((out / "ensemble.json").read_text())["decision"]
+    assert sidecar["ensemble"] == {"members": 3, "combine": "mean"}
+    assert sidecar["threshold"] == decision["value"] and sidecar["operating_point"] == decision
+    ensemble = load_model(out)
+    x = torch.rand(5, 1, 28, 28)
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        expected = np.mean(
+            [torch.softmax(m.model(x), dim=1).numpy() for m in ensemble.members],
+            axis=0,  # type: ignore[union-attr]
+        )
+    np.testing.assert_allclose(got, expected, atol=1e-5)

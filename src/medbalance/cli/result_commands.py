@@ -124,7 +124,9 @@ def report(
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="best.safetensors of a run.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="best.safetensors of a run, a run folder, or a cv folder.")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="onnx | torchscript")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
 ) -> None:

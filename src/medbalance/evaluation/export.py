@@ -86,6 +86,19 @@ class _WithProbabilities(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
+class _MeanOfMembers(nn.Module):
+    """An ensemble as one graph: ``x -> (log of the mean probabilities, mean probabilities)``,
+    so a softmax of the first output gives the second, as for a single model."""
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(models)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12)), probs
+
+
 def _format(value: str) -> ExportFormat:
     try:
         return ExportFormat(value)
@@ -254,7 +267,8 @@ def export_model(
     run on a random batch of 3 and must match PyTorch's probabilities within 1e-4.
 
     Args:
-        checkpoint: A run's ``best.safetensors``.
+        checkpoint: A run's ``best.safetensors``, a run folder, or a cv folder (one graph that
+            averages the fold models; the sidecar holds the out-of-fold decision).
         fmt: ``"onnx"`` (dynamic batch; needs ``pip install 'medbalance[onnx]'``) or
             ``"torchscript"``.
         out: The model file to write, or an existing folder to write into. Default: beside the
@@ -272,21 +286,34 @@ def export_model(
         ImportError: ONNX export without onnx, onnxscript or onnxruntime installed.
         RuntimeError: the exported model disagrees with PyTorch.
     """
-    from medbalance.evaluation.inference import load_trained
+    from medbalance.evaluation.ensemble import Ensemble, load_model
 
     kind = _format(fmt)
     checkpoint = Path(checkpoint)
     if kind is ExportFormat.ONNX:
         _require_onnx()
     _check_opset(kind, opset)
-    model_file = _output_path(checkpoint, kind, out)
-    trained = load_trained(checkpoint, device="cpu")
-    wrapped = _WithProbabilities(trained.model).eval()
-    channels, size = trained.channels, int(trained.metadata["image_size"])
+    loaded = load_model(checkpoint, device="cpu")
+    wrapped: nn.Module
+    if isinstance(loaded, Ensemble):  # a cv folder: one graph that averages the members
+        model_file = _output_path(checkpoint / "ensemble.safetensors", kind, out)
+        metadata = {**loaded.members[0].metadata, "threshold": loaded.record["decision"]}
+        wrapped = _MeanOfMembers([m.model for m in loaded.members]).eval()
+        first = loaded.members[0]
+    else:
+        if checkpoint.is_dir():
+            checkpoint = checkpoint / "best.safetensors"
+        model_file = _output_path(checkpoint, kind, out)
+        metadata, first = loaded.metadata, loaded
+        wrapped = _WithProbabilities(loaded.model).eval()
+    channels, size = first.channels, int(first.metadata["image_size"])
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2, channels, size, size, generator=generator)
     probe = torch.randn(_VERIFY_BATCH, channels, size, size, generator=generator)
-    sidecar = _sidecar(trained.metadata, kind, model_file, opset)
+    sidecar = _sidecar(metadata, kind, model_file, opset)
+    if isinstance(loaded, Ensemble):
+        sidecar["ensemble"] = {"members": len(loaded.members), "combine": "mean"}
+        sidecar["decision"] += "; probabilities are the mean of the members'"
     if kind is ExportFormat.ONNX:
         atomic_write(model_file, lambda tmp: _write_onnx(wrapped, example, probe, tmp, sidecar))
     else:
