@@ -290,3 +290,20 @@ def test_three_classes_train_and_evaluate(tmp_path: Path, caplog: pytest.LogCapt
     rows = (tmp_path / "run" / "predictions.csv").read_text().splitlines()
     assert rows[0].count("prob_") == 3 and len(rows) == 1 + metrics["n"]
     assert metrics["n"] == sum(metrics["counts"]["test"].values())
+
+
+def test_ema_scores_and_keeps_the_moving_average(tiny_npz: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    result = fit(_config(tiny_npz, tmp_path / "ema", epochs=2, model="smallcnn", ema=0.9))
+    trainer = result.trainer
+    assert trainer is not None and trainer.ema is not None
+    best = load_file(str(tmp_path / "ema" / "best.safetensors"))
+    averaged = trainer.ema.module.state_dict()
+    raw = trainer.model.state_dict()
+    key = next(k for k in best if k.endswith("weight") and best[k].ndim > 1)
+    if result.best_epoch == 1:  # the last epoch: the file holds the average, not the raw weights
+        torch.testing.assert_close(best[key], averaged[key].cpu())
+    assert not torch.equal(averaged[key], raw[key])  # the average differs from the weights
+    assert json.loads((tmp_path / "ema" / "config.json").read_text())["ema"] == 0.9

@@ -52,6 +52,9 @@ def cv(
     seed: Annotated[int | None, typer.Option(help="Seed (folds and training).")] = None,
     device: Annotated[str | None, typer.Option(help=choices(Device))] = None,
     positive_class: Annotated[str | None, typer.Option("--positive-class")] = None,
+    ema: Annotated[
+        float | None, typer.Option(help="Moving average of the weights (decay).")
+    ] = None,
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
     skip_unreadable: SkipUnreadable = False,
@@ -80,6 +83,7 @@ def cv(
         seed=seed,
         device=device,
         positive_class=positive_class,
+        ema=ema,
         group_pattern=group_pattern,
         group_column=group_column,
         skip_unreadable=skip_unreadable or None,

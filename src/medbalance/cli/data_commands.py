@@ -257,6 +257,13 @@ def train(
             "validation (default 1024; 0 = off).",
         ),
     ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help="Validate and keep a moving average of the weights with this decay "
+            "(e.g. 0.999; timm's ModelEmaV3 with warm-up). Off by default."
+        ),
+    ] = None,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -312,6 +319,7 @@ def train(
         epoch_samples=epoch_samples,
         normalization=normalization,
         channels_last=channels_last,
+        ema=ema,
     )
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))

@@ -84,6 +84,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_bn: bool = False
     precise_bn: int = 1024
+    ema: float | None = None
     compile: bool = False
     resplit_val: float | None = None
     group_pattern: str | None = None
@@ -133,6 +134,11 @@ class TrainConfig:
         if self.precise_bn < 0:
             raise ConfigError(
                 f"precise_bn is a number of training images (0 turns it off), got {self.precise_bn}"
+            )
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(
+                f"ema is the decay of a moving average of the weights, in (0, 1) such as 0.999; "
+                f"got {self.ema}"
             )
         if not 0 <= self.degrees <= 45:
             raise ConfigError(f"degrees must be between 0 and 45, got {self.degrees}")

@@ -69,6 +69,7 @@ def train_one_epoch(
     channels_last: bool = False,
     frozen_bn: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the mean training loss.
 
@@ -105,6 +106,8 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         total += loss.item() * len(y)
         count += len(y)
         if on_batch is not None:
@@ -299,7 +302,7 @@ def _fit(
             if improved:
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
-                trainer.keep_best(epoch, val)
+                trainer.keep_best(epoch, val, trainer.scored_model(phase))
             trainer.history.append(row)
             trainer.write_history()
             trainer.save_state(epoch, phase, optimizer, scheduler)  # the state first, then
@@ -366,14 +369,16 @@ def _run_epoch(
             channels_last=config.channels_last,
             frozen_bn=phase == "crt",
             on_batch=bar,
+            after_step=trainer.update_ema if phase != "crt" else None,
         )
     train["train_loss"] = mean_over_ranks(train["train_loss"], len(loader), trainer.dist)
+    scored = trainer.scored_model(phase)
     if phase == "crt":
         trainer.model.eval()  # the frozen backbone's BatchNorm statistics stay as they were
     else:
-        trainer.recalibrate_bn()
+        trainer.recalibrate_bn(scored)
     val = validate(
-        trainer.model,
+        scored,
         trainer.data,
         "val",
         trainer.transform,

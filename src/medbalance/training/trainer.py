@@ -73,6 +73,7 @@ class Trainer:
         augment = AugmentConfig(enabled=config.augment, hflip=config.hflip, degrees=config.degrees)
         self.transform = BatchTransform(augment, config.size, self.norm).to(device)
         self.positive = config.positive_index
+        self.ema = _make_ema(self.model, config.ema)
         self.run_id = new_run_id()  # load_resume keeps the resumed run's id
         # the best epoch's weights and checkpoint metadata (CPU copy), kept in last.pt too so a
         # resume always restores the best.safetensors that belongs to its state
@@ -204,7 +205,17 @@ class Trainer:
             "config": config.to_dict(),
         }
 
-    def recalibrate_bn(self) -> None:
+    def scored_model(self, phase: str) -> nn.Module:
+        """The weights validation scores and the best checkpoint keeps: the moving average of
+        the weights with ``ema`` (not in cRT, whose new head the average has not seen)."""
+        return self.ema.module if self.ema is not None and phase != "crt" else self.model
+
+    def update_ema(self) -> None:
+        """Fold the weights after an optimizer step into their moving average."""
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def recalibrate_bn(self, model: nn.Module | None = None) -> None:
         """Precise BatchNorm (Wu & Johnson, 2021): re-estimate every BatchNorm layer's running
         mean and variance from up to ``config.precise_bn`` training images (seeded choice,
         evaluation transform): the average of the statistics of equal-size batches (a smaller
@@ -217,8 +228,9 @@ class Trainer:
         """
         from torch.optim.swa_utils import update_bn
 
+        model = model if model is not None else self.model
         n = self.config.precise_bn
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not n or not norms:
             return
         train_idx = self.data.indices("train")
@@ -231,7 +243,7 @@ class Trainer:
             self.data.images, self.data.catalog.labels, chosen, batch, drop_last=len(chosen) > batch
         )
         inputs = (self.transform(x.to(self.device), train=False) for x, _ in loader)
-        update_bn(inputs, self.model)
+        update_bn(inputs, model)
         if self.dist.enabled:
             import torch.distributed as dist
 
@@ -241,9 +253,10 @@ class Trainer:
 
     # --- persistence --------------------------------------------------------------------
 
-    def keep_best(self, epoch: int, val_metrics: dict[str, float]) -> None:
-        """Remember this epoch's weights as the best (written by :meth:`write_best`)."""
-        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+    def keep_best(self, epoch: int, val_metrics: dict[str, float], model: nn.Module) -> None:
+        """Remember ``model``'s weights (the scored ones) as the best (written by
+        :meth:`write_best`)."""
+        self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         self.best_meta = self.metadata(epoch, val_metrics)
 
     def write_best(self) -> None:
@@ -268,6 +281,7 @@ class Trainer:
             # the best weights, unless they are this epoch's (then they are "model" above)
             "best_model": self.best_state if self.best_epoch != epoch else None,
             "best_meta": self.best_meta,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
         atomic_write(self.folder.last, lambda tmp: torch.save(state, tmp))
 
@@ -291,6 +305,8 @@ def load_resume(trainer: Trainer) -> dict[str, Any]:
         )
     check_resume_config(trainer.folder, trainer.config)
     trainer.model.load_state_dict(state["model"])
+    if trainer.ema is not None and state.get("ema") is not None:
+        trainer.ema.load_state_dict(state["ema"])
     trainer.history = list(state["history"])
     trainer.best_value, trainer.best_epoch = float(state["best_value"]), int(state["best_epoch"])
     trainer.run_id = str(state.get("run_id") or trainer.run_id)
@@ -308,3 +324,13 @@ def _resolvable(data: str) -> str:
     """The data path as it resolves from any folder (absolute), or a MedMNIST name as given."""
     path = Path(data).expanduser()
     return str(path.resolve()) if path.exists() else data
+
+
+def _make_ema(model: nn.Module, decay: float | None) -> Any:
+    """timm's moving average of the weights (with warm-up, so a short run on a small data set
+    is not dominated by the initial weights), or None."""
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
