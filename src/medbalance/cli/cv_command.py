@@ -55,6 +55,9 @@ def cv(
     ema: Annotated[
         float | None, typer.Option(help="Moving average of the weights (decay).")
     ] = None,
+    tta: Annotated[
+        int, typer.Option(min=1, max=9, help="Test-time views for OOF and test probabilities.")
+    ] = 1,
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
     skip_unreadable: SkipUnreadable = False,
@@ -89,7 +92,8 @@ def cv(
         skip_unreadable=skip_unreadable or None,
     )
     try:
-        result = cross_validate(load_config(config_file, overrides), folds=folds, out=out)
+        config = load_config(config_file, overrides)
+        result = cross_validate(config, folds=folds, out=out, tta=tta)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         fail(error)
     oof = result.oof["metrics"]

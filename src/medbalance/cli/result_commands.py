@@ -34,8 +34,18 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
     device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+    tta: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=9,
+            help="Average over N fixed views (shifts, rotations, zooms; never flips); the "
+            "operating point is re-chosen on val with them and stored for predict.",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a run's best checkpoint: metrics.json, predictions.csv and report.html."""
+    """Evaluate a run's best checkpoint (or a cv folder's ensemble): metrics.json,
+    predictions.csv and report.html."""
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
@@ -49,6 +59,7 @@ def evaluate(
             n_bootstrap=bootstrap,
             device=device,
             report=not no_report,
+            tta=tta,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(error)

@@ -45,6 +45,8 @@ class Decision:
         positive: binary only: index of the positive class.
         train_counts: multi-class ``prior`` / ``logit-adjust`` rules: training counts per class.
         val_rates: binary: (sensitivity, specificity) at the threshold on the tuning split.
+        tta: test-time augmentation views the probabilities were averaged over when the
+            decision was chosen; ``predict`` and ``evaluate`` use as many (1: none).
     """
 
     class_names: tuple[str, ...]
@@ -54,6 +56,7 @@ class Decision:
     positive: int | None = None
     train_counts: tuple[int, ...] | None = None
     val_rates: tuple[float, float] | None = None
+    tta: int = 1
 
     def __post_init__(self) -> None:
         if self.chosen_on == "test":
@@ -117,6 +120,7 @@ class Decision:
         """The record stored in the checkpoint and in ``metrics.json`` (format unchanged since
         the first checkpoints: binary ``policy, value, chosen_on, sensitivity, specificity``;
         multi-class ``policy, value (null), chosen_on, train_counts``)."""
+        tta = {"tta": self.tta} if self.tta > 1 else {}  # absent: the format of old records
         if self.threshold is not None:
             sens, spec = self.val_rates if self.val_rates is not None else (math.nan, math.nan)
             return {
@@ -125,6 +129,7 @@ class Decision:
                 "chosen_on": self.chosen_on,
                 "sensitivity": sens,
                 "specificity": spec,
+                **tta,
             }
         counts = list(self.train_counts) if self.train_counts is not None else None
         return {
@@ -132,6 +137,7 @@ class Decision:
             "value": None,
             "chosen_on": self.chosen_on,
             "train_counts": counts,
+            **tta,
         }
 
 
@@ -144,6 +150,7 @@ def choose_decision(
     positive: int | None,
     train_counts: Sequence[int],
     chosen_on: str = "val",
+    tta: int = 1,
 ) -> Decision:
     """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
 
@@ -166,6 +173,7 @@ def choose_decision(
             threshold=float(point.value),
             positive=positive,
             val_rates=(point.sensitivity, point.specificity),
+            tta=tta,
         )
     if not is_multiclass_rule(policy):
         log.warning(
@@ -175,7 +183,7 @@ def choose_decision(
             len(names),
         )
         policy = "argmax"
-    return Decision(names, policy, chosen_on, train_counts=counts)
+    return Decision(names, policy, chosen_on, train_counts=counts, tta=tta)
 
 
 def is_multiclass_rule(policy: str) -> bool:
@@ -212,6 +220,7 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
     value = record.get("value")
     policy = str(record.get("policy", "argmax" if value is None else "fixed"))
     chosen_on = str(record.get("chosen_on", "val"))
+    tta = int(record.get("tta", 1) or 1)
     if value is not None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or not (0 <= value <= 1 or value == math.inf):
@@ -222,7 +231,13 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
         sens, spec = record.get("sensitivity"), record.get("specificity")
         val_rates = (float(sens), float(spec)) if sens is not None and spec is not None else None
         return Decision(
-            names, policy, chosen_on, threshold=float(value), positive=positive, val_rates=val_rates
+            names,
+            policy,
+            chosen_on,
+            threshold=float(value),
+            positive=positive,
+            val_rates=val_rates,
+            tta=tta,
         )
     counts = record.get("train_counts") or metadata.get("train_counts")
     if len(names) == 2:
@@ -233,4 +248,5 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
         chosen_on,
         positive=positive,
         train_counts=tuple(int(c) for c in counts) if counts else None,
+        tta=tta,
     )

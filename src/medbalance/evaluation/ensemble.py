@@ -129,4 +129,5 @@ def _load_ensemble(folder: Path, device: str) -> Ensemble:
         raise ValueError(f"{file}: not a readable ensemble record ({error})") from None
     if not members:
         raise ValueError(f"{file}: an ensemble needs at least one member")
-    return Ensemble([load_trained(m, device=device) for m in members], record)
+    views = int(record["decision"].get("tta", 1) or 1)
+    return Ensemble([load_trained(m, device=device, tta=views) for m in members], record)

@@ -80,7 +80,7 @@ def evaluate_scores(
         "n": len(scores.labels),
         "class_names": names,
         "positive_class": positive,
-        "threshold": {k: record[k] for k in ("policy", "value", "chosen_on")},
+        "threshold": {k: record[k] for k in ("policy", "value", "chosen_on", "tta") if k in record},
         **block,
         "counts": _counts(data),
         "warnings": list(warnings),

@@ -55,6 +55,7 @@ def _cams(trained: Trained, data: Prepared, scores: Scores, preds: np.ndarray) -
     import torch
 
     from medbalance.evaluation.gradcam import gradcam_maps
+    from medbalance.models.tta import unwrap
 
     if len(trained.class_names) != 2:
         return []
@@ -68,7 +69,8 @@ def _cams(trained: Trained, data: Prepared, scores: Scores, preds: np.ndarray) -
     if batch.dtype == np.uint16:
         batch = batch.astype(np.int32)
     x = trained.transform(torch.from_numpy(batch).to(trained.device), train=False)
-    maps = gradcam_maps(trained.model, x, torch.full((len(rows),), pos, device=trained.device))
+    network = unwrap(trained.model)  # Grad-CAM of the network itself, not of its TTA average
+    maps = gradcam_maps(network, x, torch.full((len(rows),), pos, device=trained.device))
     cams = []
     for k, row in enumerate(rows):
         kind = "true positive" if scores.labels[row] == pos else "false positive"

@@ -61,11 +61,19 @@ class Trained:
         return torch.softmax(logits, dim=1).cpu().numpy()
 
 
-def load_trained(checkpoint: Path, *, device: str = "cpu") -> Trained:
-    """Rebuild the model and evaluation transform stored in a ``best.safetensors``."""
+def load_trained(checkpoint: Path, *, device: str = "cpu", tta: int | None = None) -> Trained:
+    """Rebuild the model and evaluation transform stored in a ``best.safetensors``.
+
+    Args:
+        checkpoint: the file.
+        device: where the model runs.
+        tta: test-time augmentation views to average (default: as many as the stored decision
+            was chosen with; 1 = none).
+    """
     from medbalance.core.device import select_device
     from medbalance.models.augment import AugmentConfig, BatchTransform, NormStats
     from medbalance.models.backbones import create_model
+    from medbalance.models.tta import with_tta
 
     state, metadata = load_checkpoint(Path(checkpoint))
     target = select_device(device)
@@ -75,6 +83,8 @@ def load_trained(checkpoint: Path, *, device: str = "cpu") -> Trained:
         in_chans=int(metadata["channels"]),
     )
     model.load_state_dict(state)
+    views = tta if tta is not None else read_decision(metadata).tta
+    model = with_tta(model, views)
     model.to(target).eval()
     norm = NormStats.from_dict(metadata["normalization"])
     transform = BatchTransform(AugmentConfig(enabled=False), int(metadata["image_size"]), norm)

@@ -190,9 +190,11 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     report: bool = True,
+    tta: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on its own or other data (``medbalance evaluate``); returns
-    the content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``)."""
+    """Evaluate a run's checkpoint (or a CV folder's ensemble) on its own or other data
+    (``medbalance evaluate``); returns the content of ``metrics.json`` (``metrics_val.json``
+    for ``split="val"``). ``tta`` views re-choose the operating point on val with them."""
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
@@ -206,6 +208,7 @@ def evaluate(
         seed=seed,
         device=device,
         report=report,
+        tta=tta,
     )
 
 
@@ -281,6 +284,7 @@ def cv(
     folds: int = 5,
     out: PathLike = "cv",
     config: PathLike | None = None,
+    tta: int = 1,
     **options: Any,
 ) -> CVResult:
     """K-fold cross-validation (``medbalance cv``): K fold models, the operating point chosen
@@ -290,13 +294,14 @@ def cv(
         data: the data set; train+val are pooled into the folds, test is never touched.
         folds: K.
         out: the CV folder (``predict(out, ...)`` uses its ensemble).
+        tta: test-time augmentation views for the OOF and test probabilities.
         config: a config file every fold shares; ``options`` override it.
         **options: :class:`~medbalance.training.config.TrainConfig` fields.
     """
     from medbalance.workflows.cv import cross_validate
 
     base = load_config(Path(config) if config is not None else None, {**options, "data": str(data)})
-    return cross_validate(base, folds=folds, out=Path(out))
+    return cross_validate(base, folds=folds, out=Path(out), tta=tta)
 
 
 def _run_path(run: Run | PathLike) -> Path:

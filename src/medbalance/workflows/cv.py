@@ -86,7 +86,12 @@ def fold_masks(
 
 
 def cross_validate(
-    config: TrainConfig, *, folds: int = 5, out: Path, n_bootstrap: int | None = None
+    config: TrainConfig,
+    *,
+    folds: int = 5,
+    out: Path,
+    n_bootstrap: int | None = None,
+    tta: int = 1,
 ) -> CVResult:
     """Train K fold models, choose the decision on OOF predictions, evaluate the ensemble.
 
@@ -95,6 +100,8 @@ def cross_validate(
         folds: K.
         out: the CV folder.
         n_bootstrap: resamples for the CIs (default: the config's ``bootstrap``).
+        tta: test-time augmentation views for the OOF and test probabilities (stored with the
+            decision, so ``predict`` averages as many).
 
     Raises:
         ConfigError: too few images of a class for K folds, or a bad option.
@@ -116,7 +123,7 @@ def cross_validate(
         _train_fold(fold_config, fold_data, k, folds)
         checkpoint = RunFolder(Path(fold_config.out)).best
         members.append(checkpoint)
-        val, test = _score_fold(checkpoint, fold_data)
+        val, test = _score_fold(checkpoint, fold_data, tta)
         oof[val.indices] = val.probs
         if test is not None:
             test_probs.append(test.probs)
@@ -131,6 +138,7 @@ def cross_validate(
         positive=resolved.positive_index,
         train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
         chosen_on="oof",
+        tta=tta,
     )
     oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
     oof_eval.result["folds"] = folds
@@ -166,8 +174,8 @@ def _train_fold(config: TrainConfig, data: Prepared, k: int, folds: int) -> None
         train_and_evaluate(config, resume=state == "resume", overwrite=state == "new", data=data)
 
 
-def _score_fold(checkpoint: Path, data: Prepared) -> tuple[Scores, Scores | None]:
-    trained = load_trained(checkpoint)
+def _score_fold(checkpoint: Path, data: Prepared, tta: int) -> tuple[Scores, Scores | None]:
+    trained = load_trained(checkpoint, tta=tta)
 
     def score(split: str) -> Scores:
         return score_split(trained.model, data, split, trained.transform, trained.device)
@@ -223,6 +231,7 @@ def evaluate_cv(
     seed: int = 0,
     device: str = "cpu",
     report: bool = True,
+    tta: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a CV folder's ensemble on the test split of its own data or of other data.
 
@@ -235,6 +244,11 @@ def evaluate_cv(
 
     ensemble = load_model(out, device=device)
     assert isinstance(ensemble, Ensemble)  # the folder holds ensemble.json
+    if tta is not None and tta != ensemble.decision.tta:
+        raise ValueError(
+            f"{out}'s operating point was chosen on out-of-fold predictions with "
+            f"{ensemble.decision.tta} test-time view(s); run cv again with --tta {tta}"
+        )
     prepared = prepare_for_model(ensemble.members[0], data)
     idx = prepared.indices("test")
     if not len(idx):

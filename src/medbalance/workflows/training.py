@@ -21,6 +21,7 @@ from medbalance.evaluation.decision import METADATA_KEY, Decision, choose_decisi
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
+from medbalance.models.tta import unwrap
 from medbalance.training.config import TrainConfig
 from medbalance.training.engine import RunResult, distributed, fit
 from medbalance.training.trainer import Trainer
@@ -104,6 +105,7 @@ def evaluate_run(
     seed: int = 0,
     device: str = "cpu",
     report: bool = True,
+    tta: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``RUN_DIR/best.safetensors`` on ``split``; write metrics, predictions, report.
 
@@ -119,6 +121,8 @@ def evaluate_run(
         seed: seed of the bootstrap.
         device: where the model runs.
         report: also write ``report.html``.
+        tta: average over this many test-time augmentation views; the decision is re-chosen
+            on val with them (and stored with them, for predict). Default: the stored number.
 
     Returns:
         The content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``).
@@ -132,10 +136,10 @@ def evaluate_run(
             raise ValueError(f"{run_dir} is a cv folder: its ensemble is evaluated on test only")
         return evaluate_cv(
             Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
-            device=device, report=report,
+            device=device, report=report, tta=tta,
         )  # fmt: skip
     folder = RunFolder(Path(run_dir))
-    trained = load_trained(folder.best, device=device)
+    trained = load_trained(folder.best, device=device, tta=tta)
     prepared = prepare_for_model(trained, data)
     if not len(prepared.indices(split)):
         raise ValueError(f"the data has no {split!r} split; choose --split val or test")
@@ -144,11 +148,14 @@ def evaluate_run(
     if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
         warnings.append("the data changed since training (fingerprint differs)")
     decision = trained.decision
-    if policy is not None or meta.get(METADATA_KEY) is None:
-        decision = _choose(trained, _score(trained, prepared, "val"), policy or DEFAULT_POLICY)
+    new_tta = tta is not None and tta != decision.tta
+    if policy is not None or meta.get(METADATA_KEY) is None or new_tta:
+        policy = policy or (decision.policy if meta.get(METADATA_KEY) else DEFAULT_POLICY)
+        val = _score(trained, prepared, "val")
+        decision = _choose(trained, val, policy, tta=tta or decision.tta)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
             meta = {**meta, METADATA_KEY: decision.to_record()}
-            save_checkpoint(folder.best, trained.model, meta)
+            save_checkpoint(folder.best, unwrap(trained.model), meta)
     evaluation = evaluate_scores(
         prepared,
         _score(trained, prepared, split),
@@ -182,7 +189,7 @@ def _score(trained: Trained, data: Prepared, split: str) -> Scores:
     return score_split(trained.model, data, split, trained.transform, trained.device)
 
 
-def _choose(trained: Trained, val: Scores, policy: str) -> Decision:
+def _choose(trained: Trained, val: Scores, policy: str, *, tta: int = 1) -> Decision:
     return choose_decision(
         policy,
         val.labels,
@@ -190,6 +197,7 @@ def _choose(trained: Trained, val: Scores, policy: str) -> Decision:
         class_names=trained.class_names,
         positive=trained.positive if len(trained.class_names) == 2 else None,
         train_counts=trained.metadata["train_counts"],
+        tta=tta,
     )
 
 
