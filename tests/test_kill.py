@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import write_npz
@@ -54,3 +55,35 @@ def test_kill_9_anywhere_then_resume_gives_the_same_run(tmp_path: Path) -> None:
         assert _metrics(run) == expected, f"killed at {fraction:.0%} of the run"
         leftovers = [p.name for p in run.iterdir() if p.name.endswith(".part")]
         assert not leftovers, leftovers
+
+
+@pytest.mark.slow
+def test_kill_9_during_presize_then_again_gives_the_same_cache(tmp_path: Path) -> None:
+    from conftest import write_tree
+    from medbalance.data.cache import presize
+    from medbalance.data.catalog import load_catalog
+
+    # 2,500 images: a first shard of 2,048 is written, then the process is killed mid-build
+    data = write_tree(tmp_path / "data", {"a": 1250, "b": 1250}, size=48, ext=".png")
+    env = {**os.environ, "MEDBALANCE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "medbalance", "presize", str(data), "--size", "64"]
+    command += ["--workers", "1"]
+    log = tmp_path / "log.txt"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    shards = tmp_path / "cache" / "presize" / "v1-80px-pad"
+    deadline = time.perf_counter() + 120
+    while not list(shards.glob("*.npy")) and process.poll() is None:
+        assert time.perf_counter() < deadline, log.read_text()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "presize finished before it could be killed"
+    with log.open("ab") as sink:
+        assert (
+            subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT).returncode == 0
+        )
+    catalog = load_catalog(str(data))
+    cached, _, _ = presize(catalog, 80, cache_root=tmp_path / "cache" / "presize")
+    fresh, _, _ = presize(catalog, 80, cache_root=tmp_path / "fresh")
+    idx = np.arange(len(catalog))
+    np.testing.assert_array_equal(cached.take(idx), fresh.take(idx))
