@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medbalance.cli.app import app
 from medbalance.core.checkpoint import read_metadata
-from medbalance.training.config import TrainConfig
+from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.workflows.training import train_and_evaluate as fit
 
 
@@ -307,3 +307,43 @@ def test_ema_scores_and_keeps_the_moving_average(tiny_npz: Path, tmp_path: Path)
         torch.testing.assert_close(best[key], averaged[key].cpu())
     assert not torch.equal(averaged[key], raw[key])  # the average differs from the weights
     assert json.loads((tmp_path / "ema" / "config.json").read_text())["ema"] == 0.9
+
+
+def test_standard_errors_of_validation_metrics() -> None:
+    from medbalance.training.engine import standard_error
+
+    # Hanley & McNeil (1982) by hand, AUC 0.9 with 50 positives and 50 negatives:
+    # Q1 = 0.9/1.1, Q2 = 1.62/1.9; var = (0.09 + 49(Q1 - 0.81) + 49(Q2 - 0.81)) / 2500
+    row = {"val_auroc": 0.9, "val_sensitivity": 0.8, "val_specificity": 0.6}
+    assert standard_error("auroc", row, 50, 50) == pytest.approx(0.03212, abs=1e-4)
+    assert standard_error("sensitivity", row, 100, 10) == pytest.approx(0.04)
+    assert standard_error("balanced_accuracy", row, 100, 24) == pytest.approx(
+        0.5 * 0.1077, abs=1e-3
+    )
+
+
+def test_within_noise_keeps_later_weights_unless_clearly_worse() -> None:
+    import numpy as np
+
+    from medbalance.training.engine import _keep, _peak
+
+    class _Data:
+        class catalog:
+            @staticmethod
+            def class_counts(split: str) -> np.ndarray:
+                return np.array([50, 50])
+
+    class _Trainer:
+        def __init__(self) -> None:
+            self.positive, self.best_epoch, self.data = 1, 0, _Data()
+            self.history = [{"val_auroc": 0.95, "val_loss": 0.3}]
+
+    config = TrainConfig(data="x", select_rule="within-noise")
+    peak = _peak("auroc", _Trainer().history)
+    # SE at AUC 0.95 with 50/50 is about 0.021: 0.935 is within the noise, 0.90 is not
+    assert _keep(config, {"val_auroc": 0.935, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
+    assert not _keep(config, {"val_auroc": 0.90, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
+    strict = TrainConfig(data="x")
+    assert not _keep(strict, {"val_auroc": 0.935, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="within-noise needs a metric"):
+        TrainConfig(data="x", select="loss", select_rule="within-noise")

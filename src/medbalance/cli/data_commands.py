@@ -36,6 +36,7 @@ from medbalance.training.names import (
     SamplerName,
     Schedule,
     SelectMetric,
+    SelectRule,
     choices,
 )
 
@@ -197,6 +198,14 @@ def train(
         str | None,
         typer.Option(help=choices(SelectMetric)),
     ] = None,
+    select_rule: Annotated[
+        str | None,
+        typer.Option(
+            "--select-rule",
+            help=f"{choices(SelectRule)}: within-noise keeps the latest epoch whose value lies "
+            "within one standard error of the best (no chasing of validation noise).",
+        ),
+    ] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience.")] = None,
     positive_class: Annotated[
         str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
@@ -300,6 +309,7 @@ def train(
         weights=weights,
         freeze_epochs=freeze_epochs,
         select=select,
+        select_rule=select_rule,
         patience=patience,
         positive_class=positive_class,
         seed=seed,

@@ -18,7 +18,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from medbalance.training.names import Device, Normalization, Precision, Schedule, SelectMetric
+from medbalance.training.names import (
+    Device,
+    Normalization,
+    Precision,
+    Schedule,
+    SelectMetric,
+    SelectRule,
+)
 
 __all__ = [
     "DEFAULT_LOSS",
@@ -34,6 +41,9 @@ __all__ = [
 # The remedy the benchmark (benchmarks/RESULTS.md) found best on imbalanced data.
 DEFAULT_SAMPLER = "oversample"
 DEFAULT_LOSS = "ce"
+
+
+_NOISY = ("auroc", "balanced_accuracy", "sensitivity")  # select metrics with a standard error
 
 
 def default_drw_epoch(epochs: int) -> int:
@@ -74,6 +84,7 @@ class TrainConfig:
     degrees: float = 10.0
     normalization: str = "minmax"
     select: str = "auroc"
+    select_rule: str = "best"
     patience: int | None = None
     positive_class: str | None = None
     threshold: str = "youden"
@@ -98,6 +109,12 @@ class TrainConfig:
         _choice(self, "schedule", Schedule)
         _choice(self, "normalization", Normalization)
         _choice(self, "select", SelectMetric)
+        _choice(self, "select_rule", SelectRule)
+        if self.select_rule == SelectRule.WITHIN_NOISE and self.select not in _NOISY:
+            raise ConfigError(
+                f"select_rule within-noise needs a metric with a known standard error "
+                f"({', '.join(_NOISY)}), got select {self.select!r}"
+            )
         if self.size is not None and not 8 <= self.size <= 1024:
             raise ConfigError(f"size must be between 8 and 1024 pixels, got {self.size}")
         # a presize below size is allowed: 28 px MedMNIST trains at 64 or 224 px, resampled

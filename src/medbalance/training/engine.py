@@ -196,6 +196,46 @@ def _better(select: str, row: dict[str, float], best: dict[str, float] | None) -
     return value < top if select == "loss" else value > top
 
 
+def standard_error(select: str, row: dict[str, float], n_pos: int, n_neg: int) -> float:
+    """The standard error of a binary validation metric: Hanley & McNeil (1982) for AUROC,
+    the binomial one for sensitivity and balanced accuracy."""
+    if select == "auroc":
+        auc = row["val_auroc"]
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+        return math.sqrt(max(var, 0.0) / max(n_pos * n_neg, 1))
+    sens, spec = row["val_sensitivity"], row["val_specificity"]
+    se_sens = math.sqrt(sens * (1 - sens) / max(n_pos, 1))
+    if select == "sensitivity":
+        return se_sens
+    return 0.5 * math.sqrt(se_sens**2 + spec * (1 - spec) / max(n_neg, 1))
+
+
+def _keep(
+    config: TrainConfig, row: dict[str, float], trainer: Trainer, peak: dict[str, float] | None
+) -> bool:
+    """Whether this epoch becomes the kept checkpoint. ``best``: it beats the best so far.
+    ``within-noise``: its value lies within one standard error of the best value seen (the
+    later weights are kept unless an earlier epoch was better by more than the noise)."""
+    best_row = trainer.history[trainer.best_epoch] if trainer.best_epoch >= 0 else None
+    if config.select_rule != "within-noise" or peak is None:
+        return _better(config.select, row, best_row)
+    value = row[f"val_{config.select}"]
+    counts = trainer.data.catalog.class_counts("val")
+    n_pos = int(counts[trainer.positive])
+    noise = standard_error(config.select, peak, n_pos, int(counts.sum()) - n_pos)
+    return not math.isnan(value) and value >= peak[f"val_{config.select}"] - noise
+
+
+def _peak(select: str, history: list[dict[str, float]]) -> dict[str, float] | None:
+    """The epoch with the best validation value so far (None before the first)."""
+    peak = None
+    for row in history:
+        if _better(select, row, peak):
+            peak = row
+    return peak
+
+
 def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
     """(phase, first epoch, end epoch) for the whole run."""
     phases = []
@@ -297,8 +337,7 @@ def _fit(
                 scheduler.load_state_dict(state["scheduler"])
         for epoch in range(max(start, done), end):
             row = _run_epoch(trainer, epoch, phase, optimizer, scheduler)
-            best_row = trainer.history[trainer.best_epoch] if trainer.best_epoch >= 0 else None
-            improved = _better(config.select, row, best_row)
+            improved = _keep(config, row, trainer, _peak(config.select, trainer.history))
             if improved:
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}

@@ -16,6 +16,7 @@ __all__ = [
     "SamplerName",
     "Schedule",
     "SelectMetric",
+    "SelectRule",
     "choices",
 ]
 
@@ -75,6 +76,13 @@ class SelectMetric(StrEnum):
     MACRO_F1 = "macro_f1"
     SENSITIVITY = "sensitivity"
     LOSS = "loss"
+
+
+class SelectRule(StrEnum):
+    """How the checkpoint is chosen from the epochs' validation metric."""
+
+    BEST = "best"  # the epoch with the best value
+    WITHIN_NOISE = "within-noise"  # the latest epoch within the noise of the best value
 
 
 def choices(enum: type[StrEnum], sep: str = " | ") -> str:
