@@ -23,6 +23,7 @@ import numpy as np
 from medbalance.comparison.stats import METRICS, FinishedRun, format_value
 from medbalance.core.figures import figure_img, new_figure
 from medbalance.core.files import atomic_write_text, spreadsheet_safe
+from medbalance.core.run_folder import strict_json
 
 __all__ = ["Comparison", "write_outputs"]
 
@@ -82,18 +83,6 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writerow(columns)
     writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
     return buffer.getvalue()
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
 
 
 def _value_cell(row: dict[str, Any], key: str, compact: bool = False) -> str:
@@ -325,7 +314,7 @@ def write_outputs(
         "comparison.csv": _csv(comparison.rows),
         "comparison.md": _markdown(comparison, runs, note),
         "comparison.json": json.dumps(
-            _json_safe(
+            strict_json(
                 {
                     "note": note,
                     "metric": comparison.metric,

@@ -21,7 +21,7 @@ import numpy as np
 
 from medbalance.core.files import PART_SUFFIX, atomic_write_text, from_spreadsheet_safe
 
-__all__ = ["Predictions", "RunFolder", "read_json_object"]
+__all__ = ["Predictions", "RunFolder", "read_json_object", "strict_json"]
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class RunFolder:
 
     def write_json(self, path: Path, content: Mapping[str, Any]) -> Path:
         """Strict JSON (NaN and infinities become null), written atomically."""
-        text = json.dumps(_strict(content), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(strict_json(content), indent=2, allow_nan=False) + "\n"
         return atomic_write_text(path, text)
 
     def write_metrics(self, result: Mapping[str, Any], split: str = "test") -> Path:
@@ -213,14 +213,14 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _strict(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     """Plain Python values for strict JSON: NumPy scalars and arrays unpacked, NaN -> None."""
     if isinstance(value, Mapping):
-        return {str(k): _strict(v) for k, v in value.items()}
+        return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _strict(value.tolist())
+        return strict_json(value.tolist())
     if isinstance(value, np.integer | np.bool_):
         return value.item()
     if isinstance(value, float | np.floating):
