@@ -42,9 +42,10 @@ def main() -> None:
     data = str(path) if path.is_file() else str(SHARED_DATA / args.data)
     rows = []
     print(
-        "| data | seed | chosen on | n tuning positives | threshold | test sensitivity | test specificity | wall s |"
+        "| data | seed | model | chosen on | n tuning positives | threshold | test sensitivity "
+        "| test specificity | test AUROC | test bal. acc. | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seeds):
         common = dict(
             data=data, epochs=args.epochs, seed=seed, device="cpu", threshold=POLICY,
