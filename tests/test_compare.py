@@ -245,3 +245,25 @@ def test_collect_without_baseline_pairs_against_the_first(tmp_path: Path) -> Non
     with pytest.raises(FileNotFoundError, match="no finished run"):
         collect(tmp_path / "empty")
     assert compare_module.METRICS["ece"][1] is False  # lower is better
+
+
+@pytest.mark.slow
+def test_compare_with_folds_pairs_remedies_on_out_of_fold_cases(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    from medbalance.workflows.compare import compare
+
+    base = TrainConfig(data=str(tiny_npz), epochs=1, model="smallcnn", bootstrap=50, device="cpu")
+    result = compare(base, "baseline,oversample", tmp_path / "cmp", seeds=1, folds=3)
+    assert result.oof_cases == 140  # train 100 + val 40, every one out of fold once
+    metrics = {e["metric"] for e in result.paired_oof}
+    assert {"auroc", "balanced_accuracy"} <= metrics
+    assert all(
+        e["remedy"] == "oversample" and e["reference"] == "baseline" for e in result.paired_oof
+    )
+    written = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert written["oof_cases"] == 140 and len(written["paired_oof"]) == len(result.paired_oof)
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "## Paired comparison on out-of-fold cases (n=140)" in markdown
+    run = tmp_path / "cmp" / "runs" / "oversample" / "seed0"
+    assert (run / "ensemble.json").is_file() and (run / "oof_predictions.csv").is_file()

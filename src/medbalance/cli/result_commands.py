@@ -177,6 +177,14 @@ def compare(
         ),
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Runs trained at a time (processes).")] = 1,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Run every remedy and seed as a K-fold cv (fold ensemble on test, operating "
+            "point on out-of-fold cases) and also pair the remedies on the out-of-fold cases.",
+        ),
+    ] = None,
     metric: Annotated[
         str,
         typer.Option(
@@ -249,6 +257,7 @@ def compare(
                 jobs=jobs,
                 budget_minutes=budget_minutes,
                 metric=metric,
+                folds=folds,
             )
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         fail(error)

@@ -10,6 +10,7 @@ run (drawn with :mod:`medbalance.core.figures`), and links each run's ``report.h
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -41,6 +42,8 @@ class Comparison:
     verdict: str
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    paired_oof: list[dict[str, Any]] = field(default_factory=list)  # compare --folds
+    oof_cases: int = 0
 
     def summary_table(self, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the summary table as text: ``comparison.md``'s, or, ``compact``,
@@ -121,7 +124,11 @@ def _tables(
                 time_cell,
             ]
         )
-    ref = comparison.reference
+    paired_head, paired_body = _paired_table(comparison.reference, comparison.paired)
+    return head, body, paired_head, paired_body
+
+
+def _paired_table(ref: str, entries: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     paired_head = ["remedy", "seed", "metric", ref, "remedy value", f"remedy − {ref}", "95% CI"]
     paired_head += ["p", "outside the noise"]
     paired_body = [
@@ -136,9 +143,18 @@ def _tables(
             format_value(e["p_value"]),
             "yes" if e["outside_noise"] else "no",
         ]
-        for e in comparison.paired
+        for e in entries
     ]
-    return head, body, paired_head, paired_body
+    return paired_head, paired_body
+
+
+_OOF_READING = (
+    "compare --folds: every remedy ran as a cv folder. The table above and the first pairing use "
+    "each fold ensemble's test cases; this pairing uses the out-of-fold predictions of all "
+    "train+val cases, the same cases for every remedy (the folds depend on the seed only), each "
+    "at its own OOF-chosen operating point. More cases give tighter intervals; they are train+val "
+    "cases, not the held-out test split."
+)
 
 
 def _context(runs: Mapping[str, list[FinishedRun]]) -> str:
@@ -186,9 +202,29 @@ def _markdown(
     parts += [_READING, ""]
     parts += [f"## Paired comparison against {comparison.reference}", ""]
     parts += [table(paired_head, paired_body) if paired_body else "No other remedy.", ""]
+    if comparison.paired_oof:
+        oof_head, oof_body = _paired_table(comparison.reference, comparison.paired_oof)
+        parts += [
+            f"## Paired comparison on out-of-fold cases (n={comparison.oof_cases})",
+            "",
+            table(oof_head, oof_body),
+            "",
+            _OOF_READING,
+            "",
+        ]
     if comparison.notes:
         parts += ["## Notes", "", *(f"- {n}" for n in comparison.notes), ""]
     return "\n".join(parts)
+
+
+def _oof_section(comparison: Comparison, table: Any) -> str:
+    if not comparison.paired_oof:
+        return ""
+    head, body = _paired_table(comparison.reference, comparison.paired_oof)
+    return (
+        f"<h2>Paired comparison on out-of-fold cases (n={comparison.oof_cases})</h2>"
+        f'{table(head, body)}<p class="note">{html.escape(_OOF_READING)}</p>'
+    )
 
 
 def _plot_bars(comparison: Comparison) -> str:
@@ -255,8 +291,6 @@ def _plot_points(comparison: Comparison, runs: Mapping[str, list[FinishedRun]]) 
 
 
 def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: str | None) -> str:
-    import html
-
     def e(text: object) -> str:
         return html.escape(str(text))
 
@@ -296,6 +330,7 @@ def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: s
         f'<p class="note">{e(_READING)}</p></section>'
         f"<section><h2>Paired comparison against {e(comparison.reference)}</h2>"
         f"{table(paired_head, paired_body) if paired_body else '<p>No other remedy.</p>'}"
+        f"{_oof_section(comparison, table)}"
         f"</section><section><h2>Plots</h2>{plots}<p class='note'>Error bars: ± sd over "
         "seeds; with one seed, the run's 95% bootstrap CI.</p></section>"
         + (f"<section><h2>Notes</h2><ul>{notes}</ul></section>" if notes else "")
@@ -323,6 +358,8 @@ def write_outputs(
                     "notes": comparison.notes,
                     "rows": comparison.rows,
                     "paired": comparison.paired,
+                    "paired_oof": comparison.paired_oof,
+                    "oof_cases": comparison.oof_cases,
                 }
             ),
             indent=2,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from medbalance.comparison.remedies import REMEDY_KEYS
-from medbalance.core.run_folder import RunFolder
+from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.training.config import ConfigError
 
 __all__ = [
@@ -61,6 +61,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "ece": ("ECE", False),
 }
 _PAIRED = ("auroc", "balanced_accuracy")
+OOF_METRICS, OOF_PREDICTIONS = "oof_metrics.json", "oof_predictions.csv"  # of a cv folder
 _NAN2 = (math.nan, math.nan)
 
 
@@ -123,17 +124,18 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def read_run(remedy: str, seed: int, path: Path) -> FinishedRun:
-    """The run in ``path`` from its ``metrics.json`` and ``predictions.csv``.
+def read_run(remedy: str, seed: int, path: Path, *, oof: bool = False) -> FinishedRun:
+    """The run in ``path`` from its ``metrics.json`` and ``predictions.csv`` (with ``oof``, a
+    cv folder's ``oof_metrics.json`` and ``oof_predictions.csv``: its out-of-fold cases).
 
     Raises:
         ValueError: ``predictions.csv`` lacks the probability column of a class.
     """
     folder = RunFolder(path)
-    result = folder.read_metrics()
+    result = read_json_object(path / OOF_METRICS) if oof else folder.read_metrics()
     config = folder.read_config() if folder.config.is_file() else {}
     classes = [str(c) for c in result["class_names"]]
-    rows = folder.read_predictions(classes)
+    rows = folder.read_predictions(classes, file=path / OOF_PREDICTIONS if oof else None)
     return FinishedRun(
         remedy=remedy,
         seed=seed,

@@ -143,13 +143,16 @@ class RunFolder:
             return math.nan
         return sum(_float(row.get("seconds")) for row in self.read_history())
 
-    def read_predictions(self, classes: Sequence[str], split: str = "test") -> Predictions:
-        """The rows of ``predictions.csv`` for a model with ``classes``.
+    def read_predictions(
+        self, classes: Sequence[str], split: str = "test", *, file: Path | None = None
+    ) -> Predictions:
+        """The rows of ``predictions.csv`` (or of ``file`` in the same format) for a model with
+        ``classes``.
 
         Raises:
             ValueError: a probability column is missing or a label is not one of ``classes``.
         """
-        path = self.predictions(split)
+        path = file if file is not None else self.predictions(split)
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         missing = [f"prob_{c}" for c in classes if rows and f"prob_{c}" not in rows[0]]

@@ -243,6 +243,7 @@ def compare(
     budget_minutes: float | None = None,
     metric: str = "auroc",
     config: PathLike | None = None,
+    folds: int | None = None,
     **options: Any,
 ) -> Comparison:
     """Train each remedy with the same data, splits, model and seeds, and compare them on the
@@ -258,6 +259,7 @@ def compare(
         budget_minutes: start no run that would end after this.
         metric: the metric of the verdict.
         config: a config file for what every run shares; ``options`` override it.
+        folds: run every remedy and seed as a K-fold cv and pair them on the out-of-fold cases.
         **options: shared :class:`~medbalance.training.config.TrainConfig` fields
             (``epochs``, ``model``, ``size`` ...).
     """
@@ -275,6 +277,7 @@ def compare(
         jobs=jobs,
         budget_minutes=budget_minutes,
         metric=metric,
+        folds=folds,
     )
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +67,7 @@ from medbalance.comparison.remedies import (
 from medbalance.comparison.report import Comparison, write_outputs
 from medbalance.comparison.stats import (
     METRICS,
+    OOF_PREDICTIONS,
     FinishedRun,
     check_metric,
     paired_against,
@@ -142,6 +143,7 @@ def compare(
     budget_minutes: float | None = None,
     metric: str = "auroc",
     note: str | None = None,
+    folds: int | None = None,
 ) -> Comparison:
     """Train every remedy with seeds ``0..seeds-1`` and write the comparison to ``out``.
 
@@ -155,6 +157,8 @@ def compare(
         budget_minutes: do not start a run that would end after this (module docstring).
         metric: the metric of the verdict (a key of :data:`METRICS`).
         note: a line shown at the top of every output (e.g. that the data is synthetic).
+        folds: run every remedy and seed as a K-fold cv folder (fold ensemble, OOF operating
+            point) and pair the remedies on the out-of-fold cases too.
 
     Raises:
         ConfigError: a bad remedy, metric or count.
@@ -163,6 +167,8 @@ def compare(
     check_metric(metric)
     if seeds < 1 or jobs < 1:
         raise ConfigError(f"seeds and jobs must be 1 or more, got seeds={seeds}, jobs={jobs}")
+    if folds is not None and jobs != 1:
+        raise ConfigError("compare --folds trains one cv at a time; leave --jobs at 1")
     if budget_minutes is not None and budget_minutes <= 0:
         raise ConfigError(f"budget_minutes must be positive, got {budget_minutes}")
     chosen = parse_remedies(remedies) if isinstance(remedies, str) else list(remedies)
@@ -186,7 +192,8 @@ def compare(
                 n_classes=len(data.class_names),
                 positive=positive,
             )
-            plan.append(_Job(remedy.name, seed, config, run_state(config, data.fingerprint)))
+            state = "cv" if folds is not None else run_state(config, data.fingerprint)
+            plan.append(_Job(remedy.name, seed, config, state))
     todo = [job for job in plan if job.state != "done"]
     log.info(
         "compare: %d remedies x %d seeds = %d runs; %d already finished, %d to train",
@@ -197,7 +204,12 @@ def compare(
         len(todo),
     )
     budget = None if budget_minutes is None else 60.0 * budget_minutes
-    skipped = _train_here(todo, prepared, budget) if jobs == 1 else _train_pool(todo, jobs, budget)
+    if folds is not None:
+        skipped = _cv_here(todo, folds, budget)
+    elif jobs == 1:
+        skipped = _train_here(todo, prepared, budget)
+    else:
+        skipped = _train_pool(todo, jobs, budget)
     notes = []
     if skipped:
         assert budget_minutes is not None
@@ -239,6 +251,21 @@ def _train_here(
     return []
 
 
+def _cv_here(todo: list[_Job], folds: int, budget: float | None) -> list[_Job]:
+    """compare --folds: one cv folder per remedy and seed (finished folds are not retrained)."""
+    from medbalance.workflows.cv import cross_validate
+
+    started, durations = time.perf_counter(), list[float]()
+    for k, job in enumerate(todo):
+        if not _fits(budget, started, durations):
+            return todo[k:]
+        log.info("[%d/%d] %s seed %d: %d-fold cv", k + 1, len(todo), job.remedy, job.seed, folds)
+        began = time.perf_counter()
+        cross_validate(job.config, folds=folds, out=Path(job.config.out))
+        durations.append(time.perf_counter() - began)
+    return []
+
+
 def _train_pool(todo: list[_Job], jobs: int, budget: float | None) -> list[_Job]:
     """Train ``jobs`` runs at a time, each in a fresh process (the presize cache is on disk)."""
     import multiprocessing
@@ -267,6 +294,27 @@ def _train_pool(todo: list[_Job], jobs: int, budget: float | None) -> list[_Job]
 
 
 # --- collecting -------------------------------------------------------------------------------
+
+
+def _pair_out_of_fold(
+    comparison: Comparison, runs: Mapping[str, list[FinishedRun]], names: list[str], metric: str
+) -> None:
+    """compare --folds: pair the remedies on the out-of-fold cases of their cv folders too."""
+    if not all((r.path / OOF_PREDICTIONS).is_file() for rs in runs.values() for r in rs):
+        return
+    oof = {n: [read_run(n, r.seed, r.path, oof=True) for r in runs[n]] for n in names}
+    comparison.paired_oof, pair_notes = paired_against(oof, names, comparison.reference, metric)
+    comparison.oof_cases = len(oof[comparison.reference][0].ids)
+    comparison.notes += [f"out-of-fold: {note}" for note in pair_notes]
+    best = [e for e in comparison.paired_oof if e["metric"] == metric and e["outside_noise"]]
+    if best:
+        top = max(best, key=lambda e: abs(e["difference"]))
+        comparison.notes.insert(
+            0,
+            f"on the {comparison.oof_cases} out-of-fold cases, {top['remedy']} differs from "
+            f"{top['reference']} in {metric} by {top['difference']:+.3f} (95% CI "
+            f"{top['ci_low']:+.3f} to {top['ci_high']:+.3f}), outside the noise",
+        )
 
 
 def _find_runs(out: Path) -> dict[str, dict[int, Path]]:
@@ -351,5 +399,6 @@ def collect(
     rows = [summary_row(name, runs[name], keys, paired) for name in names]
     verdict = verdict_text(runs, rows, metric)
     comparison = Comparison(out, metric, reference, rows, paired, verdict, notes)
+    _pair_out_of_fold(comparison, runs, names, metric)
     comparison.files = write_outputs(comparison, runs, note=note)
     return comparison
