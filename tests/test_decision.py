@@ -93,3 +93,43 @@ def test_a_checkpoint_without_a_decision_decides_by_argmax() -> None:
     decision = read_decision({"class_names": list(NAMES), "positive_class": "pneumonia"})
     assert decision.threshold is None and decision.describe() == "argmax of probabilities"
     assert decision.decide([[0.4, 0.6], [0.6, 0.4]]).tolist() == [1, 0]
+
+
+def test_prior_aware_rules_do_not_correct_twice() -> None:
+    from medbalance.evaluation.thresholds import apply_multiclass_rule
+
+    counts = (80, 15, 5)  # natural prior 0.8, 0.15, 0.05
+    probs = np.array([[0.5, 0.3, 0.2], [0.2, 0.35, 0.45]])
+    uniform = (1 / 3, 1 / 3, 1 / 3)
+    # a model trained on the natural prior: balanced divides by it (as prior does), accuracy
+    # changes nothing
+    natural = np.array(counts) / 100
+    assert (
+        apply_multiclass_rule("balanced", probs, counts, natural).tolist()
+        == apply_multiclass_rule("prior", probs, counts).tolist()
+    )
+    assert apply_multiclass_rule("accuracy", probs, counts, natural).tolist() == [0, 2]
+    # a model trained on balanced batches (uniform prior): balanced changes nothing, accuracy
+    # moves back to the natural prior, where the majority wins both rows
+    assert apply_multiclass_rule("balanced", probs, counts, uniform).tolist() == [0, 2]
+    assert apply_multiclass_rule("accuracy", probs, counts, uniform).tolist() == [0, 0]
+    # while prior would divide by the natural prior again: a double correction
+    assert apply_multiclass_rule("prior", probs, counts).tolist() == [2, 2]
+
+
+def test_learned_prior_follows_sampler_and_loss() -> None:
+    from medbalance.training.config import TrainConfig
+    from medbalance.training.priors import learned_prior
+
+    counts = [80, 20]
+    natural = learned_prior(TrainConfig(data="x", sampler="none", loss="ce"), counts)
+    assert natural == pytest.approx([0.8, 0.2])
+    for sampler, loss in (
+        ("oversample", "ce"),
+        ("none", "weighted-ce"),
+        ("none", "balanced-softmax"),
+    ):
+        prior = learned_prior(TrainConfig(data="x", sampler=sampler, loss=loss), counts)
+        assert prior == pytest.approx([0.5, 0.5]), (sampler, loss)
+    half = learned_prior(TrainConfig(data="x", sampler="oversample:0.5", loss="ce"), counts)
+    assert half == pytest.approx([80**0.5 / (80**0.5 + 20**0.5), 20**0.5 / (80**0.5 + 20**0.5)])

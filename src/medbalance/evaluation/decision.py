@@ -30,6 +30,8 @@ __all__ = ["METADATA_KEY", "Decision", "choose_decision", "read_decision"]
 
 log = logging.getLogger(__name__)
 METADATA_KEY = "threshold"  # where the checkpoint metadata keeps the decision record
+# the multi-class rule when the policy is a binary one (the default youden): see RESULTS.md
+MULTICLASS_DEFAULT = "argmax"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Decision:
         val_rates: binary: (sensitivity, specificity) at the threshold on the tuning split.
         tta: test-time augmentation views the probabilities were averaged over when the
             decision was chosen; ``predict`` and ``evaluate`` use as many (1: none).
+        model_prior: multi-class: the class prior the model's outputs are calibrated to
+            (``accuracy`` and ``balanced`` correct from it).
     """
 
     class_names: tuple[str, ...]
@@ -57,6 +61,7 @@ class Decision:
     train_counts: tuple[int, ...] | None = None
     val_rates: tuple[float, float] | None = None
     tta: int = 1
+    model_prior: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.chosen_on == "test":
@@ -91,7 +96,7 @@ class Decision:
             called = rows[:, self.positive] >= float(self.threshold)
             out = np.where(called, self.positive, 1 - self.positive).astype(np.int64)
         elif len(self.class_names) > 2 and self.policy != "argmax":
-            out = apply_multiclass_rule(self.policy, rows, self.train_counts)
+            out = apply_multiclass_rule(self.policy, rows, self.train_counts, self.model_prior)
         else:
             out = rows.argmax(axis=1).astype(np.int64)
         return out[0:1] if p.ndim == 1 else out
@@ -132,11 +137,13 @@ class Decision:
                 **tta,
             }
         counts = list(self.train_counts) if self.train_counts is not None else None
+        prior = {"model_prior": list(self.model_prior)} if self.model_prior is not None else {}
         return {
             "policy": self.policy,
             "value": None,
             "chosen_on": self.chosen_on,
             "train_counts": counts,
+            **prior,
             **tta,
         }
 
@@ -151,6 +158,7 @@ def choose_decision(
     train_counts: Sequence[int],
     chosen_on: str = "val",
     tta: int = 1,
+    model_prior: Sequence[float] | None = None,
 ) -> Decision:
     """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
 
@@ -177,13 +185,15 @@ def choose_decision(
         )
     if not is_multiclass_rule(policy):
         log.warning(
-            "threshold policy %r needs two classes; with %d classes the decision is argmax "
-            "(or give --threshold prior | logit-adjust:TAU)",
+            "threshold policy %r needs two classes; with %d classes the decision is %s "
+            "(or give --threshold argmax | accuracy | balanced | prior | logit-adjust:TAU)",
             policy,
             len(names),
+            MULTICLASS_DEFAULT,
         )
-        policy = "argmax"
-    return Decision(names, policy, chosen_on, train_counts=counts, tta=tta)
+        policy = MULTICLASS_DEFAULT
+    prior = tuple(float(v) for v in model_prior) if model_prior is not None else None
+    return Decision(names, policy, chosen_on, train_counts=counts, tta=tta, model_prior=prior)
 
 
 def is_multiclass_rule(policy: str) -> bool:
@@ -242,6 +252,7 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
     counts = record.get("train_counts") or metadata.get("train_counts")
     if len(names) == 2:
         policy = "argmax"
+    prior = record.get("model_prior") or metadata.get("model_prior")
     return Decision(
         names,
         policy,
@@ -249,4 +260,5 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
         positive=positive,
         train_counts=tuple(int(c) for c in counts) if counts else None,
         tta=tta,
+        model_prior=tuple(float(v) for v in prior) if prior else None,
     )

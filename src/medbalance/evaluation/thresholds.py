@@ -65,7 +65,7 @@ POLICY_FORMS = (
     "cost:FN=5,FP=1,prevalence=0.1",
     "0.3",
 )
-RULE_FORMS = ("argmax", "prior", "logit-adjust:1.0")
+RULE_FORMS = ("argmax", "accuracy", "balanced", "prior", "logit-adjust:1.0")
 _TOL = 1e-12  # float slack when comparing rates and objectives
 
 
@@ -398,6 +398,8 @@ class RuleKind(StrEnum):
     ARGMAX = "argmax"
     PRIOR = "prior"
     LOGIT_ADJUST = "logit-adjust"
+    ACCURACY = "accuracy"  # from the model's prior to the natural one: most correct calls
+    BALANCED = "balanced"  # from the model's prior to a uniform one: best balanced accuracy
 
 
 @dataclass(frozen=True)
@@ -442,21 +444,32 @@ def parse_multiclass_rule(text: str) -> MulticlassRule:
     if name == RuleKind.LOGIT_ADJUST:
         tau = _float(value, f"rule {text!r}", "logit-adjust:1.0") if sep else 1.0
         return MulticlassRule(RuleKind.LOGIT_ADJUST, tau=tau)
-    if name in (RuleKind.ARGMAX, RuleKind.PRIOR) and not sep:
+    if name in (RuleKind.ARGMAX, RuleKind.PRIOR, RuleKind.ACCURACY, RuleKind.BALANCED) and not sep:
         return MulticlassRule(RuleKind(name))
     raise _unknown(compact, RULE_FORMS, "multi-class rule")
 
 
 def adjust_probabilities(
-    rule: str | MulticlassRule, probs: ArrayLike, train_counts: ArrayLike | None
+    rule: str | MulticlassRule,
+    probs: ArrayLike,
+    train_counts: ArrayLike | None,
+    model_prior: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Probabilities after the rule's prior correction, renormalised (argmax: unchanged).
+
+    ``accuracy`` and ``balanced`` know the prior the model's outputs are calibrated to
+    (``model_prior``: natural after plain sampling and cross-entropy, uniform after full
+    oversampling or a balanced loss, in between after ``oversample:ALPHA``) and move the
+    probabilities from it to the natural training prior (``accuracy``) or to a uniform one
+    (``balanced``), so a correction the sampler or loss already made is not made twice.
+    ``prior`` always divides by the natural prior (it assumes a naturally trained model).
 
     Args:
         rule: rule text or a parsed :class:`MulticlassRule`.
         probs: class probabilities ``(N, C)``.
         train_counts: training items per class, ``C`` positive counts (the priors); may be
             None for ``argmax``.
+        model_prior: the class prior the model learned (default: the natural one).
     """
     parsed = parse_multiclass_rule(rule) if isinstance(rule, str) else rule
     p = np.asarray(probs, dtype=np.float64)
@@ -479,7 +492,12 @@ def adjust_probabilities(
             f"{counts.tolist()}; every class needs training items for a prior"
         )
     prior = counts / counts.sum()
-    if parsed.kind is RuleKind.PRIOR:
+    learned = prior if model_prior is None else _as_prior(model_prior, p.shape[1])
+    if parsed.kind is RuleKind.ACCURACY:
+        adjusted = p * prior / learned
+    elif parsed.kind is RuleKind.BALANCED:
+        adjusted = p / learned
+    elif parsed.kind is RuleKind.PRIOR:
         adjusted = p / prior
     else:
         assert parsed.tau is not None  # MulticlassRule.__post_init__ guarantees it
@@ -489,8 +507,22 @@ def adjust_probabilities(
     return adjusted / adjusted.sum(axis=1, keepdims=True)
 
 
+def _as_prior(values: ArrayLike, n_classes: int) -> NDArray[np.float64]:
+    prior = np.asarray(values, dtype=np.float64)
+    if prior.shape != (n_classes,) or not np.isfinite(prior).all() or prior.min() <= 0:
+        raise ValueError(
+            f"model_prior must hold one positive share per class ({n_classes}); got "
+            f"{prior.tolist()}"
+        )
+    return prior / prior.sum()
+
+
 def apply_multiclass_rule(
-    rule: str | MulticlassRule, probs: ArrayLike, train_counts: ArrayLike | None
+    rule: str | MulticlassRule,
+    probs: ArrayLike,
+    train_counts: ArrayLike | None,
+    model_prior: ArrayLike | None = None,
 ) -> NDArray[np.int64]:
     """Predicted class per item under the rule: argmax of :func:`adjust_probabilities`."""
-    return adjust_probabilities(rule, probs, train_counts).argmax(axis=1).astype(np.int64)
+    adjusted = adjust_probabilities(rule, probs, train_counts, model_prior)
+    return adjusted.argmax(axis=1).astype(np.int64)

@@ -24,6 +24,7 @@ from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.training.config import ResolvedConfig
 from medbalance.training.guard import new_run_id
+from medbalance.training.priors import learned_prior
 
 __all__ = ["Trainer", "load_resume"]
 
@@ -197,6 +198,7 @@ class Trainer:
             "fit": "pad",
             "normalization": self.norm.to_dict(),
             "train_counts": self.data.train_counts(),
+            "model_prior": learned_prior(config, self.data.train_counts()),
             "data_fingerprint": self.data.fingerprint,
             "data_path": _resolvable(config.data),
             "run_id": self.run_id,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from medbalance.core.checkpoint import read_metadata
 from medbalance.core.files import atomic_write_text, from_spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
@@ -139,6 +140,7 @@ def cross_validate(
         train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
         chosen_on="oof",
         tta=tta,
+        model_prior=read_metadata(members[0]).get("model_prior"),  # the same for every fold
     )
     oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
     oof_eval.result["folds"] = folds
@@ -285,4 +287,5 @@ def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
         positive=ensemble.positive if len(names) == 2 else None,
         train_counts=np.bincount(labels, minlength=len(names)).tolist(),
         chosen_on="oof",
+        model_prior=ensemble.members[0].metadata.get("model_prior"),
     )

@@ -76,6 +76,7 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         class_names=resolved.class_names,
         positive=resolved.positive_index,
         train_counts=trainer.data.train_counts(),
+        model_prior=trainer.best_meta.get("model_prior") if trainer.best_meta else None,
     )
     metadata = read_metadata(folder.best)
     metadata[METADATA_KEY] = decision.to_record()
@@ -198,6 +199,7 @@ def _choose(trained: Trained, val: Scores, policy: str, *, tta: int = 1) -> Deci
         positive=trained.positive if len(trained.class_names) == 2 else None,
         train_counts=trained.metadata["train_counts"],
         tta=tta,
+        model_prior=trained.metadata.get("model_prior"),
     )
 
 
