@@ -110,7 +110,9 @@ class Decision:
                 f"argmax of probabilities adjusted by the multi-class rule {self.policy!r}: "
                 "'prior' divides them by the training class priors (operating_point"
                 "['train_counts'] over their sum), 'logit-adjust:TAU' subtracts TAU * log prior "
-                "from their logarithms"
+                "from their logarithms, 'balanced' divides them by the prior the model learned "
+                "(operating_point['model_prior']), 'accuracy' multiplies them by the training "
+                "priors over that"
             )
         assert self.positive is not None  # checked in __post_init__
         name = self.class_names[self.positive]
