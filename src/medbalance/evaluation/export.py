@@ -286,24 +286,25 @@ def export_model(
         ImportError: ONNX export without onnx, onnxscript or onnxruntime installed.
         RuntimeError: the exported model disagrees with PyTorch.
     """
-    from medbalance.evaluation.ensemble import Ensemble, load_model
+    from medbalance.evaluation.ensemble import ENSEMBLE_FILE, Ensemble, load_model
 
     kind = _format(fmt)
     checkpoint = Path(checkpoint)
     if kind is ExportFormat.ONNX:
         _require_onnx()
     _check_opset(kind, opset)
+    ensemble_dir = checkpoint.is_dir() and (checkpoint / ENSEMBLE_FILE).is_file()
+    if checkpoint.is_dir() and not ensemble_dir:
+        checkpoint = checkpoint / "best.safetensors"
+    target = checkpoint / "ensemble.safetensors" if ensemble_dir else checkpoint
+    model_file = _output_path(target, kind, out)  # refused before anything is loaded
     loaded = load_model(checkpoint, device="cpu")
     wrapped: nn.Module
     if isinstance(loaded, Ensemble):  # a cv folder: one graph that averages the members
-        model_file = _output_path(checkpoint / "ensemble.safetensors", kind, out)
         metadata = {**loaded.members[0].metadata, "threshold": loaded.record["decision"]}
         wrapped = _MeanOfMembers([m.model for m in loaded.members]).eval()
         first = loaded.members[0]
     else:
-        if checkpoint.is_dir():
-            checkpoint = checkpoint / "best.safetensors"
-        model_file = _output_path(checkpoint, kind, out)
         metadata, first = loaded.metadata, loaded
         wrapped = _WithProbabilities(loaded.model).eval()
     channels, size = first.channels, int(first.metadata["image_size"])
