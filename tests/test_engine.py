@@ -347,3 +347,40 @@ def test_within_noise_keeps_later_weights_unless_clearly_worse() -> None:
     assert not _keep(strict, {"val_auroc": 0.935, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="within-noise needs a metric"):
         TrainConfig(data="x", select="loss", select_rule="within-noise")
+
+
+def test_precision_auto_is_chosen_from_the_hardware_and_agrees_with_fp32(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from medbalance.core.device import choose_precision
+
+    precision, channels_last, reason = choose_precision(torch.device("cpu"))
+    assert precision in ("bf16", "fp32") and reason
+    common = dict(epochs=3, model="smallcnn", seed=4)
+    full = fit(_config(tiny_npz, tmp_path / "fp32", **common))
+    auto = fit(_config(tiny_npz, tmp_path / "auto", precision="auto", **common))
+    stored = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert stored["precision"] == precision and stored["channels_last"] == channels_last
+    assert stored["precision_reason"] == f"auto: {reason}"
+    # numerics stay safe: the final evaluation runs in fp32 either way; the runs may differ
+    # only by the training rounding (stated tolerance: 0.05 AUROC, 0.1 mean |p| difference)
+    assert (
+        abs(
+            full.evaluation["metrics"]["auroc"]["value"]
+            - auto.evaluation["metrics"]["auroc"]["value"]
+        )
+        <= 0.05
+    )
+    p_full, p_auto = (
+        np.array(
+            [
+                float(r.split(",")[4])
+                for r in (tmp_path / r / "predictions.csv").read_text().splitlines()[1:]
+            ]
+        )
+        for r in ("fp32", "auto")
+    )
+    assert np.abs(p_full - p_auto).mean() <= 0.1

@@ -92,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    precision_reason: str | None = None  # set when "auto" was resolved: what the hardware said
     channels_last: bool = False
     sync_bn: bool = False
     precise_bn: int = 1024

@@ -53,6 +53,7 @@ class Device(StrEnum):
 
 
 class Precision(StrEnum):
+    AUTO = "auto"  # chosen from the hardware: core.device.choose_precision
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"

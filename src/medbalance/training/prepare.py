@@ -9,18 +9,21 @@ positive class, the decision policy against the number of classes) before the fi
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from medbalance.core.device import select_device
+from medbalance.core.device import choose_precision, select_device
 from medbalance.core.distributed import DistInfo, barrier
 from medbalance.data.cache import default_presize
 from medbalance.data.prepared import Prepared, default_positive_class, prepare_data
 from medbalance.training.config import ConfigError, ResolvedConfig, TrainConfig
 
 __all__ = ["PreparedRun", "native_size", "prepare_run", "resolve_sizes"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,7 +71,16 @@ def resolve_sizes(config: TrainConfig, native: int | None, device: torch.device)
     presize = config.presize if config.presize is not None else default_presize(size, native)
     model = config.model or default_model_for(size, device.type)
     lr = config.lr if config.lr is not None else 2e-3
-    return dataclasses.replace(config, size=size, presize=presize, model=model, lr=lr)
+    changes: dict[str, object] = dict(size=size, presize=presize, model=model, lr=lr)
+    if config.precision == "auto":
+        precision, channels_last, reason = choose_precision(device)
+        log.info("precision auto: %s%s (%s)", precision, " + channels_last" * channels_last, reason)
+        changes.update(
+            precision=precision,
+            channels_last=config.channels_last or channels_last,
+            precision_reason=f"auto: {reason}",
+        )
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
 def _positive_index(config: TrainConfig, data: Prepared) -> int:
