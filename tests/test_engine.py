@@ -360,7 +360,7 @@ def test_precision_auto_is_chosen_from_the_hardware_and_agrees_with_fp32(
     precision, channels_last, reason = choose_precision(torch.device("cpu"))
     assert precision in ("bf16", "fp32") and reason
     common = dict(epochs=3, model="smallcnn", seed=4)
-    full = fit(_config(tiny_npz, tmp_path / "fp32", **common))
+    full = fit(_config(tiny_npz, tmp_path / "fp32", precision="fp32", **common))
     auto = fit(_config(tiny_npz, tmp_path / "auto", precision="auto", **common))
     stored = json.loads((tmp_path / "auto" / "config.json").read_text())
     assert stored["precision"] == precision and stored["channels_last"] == channels_last

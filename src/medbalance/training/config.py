@@ -91,7 +91,7 @@ class TrainConfig:
     bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the hardware has it (issue 15; benchmarks/RESULTS.md)
     precision_reason: str | None = None  # set when "auto" was resolved: what the hardware said
     channels_last: bool = False
     sync_bn: bool = False
