@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import uuid
@@ -102,6 +103,14 @@ def _differences(folder: RunFolder, config: TrainConfig, *, unresolved: bool = F
 
 
 def _same_config(folder: RunFolder, config: TrainConfig) -> bool:
+    """Whether ``config.json`` holds this configuration, resolved as the run would resolve it
+    (size, presize, model, lr and an ``auto`` precision filled in)."""
+    from medbalance.core.device import select_device
+    from medbalance.training.prepare import native_size, resolve_sizes
+
+    # unreadable data is refused later with its own message; compare what is known
+    with contextlib.suppress(ValueError, FileNotFoundError):
+        config = resolve_sizes(config, native_size(config.data), select_device(config.device))
     try:
         return not _differences(folder, config, unresolved=True)
     except ValueError:  # an unreadable config.json of a killed run: not the same run
