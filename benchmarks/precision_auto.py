@@ -32,14 +32,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", default=str(OUT / "precision"))
+    parser.add_argument(
+        "--cases", default=None, help="data:model:size,... (default: the three cases above)"
+    )
     args = parser.parse_args()
+    cases = CASES
+    if args.cases:
+        cases = tuple(
+            (d, m, int(s), None) for d, m, s in (c.split(":") for c in args.cases.split(","))
+        )
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     print(f"auto here: {choose_precision(torch.device('cpu'))}; load {load():.1f}")
     print(
         "| data | model | size | precision | s/epoch (median of later epochs) | test AUROC | bal. acc. |"
     )
     print("|---|---|---|---|---|---|---|")
-    for data, model, size, resplit in CASES:
+    for data, model, size, resplit in cases:
         for precision in ("fp32", "auto"):
             config = TrainConfig(
                 data=str(SHARED_DATA / data), model=model, size=size, epochs=args.epochs,
