@@ -59,6 +59,7 @@ import timm  # noqa: E402  (needs ensure_torchvision first)
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
+from medbalance.core.device import choose_precision  # noqa: E402
 from medbalance.data.cache import presize  # noqa: E402
 from medbalance.data.catalog import load_catalog  # noqa: E402
 from medbalance.data.prepared import BatchLoader  # noqa: E402
@@ -134,10 +135,21 @@ def time_reference(
 
 
 def time_medbalance(
-    presized: Any, labels: np.ndarray, train_idx: np.ndarray, size: int, args: argparse.Namespace
+    presized: Any,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    size: int,
+    args: argparse.Namespace,
+    auto: bool = False,
 ) -> float:
+    """medbalance's loop; with ``auto``, at the precision ``--precision auto`` picks here."""
+    precision, channels_last, _ = (
+        choose_precision(torch.device("cpu")) if auto else ("fp32", False, "")
+    )
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=2, in_chans=1)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     counts = np.bincount(labels[train_idx], minlength=2).tolist()
     loss_fn = create_loss("ce", counts)
@@ -154,6 +166,8 @@ def time_medbalance(
         optimizer,
         None,
         torch.device("cpu"),
+        precision=precision,
+        channels_last=channels_last,
         on_batch=lambda done, total: stamps.append(time.perf_counter()),
     )
     return _window(stamps, args.warmup, args.batches) / args.batch_size
@@ -236,6 +250,7 @@ def one_round(
     for w in workers:
         row[f"reference_w{w}"] = measure(time_reference, ref_images, ref_labels, size, w, args)
     row["medbalance"] = measure(time_medbalance, presized, labels, train_idx, size, args)
+    row["medbalance_auto"] = measure(time_medbalance, presized, labels, train_idx, size, args, True)
     row["bare"] = measure(time_bare, size, args)
     for w in workers:
         row[f"reference_pipeline_w{w}"] = measure(
@@ -316,6 +331,7 @@ def main() -> None:
             for name, x, y in (
                 ("medbalance_over_reference", "medbalance", "reference"),
                 ("medbalance_over_bare", "medbalance", "bare"),
+                ("medbalance_auto_over_reference", "medbalance_auto", "reference"),
             )
         }
         others = [v for k in runs for v in summary[k]["others_cpu_all"]]
@@ -324,6 +340,7 @@ def main() -> None:
             "presize_s": presize_s,
             **summary,
             "medbalance_over_reference": mb / ref,
+            "medbalance_auto_over_reference": summary["medbalance_auto"]["epoch_s"] / ref,
             "medbalance_over_bare": mb / bare,
             "reference_over_bare": ref / bare,
             "per_round_ratios": per_round,
@@ -366,6 +383,15 @@ def main() -> None:
         )
     results.update(machine=_bench.machine(), args=vars(args), wall_s=wall)
     path = _bench.write_result("speed_reference", results)
+    print()
+    print("| size | medbalance auto s/epoch | auto / reference (fp32 loop) | reference / auto |")
+    print("|---|---|---|---|")
+    for size, r in results["sizes"].items():
+        auto_ratio = r["medbalance_auto_over_reference"]
+        print(
+            f"| {size} | {r['medbalance_auto']['epoch_s']:.1f} | {auto_ratio:.2f} "
+            f"| {1 / auto_ratio:.2f}x faster |"
+        )
     parts = [
         f"{size} px: medbalance/reference {r['medbalance_over_reference']:.2f}x, "
         f"medbalance/bare model {r['medbalance_over_bare']:.2f}x"
