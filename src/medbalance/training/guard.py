@@ -15,7 +15,7 @@ import json
 import pickle
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,13 @@ from medbalance.core.files import PART_SUFFIX
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
 
-__all__ = ["RESUME_MAY_CHANGE", "check_fresh_start", "new_run_id", "read_training_state"]
+__all__ = [
+    "RESUME_MAY_CHANGE",
+    "check_fresh_start",
+    "config_differences",
+    "new_run_id",
+    "read_training_state",
+]
 
 # keys that --resume may change: where the run runs, what it is called, how it is reported
 RESUME_MAY_CHANGE = ("out", "data", "device", "bootstrap", "compile")
@@ -88,18 +94,32 @@ def read_training_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _differences(folder: RunFolder, config: TrainConfig, *, unresolved: bool = False) -> list[str]:
-    """The keys (other than :data:`RESUME_MAY_CHANGE`) whose stored value differs; with
-    ``unresolved``, a key the config leaves to the data (None) matches any stored value."""
-    stored = folder.read_config()
+def config_differences(
+    stored: Mapping[str, Any],
+    config: TrainConfig,
+    *,
+    ignore: Sequence[str] = ("out",),
+    unresolved: bool = False,
+) -> list[tuple[str, Any, Any]]:
+    """``(key, stored value, planned value)`` for every key but ``ignore`` whose value in a
+    stored ``config.json`` differs from ``config``'s (compared as JSON); with ``unresolved``, a
+    key the config leaves to the data (None) matches any stored value."""
     planned = json.loads(json.dumps(config.to_dict(), default=str))
     return [
-        f"{key} {stored.get(key)!r} -> {planned.get(key)!r}"
+        (key, stored.get(key), planned.get(key))
         for key in sorted(set(planned) | set(stored))
-        if key not in RESUME_MAY_CHANGE
+        if key not in ignore
         and not (unresolved and planned.get(key) is None)
-        and _plain(stored.get(key)) != _plain(planned.get(key))
+        and stored.get(key) != planned.get(key)
     ]
+
+
+def _differences(folder: RunFolder, config: TrainConfig, *, unresolved: bool = False) -> list[str]:
+    """The keys (other than :data:`RESUME_MAY_CHANGE`) whose stored value differs."""
+    found = config_differences(
+        folder.read_config(), config, ignore=RESUME_MAY_CHANGE, unresolved=unresolved
+    )
+    return [f"{key} {old!r} -> {new!r}" for key, old, new in found]
 
 
 def _same_config(folder: RunFolder, config: TrainConfig) -> bool:
@@ -132,11 +152,3 @@ def check_resume_config(folder: RunFolder, config: TrainConfig) -> None:
             f"a resumed run may change only {', '.join(RESUME_MAY_CHANGE)}. Resume with the "
             "same options, or start afresh with --overwrite"
         )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value

@@ -3,28 +3,13 @@ what ``compare`` and ``cv`` decide before training each of their runs."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import TrainConfig
+from medbalance.training.guard import config_differences
 
 __all__ = ["run_state"]
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _config_diff(planned: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
-    keys = sorted((set(planned) | set(stored)) - {"out"})
-    return [
-        f"{k} {planned.get(k)!r} planned vs {stored.get(k)!r} stored"
-        for k in keys
-        if planned.get(k) != stored.get(k)
-    ]
 
 
 def run_state(config: TrainConfig, fingerprint: str) -> str:
@@ -36,7 +21,10 @@ def run_state(config: TrainConfig, fingerprint: str) -> str:
         return "new"
     if not folder.config.is_file():
         raise ValueError(f"{run} holds run files but no config.json; delete the folder to retrain")
-    diff = _config_diff(_plain(config.to_dict()), folder.read_config())
+    diff = [
+        f"{key} {planned!r} planned vs {stored!r} stored"
+        for key, stored, planned in config_differences(folder.read_config(), config)
+    ]
     if diff:
         raise ValueError(
             f"{run} holds a run with another config ({'; '.join(diff[:3])}); delete the folder "
