@@ -61,7 +61,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "ece": ("ECE", False),
 }
 _PAIRED = ("auroc", "balanced_accuracy")
-OOF_METRICS, OOF_PREDICTIONS = "oof_metrics.json", "oof_predictions.csv"  # of a cv folder
 _NAN2 = (math.nan, math.nan)
 
 
@@ -132,10 +131,10 @@ def read_run(remedy: str, seed: int, path: Path, *, oof: bool = False) -> Finish
         ValueError: ``predictions.csv`` lacks the probability column of a class.
     """
     folder = RunFolder(path)
-    result = read_json_object(path / OOF_METRICS) if oof else folder.read_metrics()
+    result = read_json_object(path / RunFolder.OOF_METRICS) if oof else folder.read_metrics()
     config = folder.read_config() if folder.config.is_file() else {}
     classes = [str(c) for c in result["class_names"]]
-    rows = folder.read_predictions(classes, file=path / OOF_PREDICTIONS if oof else None)
+    rows = folder.read_predictions(classes, file=path / RunFolder.OOF_PREDICTIONS if oof else None)
     return FinishedRun(
         remedy=remedy,
         seed=seed,

@@ -47,6 +47,8 @@ class RunFolder:
     LAST = "last.pt"
     REPORT = "report.html"
     INSPECT_SUMMARY = "inspect/summary.json"
+    OOF_METRICS = "oof_metrics.json"  # a cv folder's out-of-fold evaluation
+    OOF_PREDICTIONS = "oof_predictions.csv"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))

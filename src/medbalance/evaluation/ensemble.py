@@ -21,7 +21,14 @@ from medbalance.core.files import atomic_write_text
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
 
-__all__ = ["ENSEMBLE_FILE", "Ensemble", "Scorer", "load_model", "write_ensemble"]
+__all__ = [
+    "ENSEMBLE_FILE",
+    "Ensemble",
+    "Scorer",
+    "load_model",
+    "store_decision",
+    "write_ensemble",
+]
 
 ENSEMBLE_FILE = "ensemble.json"
 _FORMAT = "medbalance-ensemble/1"
@@ -100,6 +107,15 @@ def write_ensemble(
         "decision": decision.to_record(),
         **extra,
     }
+    return _write_record(folder, record)
+
+
+def store_decision(folder: Path, ensemble: Ensemble, decision: Decision) -> Path:
+    """Replace the decision in ``folder``'s ``ensemble.json`` (members unchanged)."""
+    return _write_record(folder, {**ensemble.record, "decision": decision.to_record()})
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> Path:
     text = json.dumps(record, indent=2, allow_nan=False, default=str) + "\n"
     return atomic_write_text(folder / ENSEMBLE_FILE, text)
 

@@ -16,11 +16,12 @@ import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medbalance.core.files import spreadsheet_safe
+from medbalance.core.files import atomic_write_text, spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.decision import Decision
@@ -43,10 +44,12 @@ class Evaluation:
     def write(self, folder: RunFolder) -> None:
         """Write ``metrics[_SPLIT].json`` and ``predictions[_SPLIT].csv`` atomically."""
         split = self.result["split"]
-        folder.write_metrics(self.result, split)
-        from medbalance.core.files import atomic_write_text
+        self.write_to(folder.metrics(split), folder.predictions(split))
 
-        atomic_write_text(folder.predictions(split), self.predictions_csv)
+    def write_to(self, metrics: Path, predictions: Path) -> None:
+        """Write the metrics (strict JSON) and the predictions to these files, atomically."""
+        RunFolder(metrics.parent).write_json(metrics, self.result)
+        atomic_write_text(predictions, self.predictions_csv)
 
 
 def evaluate_scores(

@@ -67,7 +67,6 @@ from medbalance.comparison.remedies import (
 from medbalance.comparison.report import Comparison, write_outputs
 from medbalance.comparison.stats import (
     METRICS,
-    OOF_PREDICTIONS,
     FinishedRun,
     check_metric,
     paired_against,
@@ -300,7 +299,7 @@ def _pair_out_of_fold(
     comparison: Comparison, runs: Mapping[str, list[FinishedRun]], names: list[str], metric: str
 ) -> None:
     """compare --folds: pair the remedies on the out-of-fold cases of their cv folders too."""
-    if not all((r.path / OOF_PREDICTIONS).is_file() for rs in runs.values() for r in rs):
+    if not all((r.path / RunFolder.OOF_PREDICTIONS).is_file() for rs in runs.values() for r in rs):
         return
     oof = {n: [read_run(n, r.seed, r.path, oof=True) for r in runs[n]] for n in names}
     comparison.paired_oof, pair_notes = paired_against(oof, names, comparison.reference, metric)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -30,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from medbalance.core.checkpoint import read_metadata
-from medbalance.core.files import atomic_write_text, from_spreadsheet_safe
+from medbalance.core.files import atomic_write_text
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
 from medbalance.evaluation.ensemble import write_ensemble
-from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
+from medbalance.evaluation.evaluate import evaluate_scores
 from medbalance.evaluation.inference import load_trained
 from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.training.config import ConfigError, TrainConfig
@@ -144,14 +143,14 @@ def cross_validate(
     )
     oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
     oof_eval.result["folds"] = folds
-    _write(out, "oof_metrics.json", "oof_predictions.csv", oof_eval)
+    oof_eval.write_to(out / RunFolder.OOF_METRICS, out / RunFolder.OOF_PREDICTIONS)
     metrics: dict[str, Any] = {}
     if test_probs:
         idx = data.indices("test")
         scores = Scores("test", idx, data.catalog.labels[idx], np.mean(test_probs, axis=0))
         ensemble = evaluate_scores(data, scores, decision, n_bootstrap=boot, seed=resolved.seed)
         ensemble.result["ensemble"] = {"members": folds, "combine": "mean"}
-        _write(out, "metrics.json", "predictions.csv", ensemble)
+        ensemble.write(RunFolder(out))
         metrics = ensemble.result
     atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
     write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"})
@@ -209,11 +208,6 @@ def _fold_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _write(out: Path, metrics_name: str, predictions_name: str, evaluation: Evaluation) -> None:
-    RunFolder(out).write_json(out / metrics_name, evaluation.result)
-    atomic_write_text(out / predictions_name, evaluation.predictions_csv)
-
-
 def _report(out: Path) -> None:
     """The report of the ensemble on test (no galleries: they need one model's Grad-CAM)."""
     if not (out / "metrics.json").is_file():
@@ -241,7 +235,7 @@ def evaluate_cv(
     test) and stores it in ``ensemble.json``, so ``predict`` applies it too.
     """
     from medbalance.data.prepared import BatchLoader
-    from medbalance.evaluation.ensemble import ENSEMBLE_FILE, Ensemble, load_model
+    from medbalance.evaluation.ensemble import Ensemble, load_model, store_decision
     from medbalance.workflows.training import prepare_for_model
 
     ensemble = load_model(out, device=device)
@@ -258,15 +252,13 @@ def evaluate_cv(
     decision = ensemble.decision
     if policy is not None:
         decision = _rechoose_on_oof(out, policy, ensemble)
-        record = {**ensemble.record, "decision": decision.to_record()}
-        text = json.dumps(record, indent=2, allow_nan=False, default=str) + "\n"
-        atomic_write_text(out / ENSEMBLE_FILE, text)
+        store_decision(out, ensemble, decision)
     loader = BatchLoader(prepared.images, prepared.catalog.labels, idx, 256)
     probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
     scores = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
     evaluation = evaluate_scores(prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed)
     evaluation.result["ensemble"] = {"members": len(ensemble.members), "combine": "mean"}
-    _write(out, "metrics.json", "predictions.csv", evaluation)
+    evaluation.write(RunFolder(out))
     if report:
         _report(out)
     return evaluation.result
@@ -274,15 +266,12 @@ def evaluate_cv(
 
 def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
     names = list(ensemble.class_names)
-    with (out / "oof_predictions.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    index = {n: i for i, n in enumerate(names)}
-    labels = np.array([index[from_spreadsheet_safe(r["true_label"])] for r in rows])
-    probs = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    rows = RunFolder(out).read_predictions(names, file=out / RunFolder.OOF_PREDICTIONS)
+    labels = rows.labels
     return choose_decision(
         policy,
         labels,
-        probs,
+        rows.probs,
         class_names=names,
         positive=ensemble.positive if len(names) == 2 else None,
         train_counts=np.bincount(labels, minlength=len(names)).tolist(),
