@@ -214,12 +214,12 @@ def standard_error(select: str, row: dict[str, float], n_pos: int, n_neg: int) -
 def _keep(
     config: TrainConfig, row: dict[str, float], trainer: Trainer, peak: dict[str, float] | None
 ) -> bool:
-    """Whether this epoch becomes the kept checkpoint. ``best``: it beats the best so far.
-    ``within-noise``: its value lies within one standard error of the best value seen (the
-    later weights are kept unless an earlier epoch was better by more than the noise)."""
-    best_row = trainer.history[trainer.best_epoch] if trainer.best_epoch >= 0 else None
+    """Whether this epoch becomes the kept checkpoint, given ``peak``, the epoch with the best
+    value so far. ``best``: it beats the peak. ``within-noise``: its value lies within one
+    standard error of the peak's (the later weights are kept unless an earlier epoch was better
+    by more than the noise)."""
     if config.select_rule != "within-noise" or peak is None:
-        return _better(config.select, row, best_row)
+        return _better(config.select, row, peak)
     value = row[f"val_{config.select}"]
     counts = trainer.data.catalog.class_counts("val")
     n_pos = int(counts[trainer.positive])
