@@ -80,10 +80,6 @@ class Decision:
             if str(rule) != "argmax" and not self.train_counts:
                 raise ValueError(f"the rule {self.policy!r} needs the training class counts")
 
-    @property
-    def is_threshold(self) -> bool:
-        return self.threshold is not None
-
     def decide(self, probs: ArrayLike) -> NDArray[np.int64]:
         """The class index of every row of ``probs`` (``[N, C]``; one row ``[C]`` allowed)."""
         p = np.asarray(probs)  # compared in its own dtype, as binary_metrics does

@@ -268,14 +268,6 @@ class ResolvedConfig(TrainConfig):
     positive_index: int
     native_size: int | None = None
 
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def positive_name(self) -> str:
-        return self.class_names[self.positive_index]
-
 
 def load_config(
     path: Path | None = None, overrides: Mapping[str, Any] | None = None
