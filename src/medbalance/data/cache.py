@@ -323,8 +323,13 @@ class PresizeCache:
         """
         if catalog.paths is None:
             raise ValueError("PresizeCache.ensure needs a catalog of files; use presize()")
-        present = [p for p in catalog.paths if p.is_file()]
-        missing = [(str(p), "no such file") for p in catalog.paths if not p.is_file()]
+        exists = [p.is_file() for p in catalog.paths]  # one stat a file
+        present = [p for p, there in zip(catalog.paths, exists, strict=True) if there]
+        missing = [
+            (str(p), "no such file")
+            for p, there in zip(catalog.paths, exists, strict=True)
+            if not there
+        ]
         digests = self.digests(present)
         have = self._drop_damaged(self._locate(digests))
         todo: dict[str, str] = {}
