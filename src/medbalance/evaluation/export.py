@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
 from medbalance.evaluation.decision import METADATA_KEY, read_decision
+from medbalance.models.tta import as_logits, mean_softmax
 
 __all__ = ["SIDECAR_FORMAT", "ExportFormat", "export_model", "sidecar_path"]
 
@@ -95,8 +96,8 @@ class _MeanOfMembers(nn.Module):
         self.members = nn.ModuleList(models)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
-        return torch.log(probs.clamp_min(1e-12)), probs
+        probs = mean_softmax([m(x) for m in self.members])
+        return as_logits(probs), probs
 
 
 def _format(value: str) -> ExportFormat:

@@ -11,12 +11,21 @@ evaluate, predict, export) works unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MAX_VIEWS", "TestTimeAugmentation", "unwrap", "view_params", "with_tta"]
+__all__ = [
+    "MAX_VIEWS",
+    "TestTimeAugmentation",
+    "as_logits",
+    "mean_softmax",
+    "unwrap",
+    "view_params",
+    "with_tta",
+]
 
 # (shift x, shift y, rotation in degrees, zoom), in the order views are added
 _VIEWS = (
@@ -69,8 +78,18 @@ class TestTimeAugmentation(nn.Module):
             view = F.grid_sample(
                 x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
             )
-            probs.append(torch.softmax(self.model(view).float(), dim=1))
-        return torch.log(torch.stack(probs).mean(dim=0).clamp_min(1e-12))
+            probs.append(self.model(view))
+        return as_logits(mean_softmax(probs))
+
+
+def mean_softmax(outputs: Sequence[Tensor]) -> Tensor:
+    """The mean of the class probabilities of several outputs (views or ensemble members)."""
+    return torch.stack([torch.softmax(x.float(), dim=1) for x in outputs]).mean(dim=0)
+
+
+def as_logits(probs: Tensor) -> Tensor:
+    """Logits whose softmax is ``probs``: their log, with zeros kept finite."""
+    return torch.log(probs.clamp_min(1e-12))
 
 
 def with_tta(model: nn.Module, views: int) -> nn.Module:
