@@ -12,6 +12,7 @@ from conftest import multiclass_data, scored
 from medbalance.evaluation.metrics import (
     BINARY_KEYS,
     MULTICLASS_KEYS,
+    ORDINAL_KEYS,
     binary_metrics,
     classification_metrics,
     expected_calibration_error,
@@ -127,19 +128,23 @@ def test_multiclass_metrics_equal_sklearn(ordinal: bool) -> None:
     labels, probs = multiclass_data(300, 4, seed=3)
     preds = probs.argmax(axis=1)
     m = multiclass_metrics(labels, probs, preds, ordinal=ordinal)
-    assert tuple(m) == MULTICLASS_KEYS
+    assert tuple(m) == MULTICLASS_KEYS + ORDINAL_KEYS * ordinal
     onehot = np.eye(4)[labels]
     expected = {
         "auroc": skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"),
+        "weighted_auroc": skm.roc_auc_score(labels, probs, multi_class="ovr", average="weighted"),
         "balanced_accuracy": skm.balanced_accuracy_score(labels, preds),
         "accuracy": skm.accuracy_score(labels, preds),
         "macro_f1": skm.f1_score(labels, preds, average="macro"),
         "mcc": skm.matthews_corrcoef(labels, preds),
-        "kappa": skm.cohen_kappa_score(labels, preds, weights="quadratic" if ordinal else None),
+        "kappa": skm.cohen_kappa_score(labels, preds),  # unweighted, ordinal or not
         "average_precision": skm.average_precision_score(onehot, probs, average="macro"),
         "brier": np.mean(np.sum((probs - onehot) ** 2, axis=1)),
         "sensitivity": skm.recall_score(labels, preds, average="macro"),
     }
+    if ordinal:
+        expected["quadratic_kappa"] = skm.cohen_kappa_score(labels, preds, weights="quadratic")
+        expected["mean_abs_error"] = skm.mean_absolute_error(labels, preds)
     for key, value in expected.items():
         assert m[key] == pytest.approx(value, abs=1e-12), key
     confusion = skm.confusion_matrix(labels, preds)
@@ -196,10 +201,27 @@ def test_threshold_inf_calls_nothing_positive() -> None:
     assert m["sensitivity"] == 0.0 and m["specificity"] == 1.0 and math.isnan(m["ppv"])
 
 
+def test_ordinal_metrics_on_a_hand_worked_3x3() -> None:
+    # grades 0, 1, 2; rows are the true grade. |error| is 1 for the four off-diagonal cells
+    # next to the diagonal and 2 for the one grade-2 image called grade 0.
+    labels, preds = from_matrix([[3, 1, 0], [1, 2, 1], [1, 0, 1]])
+    probs = np.eye(3)[preds] * 0.8 + 0.2 / 3
+    m = multiclass_metrics(labels, probs, preds, ordinal=True)
+    assert m["mean_abs_error"] == pytest.approx(5 / 10)  # 4 x 1 + 1 x 2 over 10 images
+    assert m["within_one_accuracy"] == pytest.approx(9 / 10)
+    # quadratic kappa = 1 - sum w O / sum w E with w = (i - j)^2, E = row x col / N:
+    # observed 1 + (1 + 1) + 4 = 7; rows (4, 4, 2), columns (5, 3, 2):
+    # expected (4 (1*3 + 4*2) + 4 (1*5 + 1*2) + 2 (4*5 + 1*3)) / 10 = 118 / 10
+    assert m["quadratic_kappa"] == pytest.approx(1 - 7 / 11.8)
+    # unweighted: observed disagreement 4, expected 10 - (4*5 + 4*3 + 2*2) / 10 = 6.4
+    assert m["kappa"] == pytest.approx(1 - 4 / 6.4)
+    assert not set(ORDINAL_KEYS) & set(multiclass_metrics(labels, probs, preds))
+
+
 def test_multiclass_absent_class_and_undefined_kappa_give_nan() -> None:
     probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
     m = multiclass_metrics([0, 1, 0], probs, [0, 1, 0])  # class 2 has no items
-    for key in ("auroc", "balanced_accuracy", "average_precision", "sensitivity"):
+    for key in ("auroc", "weighted_auroc", "balanced_accuracy", "average_precision", "sensitivity"):
         assert math.isnan(m[key]), key
     assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0  # F1 of class 2 undefined, skipped
     same = multiclass_metrics([0, 0, 0], probs, [0, 0, 0])

@@ -139,24 +139,28 @@ def _multiclass_batched(
         ),
     )
     grid = np.arange(c)
-    disagreement = (grid[:, None] - grid[None, :]) ** 2 if ordinal else 1 - np.eye(c)
     expected = true_counts[:, :, None] * pred_counts[:, None, :] / n[:, None, None]
-    kappa = 1 - ratio(
-        np.einsum("ij,rij->r", disagreement, confusion),
-        np.einsum("ij,rij->r", disagreement, expected),
-    )
+
+    def kappa(disagreement: Floats) -> Floats:
+        return 1 - ratio(
+            np.einsum("ij,rij->r", disagreement, confusion),
+            np.einsum("ij,rij->r", disagreement, expected),
+        )
+
     ranked = [_ranking(weights, onehot[:, k], p[:, k]) for k in range(c)]
+    aurocs = np.stack([auroc for auroc, _ in ranked], axis=1)  # (resamples, C)
     confidence = p.max(axis=1)
     with warnings.catch_warnings():  # all-NaN rows (no class has F1 defined) stay NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         macro_f1 = np.nanmean(f1, axis=1)
-    return {
-        "auroc": np.mean([auroc for auroc, _ in ranked], axis=0),
+    out = {
+        "auroc": aurocs.mean(axis=1),
+        "weighted_auroc": np.sum(aurocs * true_counts, axis=1) / n,
         "balanced_accuracy": recall.mean(axis=1),
         "accuracy": agree / n,
         "macro_f1": macro_f1,
         "mcc": mcc,
-        "kappa": kappa,
+        "kappa": kappa(1 - np.eye(c)),
         "average_precision": np.mean([ap for _, ap in ranked], axis=0),
         "brier": weights @ np.sum((p - onehot) ** 2, axis=1) / n,
         "ece": ece(
@@ -168,6 +172,12 @@ def _multiclass_batched(
         "sensitivity": recall.mean(axis=1),
         "specificity": specificity_per_class(confusion).mean(axis=1),
     }
+    if ordinal:
+        error = np.abs(pred - y).astype(np.float64)
+        out["quadratic_kappa"] = kappa((grid[:, None] - grid[None, :]) ** 2.0)
+        out["mean_abs_error"] = weights @ error / n
+        out["within_one_accuracy"] = weights @ (error <= 1) / n
+    return out
 
 
 _BATCHED: dict[Callable[..., Any], Callable[..., dict[str, Floats]]] = {

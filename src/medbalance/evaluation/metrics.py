@@ -57,6 +57,7 @@ from medbalance.evaluation._metric_inputs import (
 __all__ = [
     "BINARY_KEYS",
     "MULTICLASS_KEYS",
+    "ORDINAL_KEYS",
     "SELECT_METRICS",
     "binary_metrics",
     "classification_metrics",
@@ -75,9 +76,11 @@ BINARY_KEYS = (
     "f1", "accuracy", "mcc", "average_precision", "brier", "ece",
 )  # fmt: skip
 MULTICLASS_KEYS = (
-    "auroc", "balanced_accuracy", "accuracy", "macro_f1", "mcc", "kappa",
+    "auroc", "weighted_auroc", "balanced_accuracy", "accuracy", "macro_f1", "mcc", "kappa",
     "average_precision", "brier", "ece", "sensitivity", "specificity",
 )  # fmt: skip
+# added to MULTICLASS_KEYS for ordered grades (``ordinal=True``); errors are in grade steps
+ORDINAL_KEYS = ("quadratic_kappa", "mean_abs_error", "within_one_accuracy")
 
 MetricFn = Callable[..., dict[str, float]]
 
@@ -265,13 +268,17 @@ def multiclass_metrics(
         labels: true class index per item.
         probs: class probabilities ``(N, C)``; used by AUROC, average precision, Brier and ECE.
         preds: predicted class per item (argmax or another decision rule); used by the rest.
-        ordinal: classes are ordered grades: Cohen's kappa with quadratic weights.
+        ordinal: classes are ordered grades (class index = grade): also the ordinal metrics.
         n_bins: ECE bins (top-label).
 
     Returns:
-        ``auroc`` and ``average_precision`` (one-vs-rest, macro), ``balanced_accuracy``,
-        ``accuracy``, ``macro_f1``, ``mcc``, ``kappa``, ``brier``, ``ece``, and macro
-        ``sensitivity`` and ``specificity``.
+        ``auroc`` and ``average_precision`` (one-vs-rest, macro), ``weighted_auroc``
+        (one-vs-rest, weighted by each class's support), ``balanced_accuracy``, ``accuracy``,
+        ``macro_f1``, ``mcc``, ``kappa`` (Cohen's, unweighted), ``brier``, ``ece``, and macro
+        ``sensitivity`` and ``specificity`` (:data:`MULTICLASS_KEYS`). With ``ordinal`` also
+        ``quadratic_kappa`` (Cohen's kappa with quadratic weights), ``mean_abs_error`` (mean
+        ``|predicted grade - true grade|``, in grade steps) and ``within_one_accuracy`` (the
+        share of items with ``|error| <= 1``) (:data:`ORDINAL_KEYS`).
     """
     from sklearn.exceptions import UndefinedMetricWarning
     from sklearn.metrics import (
@@ -301,9 +308,15 @@ def multiclass_metrics(
     mcc_defined = len(y) ** 2 > max(true_counts @ true_counts, pred_counts @ pred_counts)
     with warnings.catch_warnings():  # kappa with one shared label: NaN by replace_undefined_by
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        kappa = cohen_kappa_score(y, pred, labels=classes, weights="quadratic" if ordinal else None)
-    return {
+        kappa = cohen_kappa_score(y, pred, labels=classes)
+        quadratic = (
+            cohen_kappa_score(y, pred, labels=classes, weights="quadratic") if ordinal else _NAN
+        )
+    out = {
         "auroc": float(roc_auc_score(onehot, p, average="macro")) if all_present else _NAN,
+        "weighted_auroc": (
+            float(roc_auc_score(onehot, p, average="weighted")) if all_present else _NAN
+        ),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if all_present else _NAN,
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=np.nan)),
@@ -319,6 +332,13 @@ def multiclass_metrics(
         ),
         "specificity": float(np.mean(specificity_per_class(confusion))),
     }
+    if ordinal:
+        from sklearn.metrics import mean_absolute_error
+
+        out["quadratic_kappa"] = float(quadratic)
+        out["mean_abs_error"] = float(mean_absolute_error(y, pred))
+        out["within_one_accuracy"] = float(np.mean(np.abs(pred - y) <= 1))
+    return out
 
 
 def per_class_metrics(
