@@ -36,7 +36,14 @@ PUBLIC = [
 BUILDING_BLOCKS = {
     "samplers": ["OversampleSampler", "SAMPLERS", "create_sampler", "parse_sampler_spec"],
     "losses": ["FocalLoss", "LDAMLoss", "LOSSES", "create_loss", "focal_loss"],
-    "thresholds": ["Decision", "OperatingPoint", "choose_decision", "choose_threshold"],
+    "thresholds": [
+        "Decision",
+        "OperatingPoint",
+        "choose_decision",
+        "choose_threshold",
+        "decide",
+        "tune_rule",
+    ],
     "metrics": ["binary_metrics", "bootstrap_ci", "multiclass_metrics", "with_ci"],
 }
 

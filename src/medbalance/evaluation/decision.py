@@ -1,7 +1,8 @@
 """The operating point of a trained model as one frozen :class:`Decision`.
 
 A decision is a binary threshold on the positive class's probability, or a multi-class rule
-(``argmax``, ``prior``, ``logit-adjust:TAU``) with the training class counts it needs. It is
+(:mod:`medbalance.evaluation.multiclass_rules`) with the training class counts, the model's prior
+and the tuned values (offsets, grade cut-points) it needs. It is
 chosen from a policy on validation data only (:func:`choose_decision`), written into the
 checkpoint metadata once (:meth:`Decision.to_record`, under the key ``threshold``), read back by
 one function (:func:`read_decision`) and applied by one :meth:`Decision.decide`, which
@@ -19,12 +20,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medbalance.evaluation.thresholds import (
+from medbalance.evaluation.multiclass_rules import (
+    RULE_FORMS,
+    MulticlassRule,
+    RuleKind,
     apply_multiclass_rule,
-    choose_threshold,
     parse_multiclass_rule,
-    parse_policy,
+    tune_rule,
 )
+from medbalance.evaluation.thresholds import choose_threshold, parse_policy
 
 __all__ = ["METADATA_KEY", "Decision", "choose_decision", "read_decision"]
 
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 METADATA_KEY = "threshold"  # where the checkpoint metadata keeps the decision record
 # the multi-class rule when the policy is a binary one (the default youden): see RESULTS.md
 MULTICLASS_DEFAULT = "argmax"
+ORDINAL_DEFAULT = "expected-grade"  # the same for ordinal (graded) tasks
+_TUNED_KEYS = {RuleKind.OFFSETS: "offsets", RuleKind.EXPECTED_GRADE: "cut_points"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class Decision:
             decision was chosen; ``predict`` and ``evaluate`` use as many (1: none).
         model_prior: multi-class: the class prior the model's outputs are calibrated to
             (``accuracy`` and ``balanced`` correct from it).
+        ordinal: the classes are ordered grades (class order = grade order).
+        tuned: a tuned rule's values, chosen on the tuning split: per-class log-probability
+            offsets (``offsets:...``) or the expected grade's cut-points (``expected-grade``).
     """
 
     class_names: tuple[str, ...]
@@ -62,6 +71,8 @@ class Decision:
     val_rates: tuple[float, float] | None = None
     tta: int = 1
     model_prior: tuple[float, ...] | None = None
+    ordinal: bool = False
+    tuned: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.chosen_on == "test":
@@ -77,8 +88,18 @@ class Decision:
                 )
         elif len(self.class_names) > 2:
             rule = parse_multiclass_rule(self.policy)
-            if str(rule) != "argmax" and not self.train_counts:
+            needs_counts = rule.kind not in (RuleKind.ARGMAX, RuleKind.COST) and not rule.ordinal
+            if needs_counts and not self.train_counts:
                 raise ValueError(f"the rule {self.policy!r} needs the training class counts")
+            expected = _tuned_length(rule, len(self.class_names))
+            if (self.tuned is None) != (expected is None) or (
+                self.tuned is not None and len(self.tuned) != expected
+            ):
+                raise ValueError(
+                    f"the rule {self.policy!r} needs {expected or 'no'} tuned values, got "
+                    f"{self.tuned!r}; re-choose it on the validation split "
+                    "(medbalance evaluate RUN --threshold RULE)"
+                )
 
     def decide(self, probs: ArrayLike) -> NDArray[np.int64]:
         """The class index of every row of ``probs`` (``[N, C]``; one row ``[C]`` allowed)."""
@@ -92,7 +113,9 @@ class Decision:
             called = rows[:, self.positive] >= float(self.threshold)
             out = np.where(called, self.positive, 1 - self.positive).astype(np.int64)
         elif len(self.class_names) > 2 and self.policy != "argmax":
-            out = apply_multiclass_rule(self.policy, rows, self.train_counts, self.model_prior)
+            out = apply_multiclass_rule(
+                self.policy, rows, self.train_counts, self.model_prior, self.tuned
+            )
         else:
             out = rows.argmax(axis=1).astype(np.int64)
         return out[0:1] if p.ndim == 1 else out
@@ -102,14 +125,7 @@ class Decision:
         if self.threshold is None:
             if self.policy == "argmax" or len(self.class_names) == 2:
                 return "argmax of probabilities"
-            return (
-                f"argmax of probabilities adjusted by the multi-class rule {self.policy!r}: "
-                "'prior' divides them by the training class priors (operating_point"
-                "['train_counts'] over their sum), 'logit-adjust:TAU' subtracts TAU * log prior "
-                "from their logarithms, 'balanced' divides them by the prior the model learned "
-                "(operating_point['model_prior']), 'accuracy' multiplies them by the training "
-                "priors over that"
-            )
+            return _describe_rule(parse_multiclass_rule(self.policy))
         assert self.positive is not None  # checked in __post_init__
         name = self.class_names[self.positive]
         if self.threshold == math.inf:
@@ -136,14 +152,56 @@ class Decision:
             }
         counts = list(self.train_counts) if self.train_counts is not None else None
         prior = {"model_prior": list(self.model_prior)} if self.model_prior is not None else {}
+        tuned = {}
+        if self.tuned is not None:
+            tuned[_TUNED_KEYS[parse_multiclass_rule(self.policy).kind]] = list(self.tuned)
         return {
             "policy": self.policy,
             "value": None,
             "chosen_on": self.chosen_on,
             "train_counts": counts,
             **prior,
+            **tuned,
+            **({"ordinal": True} if self.ordinal else {}),
             **tta,
         }
+
+
+_RULE_WORDS = {
+    RuleKind.OFFSETS: "argmax of log(probabilities) + operating_point['offsets'] (one offset "
+    "per class, tuned on the validation or out-of-fold data for {objective})",
+    RuleKind.COST: "the class of least expected cost: argmin over calls j of sum_i q_i * "
+    "cost[i][j] (rows true class, columns call: {policy}), q = the probabilities moved to the "
+    "training class priors as the 'accuracy' rule does",
+    RuleKind.EXPECTED_GRADE: "grades in class order: the expected grade sum_k k * p_k, cut at "
+    "operating_point['cut_points'] (grade k where cut[k-1] < expected <= cut[k]), tuned for "
+    "quadratic weighted kappa",
+    RuleKind.MEDIAN_GRADE: "grades in class order: the median grade, the first k whose "
+    "cumulative probability reaches 0.5",
+}
+
+
+def _describe_rule(rule: MulticlassRule) -> str:
+    words = _RULE_WORDS.get(rule.kind)
+    if words is not None:
+        floor = "" if rule.accuracy_floor is None else f" with accuracy >= {rule.accuracy_floor}"
+        return words.format(objective=f"{rule.objective}{floor}", policy=rule)
+    return (
+        f"argmax of probabilities adjusted by the multi-class rule {str(rule)!r}: "
+        "'prior' divides them by the training class priors (operating_point"
+        "['train_counts'] over their sum), 'logit-adjust:TAU' subtracts TAU * log prior "
+        "from their logarithms, 'balanced' divides them by the prior the model learned "
+        "(operating_point['model_prior']), 'accuracy' multiplies them by the training "
+        "priors over that"
+    )
+
+
+def _tuned_length(rule: MulticlassRule, n_classes: int) -> int | None:
+    if rule.kind is RuleKind.OFFSETS:
+        return n_classes
+    if rule.kind is RuleKind.EXPECTED_GRADE:
+        return n_classes - 1
+    return None
 
 
 def choose_decision(
@@ -157,11 +215,14 @@ def choose_decision(
     chosen_on: str = "val",
     tta: int = 1,
     model_prior: Sequence[float] | None = None,
+    ordinal: bool = False,
 ) -> Decision:
     """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
 
-    A binary policy on multi-class data falls back to argmax, with a warning; a multi-class rule
-    on binary data is an error (``TrainConfig`` and ``prepare_run`` refuse it before training).
+    A binary policy on multi-class data falls back to the default rule (``argmax``; for ordinal
+    tasks ``expected-grade``), with a warning; a multi-class rule on binary data is an error
+    (``TrainConfig`` and ``prepare_run`` refuse it before training). Tuned rules (``offsets``,
+    ``expected-grade``) find their values on these data.
     """
     if chosen_on == "test":
         raise ValueError("thresholds are chosen on validation data only, not on 'test'")
@@ -182,20 +243,42 @@ def choose_decision(
             tta=tta,
         )
     if not is_multiclass_rule(policy):
+        default = ORDINAL_DEFAULT if ordinal else MULTICLASS_DEFAULT
         log.warning(
             "threshold policy %r needs two classes; with %d classes the decision is %s "
-            "(or give --threshold argmax | accuracy | balanced | prior | logit-adjust:TAU)",
+            "(or give --threshold with a multi-class rule: %s)",
             policy,
             len(names),
-            MULTICLASS_DEFAULT,
+            default,
+            " | ".join(RULE_FORMS),
         )
-        policy = MULTICLASS_DEFAULT
+        policy = default
+    rule = parse_multiclass_rule(policy)
+    if rule.ordinal and not ordinal:
+        log.warning(
+            "rule %s reads the classes as grades in the order %s; train with --ordinal "
+            "(and --class-order) when they are grades",
+            rule,
+            ", ".join(names),
+        )
     prior = tuple(float(v) for v in model_prior) if model_prior is not None else None
-    return Decision(names, policy, chosen_on, train_counts=counts, tta=tta, model_prior=prior)
+    tuned = tune_rule(
+        rule, y, p, prior=counts if min(counts, default=0) > 0 else None, model_prior=prior
+    )
+    return Decision(
+        names,
+        str(rule),
+        chosen_on,
+        train_counts=counts,
+        tta=tta,
+        model_prior=prior,
+        ordinal=ordinal,
+        tuned=tuned,
+    )
 
 
 def is_multiclass_rule(policy: str) -> bool:
-    """Whether ``policy`` is a multi-class rule (argmax, prior, logit-adjust:TAU)."""
+    """Whether ``policy`` is a multi-class rule (:mod:`~medbalance.evaluation.multiclass_rules`)."""
     try:
         parse_multiclass_rule(policy)
     except ValueError:
@@ -251,6 +334,7 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
     if len(names) == 2:
         policy = "argmax"
     prior = record.get("model_prior") or metadata.get("model_prior")
+    tuned = record.get("offsets", record.get("cut_points"))
     return Decision(
         names,
         policy,
@@ -259,4 +343,6 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
         train_counts=tuple(int(c) for c in counts) if counts else None,
         tta=tta,
         model_prior=tuple(float(v) for v in prior) if prior else None,
+        ordinal=bool(record.get("ordinal", metadata.get("ordinal", False))),
+        tuned=tuple(float(v) for v in tuned) if tuned is not None and len(names) > 2 else None,
     )

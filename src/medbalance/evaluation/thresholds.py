@@ -25,10 +25,10 @@ scores a little lower; midway, 0.65, splits the margin).
 
 :func:`choose_threshold` refuses ``chosen_on="test"``: the test split never chooses anything.
 
-Multi-class: a decision rule replaces argmax (:func:`apply_multiclass_rule`): ``argmax``,
-``prior`` (divide by the training priors and renormalise; Buda et al. 2018) or
-``logit-adjust:TAU`` (subtract ``tau * log prior`` from the log-probabilities; Menon et al.
-2021). ``prior`` equals ``logit-adjust:1``.
+Multi-class decision rules (``argmax``, ``accuracy``, ``balanced``, ``prior``,
+``logit-adjust:TAU``, tuned ``offsets:...``, ``cost:MATRIX``, ordinal ``expected-grade`` and
+``median-grade``) live in :mod:`medbalance.evaluation.multiclass_rules`; their names are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -38,12 +38,24 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from medbalance.evaluation._parsing import is_number, parse_float, unknown
+from medbalance.evaluation.multiclass_rules import (
+    RULE_FORMS,
+    MulticlassRule,
+    RuleKind,
+    adjust_probabilities,
+    apply_multiclass_rule,
+    parse_multiclass_rule,
+)
+
 __all__ = [
+    "POLICY_FORMS",
+    "RULE_FORMS",
     "MulticlassRule",
     "OperatingPoint",
     "Policy",
@@ -65,7 +77,6 @@ POLICY_FORMS = (
     "cost:FN=5,FP=1,prevalence=0.1",
     "0.3",
 )
-RULE_FORMS = ("argmax", "accuracy", "balanced", "prior", "logit-adjust:1.0")
 _TOL = 1e-12  # float slack when comparing rates and objectives
 
 
@@ -78,10 +89,6 @@ class PolicyKind(StrEnum):
     SPECIFICITY = "specificity"
     COST = "cost"
     FIXED = "fixed"
-
-
-def _number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         if self.kind not in set(PolicyKind):
-            raise _unknown(str(self.kind), tuple(PolicyKind), "threshold policy kind")
+            raise unknown(str(self.kind), tuple(PolicyKind), "threshold policy kind")
         object.__setattr__(self, "kind", PolicyKind(self.kind))
         kind, bound = self.kind, self.bound
         uses_bound = kind in (PolicyKind.SENSITIVITY, PolicyKind.SPECIFICITY, PolicyKind.FIXED)
@@ -113,13 +120,13 @@ class Policy:
         if not uses_bound and bound is not None:
             raise ValueError(f"policy {kind} takes no bound; got bound={bound!r}")
         is_rate = kind in (PolicyKind.SENSITIVITY, PolicyKind.SPECIFICITY)
-        if is_rate and (not _number(bound) or not 0.0 <= bound <= 1.0):
-            why = "cannot be met" if _number(bound) and bound > 1 else "is invalid"
+        if is_rate and (not is_number(bound) or not 0.0 <= bound <= 1.0):
+            why = "cannot be met" if is_number(bound) and bound > 1 else "is invalid"
             raise ValueError(
                 f"{kind}>={bound!r} {why}: {kind} is a rate in [0, 1]; "
                 f"write a bound such as {kind}>=0.95"
             )
-        if kind is PolicyKind.FIXED and (not _number(bound) or not 0.0 <= bound <= 1.0):
+        if kind is PolicyKind.FIXED and (not is_number(bound) or not 0.0 <= bound <= 1.0):
             raise ValueError(
                 f"fixed threshold {bound!r} is invalid: scores are probabilities, so a "
                 "threshold lies in [0, 1]"
@@ -130,13 +137,13 @@ class Policy:
                 raise ValueError(f"policy {kind} takes no costs or prevalence; got {costs}")
             return
         fn, fp = self.fn_cost, self.fp_cost
-        if not (_number(fn) and _number(fp) and fn >= 0 and fp >= 0 and fn + fp > 0):
+        if not (is_number(fn) and is_number(fp) and fn >= 0 and fp >= 0 and fn + fp > 0):
             raise ValueError(
                 f"cost policy needs finite, nonnegative FN and FP costs, not both 0; got "
                 f"FN={fn!r}, FP={fp!r}; e.g. cost:FN=5,FP=1"
             )
         p = self.prevalence
-        if p is not None and (not _number(p) or not 0.0 < p < 1.0):
+        if p is not None and (not is_number(p) or not 0.0 < p < 1.0):
             raise ValueError(f"prevalence={p!r} is invalid: it lies strictly between 0 and 1")
 
     def __str__(self) -> str:
@@ -148,20 +155,6 @@ class Policy:
             text = f"cost:FN={self.fn_cost!r},FP={self.fp_cost!r}"
             return text if self.prevalence is None else f"{text},prevalence={self.prevalence!r}"
         return str(self.kind)
-
-
-def _float(text: str, what: str, form: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a number; write {form}") from None
-    return value
-
-
-def _unknown(text: str, forms: tuple[str, ...], what: str) -> ValueError:
-    near = difflib.get_close_matches(text, forms, n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    return ValueError(f"unknown {what} {text!r}; valid forms: {', '.join(forms)}{hint}")
 
 
 def parse_policy(text: str) -> Policy:
@@ -183,7 +176,7 @@ def parse_policy(text: str) -> Policy:
     match = re.fullmatch(r"(sensitivity|specificity)>=(.+)", compact)
     if match:
         name, value = match.groups()
-        return Policy(PolicyKind(name), bound=_float(value, text, f"{name}>=0.95"))
+        return Policy(PolicyKind(name), bound=parse_float(value, text, f"{name}>=0.95"))
     if compact.startswith("cost:"):
         return _parse_cost(text, compact[len("cost:") :])
     try:
@@ -201,7 +194,7 @@ def parse_policy(text: str) -> Policy:
                 f"unknown threshold policy {text!r}: constraints read NAME>=VALUE with NAME "
                 f"sensitivity or specificity; did you mean '{near[0]}>={value}'?"
             )
-    raise _unknown(compact, POLICY_FORMS, "threshold policy")
+    raise unknown(compact, POLICY_FORMS, "threshold policy")
 
 
 def _parse_cost(text: str, body: str) -> Policy:
@@ -213,7 +206,7 @@ def _parse_cost(text: str, body: str) -> Policy:
             near = difflib.get_close_matches(key, ["fn", "fp", "prevalence"], n=1, cutoff=0.5)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ValueError(f"cost policy {text!r}: cannot read {item!r}{hint}; write {form}")
-        values[key] = _float(value, f"cost policy {text!r}", form)
+        values[key] = parse_float(value, f"cost policy {text!r}", form)
     if "fn" not in values or "fp" not in values:
         raise ValueError(f"cost policy {text!r} needs both FN and FP costs; write {form}")
     return Policy(
@@ -260,7 +253,7 @@ class OperatingPoint:
             raise ValueError(f"OperatingPoint value={self.value!r} must be a number (inf allowed)")
         for name in ("sensitivity", "specificity"):
             rate = getattr(self, name)
-            if not _number(rate) or not 0.0 <= rate <= 1.0:
+            if not is_number(rate) or not 0.0 <= rate <= 1.0:
                 raise ValueError(f"OperatingPoint {name}={rate!r} must lie in [0, 1]")
 
     def predict(self, scores: ArrayLike) -> NDArray[np.int64]:
@@ -387,142 +380,3 @@ def _objective(
     prevalence = n_pos / (n_pos + n_neg) if rule.prevalence is None else rule.prevalence
     cost = rule.fn_cost * prevalence * (1 - sens) + rule.fp_cost * (1 - prevalence) * (1 - spec)
     return -cost, np.zeros_like(sens)
-
-
-# --- multi-class decision rules -------------------------------------------------------------
-
-
-class RuleKind(StrEnum):
-    """How a multi-class prediction is made from probabilities."""
-
-    ARGMAX = "argmax"
-    PRIOR = "prior"
-    LOGIT_ADJUST = "logit-adjust"
-    ACCURACY = "accuracy"  # from the model's prior to the natural one: most correct calls
-    BALANCED = "balanced"  # from the model's prior to a uniform one: best balanced accuracy
-
-
-@dataclass(frozen=True)
-class MulticlassRule:
-    """A multi-class decision rule; ``str(rule)`` is its canonical text.
-
-    Attributes:
-        kind: the rule.
-        tau: strength of ``logit-adjust`` (0 is argmax, 1 equals ``prior``); None otherwise.
-    """
-
-    kind: RuleKind
-    tau: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in set(RuleKind):
-            raise _unknown(str(self.kind), tuple(RuleKind), "multi-class rule kind")
-        object.__setattr__(self, "kind", RuleKind(self.kind))
-        if self.kind is RuleKind.LOGIT_ADJUST:
-            if not _number(self.tau) or self.tau < 0:
-                raise ValueError(
-                    f"logit-adjust tau={self.tau!r} is invalid: a finite number >= 0, "
-                    "e.g. logit-adjust:1.0"
-                )
-        elif self.tau is not None:
-            raise ValueError(f"rule {self.kind} takes no tau; got tau={self.tau!r}")
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.tau!r}" if self.kind is RuleKind.LOGIT_ADJUST else str(self.kind)
-
-
-def parse_multiclass_rule(text: str) -> MulticlassRule:
-    """Parse ``argmax``, ``prior`` or ``logit-adjust:TAU`` (``logit-adjust`` alone: tau 1).
-
-    Raises:
-        ValueError: unknown text, listing the forms and suggesting the nearest; a bad tau.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"a multi-class rule is text such as 'prior'; got {text!r}")
-    compact = re.sub(r"\s+", "", text).lower()
-    name, sep, value = compact.partition(":")
-    if name == RuleKind.LOGIT_ADJUST:
-        tau = _float(value, f"rule {text!r}", "logit-adjust:1.0") if sep else 1.0
-        return MulticlassRule(RuleKind.LOGIT_ADJUST, tau=tau)
-    if name in (RuleKind.ARGMAX, RuleKind.PRIOR, RuleKind.ACCURACY, RuleKind.BALANCED) and not sep:
-        return MulticlassRule(RuleKind(name))
-    raise _unknown(compact, RULE_FORMS, "multi-class rule")
-
-
-def adjust_probabilities(
-    rule: str | MulticlassRule,
-    probs: ArrayLike,
-    train_counts: ArrayLike | None,
-    model_prior: ArrayLike | None = None,
-) -> NDArray[np.float64]:
-    """Probabilities after the rule's prior correction, renormalised (argmax: unchanged).
-
-    ``accuracy`` and ``balanced`` know the prior the model's outputs are calibrated to
-    (``model_prior``: natural after plain sampling and cross-entropy, uniform after full
-    oversampling or a balanced loss, in between after ``oversample:ALPHA``) and move the
-    probabilities from it to the natural training prior (``accuracy``) or to a uniform one
-    (``balanced``), so a correction the sampler or loss already made is not made twice.
-    ``prior`` always divides by the natural prior (it assumes a naturally trained model).
-
-    Args:
-        rule: rule text or a parsed :class:`MulticlassRule`.
-        probs: class probabilities ``(N, C)``.
-        train_counts: training items per class, ``C`` positive counts (the priors); may be
-            None for ``argmax``.
-        model_prior: the class prior the model learned (default: the natural one).
-    """
-    parsed = parse_multiclass_rule(rule) if isinstance(rule, str) else rule
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"probs must be (N, C) with C >= 2 classes; got shape {p.shape}")
-    sums = p.sum(axis=1)
-    if not np.isfinite(p).all() or p.min() < 0 or np.abs(sums - 1).max(initial=0) > 1e-4:
-        raise ValueError(
-            "probs must be finite, nonnegative and sum to 1 per row (within 1e-4); apply "
-            "softmax to the logits first"
-        )
-    if parsed.kind is RuleKind.ARGMAX:
-        return p
-    if train_counts is None:
-        raise ValueError(f"rule {parsed} needs train_counts, the training items per class")
-    counts = np.asarray(train_counts, dtype=np.float64)
-    if counts.shape != (p.shape[1],) or not np.isfinite(counts).all() or counts.min() <= 0:
-        raise ValueError(
-            f"train_counts must hold one positive count per class ({p.shape[1]} classes); got "
-            f"{counts.tolist()}; every class needs training items for a prior"
-        )
-    prior = counts / counts.sum()
-    learned = prior if model_prior is None else _as_prior(model_prior, p.shape[1])
-    if parsed.kind is RuleKind.ACCURACY:
-        adjusted = p * prior / learned
-    elif parsed.kind is RuleKind.BALANCED:
-        adjusted = p / learned
-    elif parsed.kind is RuleKind.PRIOR:
-        adjusted = p / prior
-    else:
-        assert parsed.tau is not None  # MulticlassRule.__post_init__ guarantees it
-        with np.errstate(divide="ignore"):  # log 0 = -inf: a zero probability stays zero
-            logits = np.log(p) - parsed.tau * np.log(prior)
-        adjusted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return adjusted / adjusted.sum(axis=1, keepdims=True)
-
-
-def _as_prior(values: ArrayLike, n_classes: int) -> NDArray[np.float64]:
-    prior = np.asarray(values, dtype=np.float64)
-    if prior.shape != (n_classes,) or not np.isfinite(prior).all() or prior.min() <= 0:
-        raise ValueError(
-            f"model_prior must hold one positive share per class ({n_classes}); got "
-            f"{prior.tolist()}"
-        )
-    return prior / prior.sum()
-
-
-def apply_multiclass_rule(
-    rule: str | MulticlassRule,
-    probs: ArrayLike,
-    train_counts: ArrayLike | None,
-    model_prior: ArrayLike | None = None,
-) -> NDArray[np.int64]:
-    """Predicted class per item under the rule: argmax of :func:`adjust_probabilities`."""
-    adjusted = adjust_probabilities(rule, probs, train_counts, model_prior)
-    return adjusted.argmax(axis=1).astype(np.int64)

@@ -77,6 +77,7 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         positive=resolved.positive_index,
         train_counts=trainer.data.train_counts(),
         model_prior=trainer.best_meta.get("model_prior") if trainer.best_meta else None,
+        ordinal=bool(trainer.best_meta.get("ordinal", False)) if trainer.best_meta else False,
     )
     metadata = read_metadata(folder.best)
     metadata[METADATA_KEY] = decision.to_record()
@@ -200,6 +201,7 @@ def _choose(trained: Trained, val: Scores, policy: str, *, tta: int = 1) -> Deci
         train_counts=trained.metadata["train_counts"],
         tta=tta,
         model_prior=trained.metadata.get("model_prior"),
+        ordinal=bool(trained.metadata.get("ordinal", False)),
     )
 
 
