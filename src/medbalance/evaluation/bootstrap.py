@@ -174,7 +174,7 @@ def _multiclass_batched(
     }
     if ordinal:
         error = np.abs(pred - y).astype(np.float64)
-        out["quadratic_kappa"] = kappa((grid[:, None] - grid[None, :]) ** 2.0)
+        out["quadratic_kappa"] = kappa(((grid[:, None] - grid[None, :]) ** 2).astype(np.float64))
         out["mean_abs_error"] = weights @ error / n
         out["within_one_accuracy"] = weights @ (error <= 1) / n
     return out
