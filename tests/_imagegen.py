@@ -44,3 +44,14 @@ def write_split_tree(root: Path, counts: dict[str, dict[str, int]], **kwargs: An
         for name, n in per_class.items():
             write_images(root / split / name, n, **kwargs)
     return root
+
+
+def write_ordinal_tree(
+    root: Path, counts_per_grade: dict[str, tuple[int, ...]], *, size: int = 16, seed: int = 0
+) -> Path:
+    """Write ``root/SPLIT/GRADE/*.png``: grades ``0..K-1``, ``counts_per_grade[split][g]`` images
+    of grade ``g``; the blob grows with the grade (neighbouring grades overlap). One generator
+    serves the tests and the benchmarks: :mod:`medbalance.workflows.synthetic_grades`."""
+    from medbalance.workflows.synthetic_grades import make_synthetic_grades
+
+    return make_synthetic_grades(root, counts=counts_per_grade, size=size, seed=seed)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from medbalance.cli.data_commands import ClassOrder, Ordinal, parse_class_order
 from medbalance.cli.options import (
     DataArg,
     GroupColumn,
@@ -61,6 +62,8 @@ def cv(
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
     skip_unreadable: SkipUnreadable = False,
+    ordinal: Ordinal = None,
+    class_order: ClassOrder = None,
 ) -> None:
     """Cross-validate: K fold models, operating point on out-of-fold predictions, and their
     ensemble evaluated once on test.
@@ -90,6 +93,8 @@ def cv(
         group_pattern=group_pattern,
         group_column=group_column,
         skip_unreadable=skip_unreadable or None,
+        ordinal=ordinal,
+        class_order=parse_class_order(class_order),
     )
     try:
         config = load_config(config_file, overrides)

@@ -44,6 +44,28 @@ __all__ = ["inspect", "lr_find_command", "presize_command", "train"]
 
 log = logging.getLogger("medbalance")
 
+# the ordinal options of train and cv
+Ordinal = Annotated[
+    bool | None,
+    typer.Option(
+        "--ordinal/--no-ordinal",
+        help="The classes are ordered grades: CORN head, quadratic kappa, mean absolute error.",
+    ),
+]
+ClassOrder = Annotated[
+    str | None,
+    typer.Option(
+        "--class-order",
+        help="The class order, lowest grade first, e.g. none,mild,severe (default: sorted; "
+        "with --ordinal, number names in numeric order).",
+    ),
+]
+
+
+def parse_class_order(text: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` as ``("a", "b", "c")``; the config checks the names."""
+    return None if text is None else tuple(name.strip() for name in text.split(","))
+
 
 def inspect(
     data: DataArg,
@@ -279,6 +301,8 @@ def train(
             "--nproc", min=1, help="Processes on this machine (DDP via torchrun); one per GPU."
         ),
     ] = None,
+    ordinal: Ordinal = None,
+    class_order: ClassOrder = None,
 ) -> None:
     """Train a classifier with an imbalance remedy; writes the run folder.
 
@@ -330,6 +354,8 @@ def train(
         normalization=normalization,
         channels_last=channels_last,
         ema=ema,
+        ordinal=ordinal,
+        class_order=parse_class_order(class_order),
     )
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))

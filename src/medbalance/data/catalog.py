@@ -41,6 +41,8 @@ __all__ = [
     "DataError",
     "SourceKind",
     "load_catalog",
+    "numeric_order",
+    "with_class_order",
 ]
 
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx"}
@@ -92,6 +94,50 @@ def load_catalog(
             f"{path}: unsupported source; give a class-folder tree, a .csv manifest or a .npz file"
         )
     return _with_group_pattern(catalog, group_pattern) if group_pattern else catalog
+
+
+def numeric_order(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The names in numeric order (``"10"`` after ``"9"``) when every one is a number (grades
+    such as ``0`` ... ``4``), else None."""
+    values = []
+    for name in names:
+        try:
+            value = float(name)
+        except ValueError:
+            return None
+        if not np.isfinite(value):
+            return None
+        values.append(value)
+    return tuple(name for _, name in sorted(zip(values, names, strict=True)))
+
+
+def with_class_order(catalog: Catalog, order: tuple[str, ...]) -> Catalog:
+    """The catalog with its classes indexed in ``order`` (a permutation of its class names):
+    the labels are re-indexed, nothing else changes. The same order returns ``catalog``.
+
+    Raises:
+        DataError: ``order`` misses a class of the data or names one it does not have.
+    """
+    if tuple(order) == catalog.class_names:
+        return catalog
+    missing = [n for n in catalog.class_names if n not in order]
+    extra = [n for n in order if n not in catalog.class_names]
+    if missing or extra or len(set(order)) != len(order):
+        found = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(map(repr, missing))}" if missing else "",
+                f"not in the data {', '.join(map(repr, extra))}" if extra else "",
+            )
+            if part
+        )
+        raise DataError(
+            f"class order {', '.join(order)} does not list the classes of {catalog.source} "
+            f"({', '.join(catalog.class_names)}): {found or 'a name repeats'}; give each of "
+            f"them once, e.g. --class-order {','.join(catalog.class_names)}"
+        )
+    new_index = np.array([order.index(name) for name in catalog.class_names], dtype=np.int64)
+    return catalog.replace(class_names=tuple(order), labels=new_index[catalog.labels])
 
 
 def _with_group_pattern(catalog: Catalog, pattern: str) -> Catalog:

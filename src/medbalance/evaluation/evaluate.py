@@ -84,6 +84,7 @@ def evaluate_scores(
         "class_names": names,
         "positive_class": positive,
         "threshold": {k: record[k] for k in ("policy", "value", "chosen_on", "tta") if k in record},
+        "ordinal": decision.ordinal,
         **block,
         "counts": _counts(data),
         "warnings": list(warnings),
@@ -110,12 +111,11 @@ def _metrics_block(
         point_metrics = summary(y, probs[:, pos])
         cis = bootstrap_ci(summary, y, probs[:, pos], n_resamples=n_bootstrap, seed=seed)
         at_default = binary_metrics(y, probs[:, pos], 0.5)
-    else:
-        point_metrics = multiclass_metrics(labels, probs, preds)
-        cis = bootstrap_ci(
-            multiclass_metrics, labels, probs, preds, n_resamples=n_bootstrap, seed=seed
-        )
-        at_default = multiclass_metrics(labels, probs, probs.argmax(axis=1))
+    else:  # grades (ordinal): also quadratic kappa, mean absolute error, within-one accuracy
+        summary = functools.partial(multiclass_metrics, ordinal=decision.ordinal)
+        point_metrics = summary(labels, probs, preds)
+        cis = bootstrap_ci(summary, labels, probs, preds, n_resamples=n_bootstrap, seed=seed)
+        at_default = summary(labels, probs, probs.argmax(axis=1))
 
     def per_class(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         rows = per_class_metrics(y_true, predicted, n_classes)
@@ -162,6 +162,8 @@ _UNDEFINED = {
     "f1": "no positive image was present or called positive",
     "mcc": "a row or column of the confusion matrix is empty",
     "macro_auroc": "a class has no image in the split",
+    "weighted_auroc": "a class has no image in the split",
+    "quadratic_kappa": "every image has the same true grade and is called that grade",
 }
 
 

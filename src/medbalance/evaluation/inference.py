@@ -81,6 +81,7 @@ def load_trained(checkpoint: Path, *, device: str = "cpu", tta: int | None = Non
         metadata["model"],
         num_classes=len(metadata["class_names"]),
         in_chans=int(metadata["channels"]),
+        ordinal=bool(metadata.get("ordinal", False)),
     )
     model.load_state_dict(state)
     views = tta if tta is not None else read_decision(metadata).tta

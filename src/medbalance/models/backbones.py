@@ -147,6 +147,7 @@ def create_model(
     pretrained: bool = False,
     weights: str | Path | None = None,
     drop_rate: float = 0.0,
+    ordinal: bool = False,
 ) -> nn.Module:
     """Build a classifier by name, optionally with pretrained or local weights.
 
@@ -159,6 +160,9 @@ def create_model(
         weights: A local ``.safetensors`` or ``.pth``/``.pt``/``.bin`` state dict; takes
             precedence over ``pretrained``.
         drop_rate: Dropout before the head.
+        ordinal: The classes are ordered grades: the linear head becomes a CORN head
+            (:class:`~medbalance.models.ordinal.CornLinear`), which still returns
+            ``num_classes`` outputs (log class probabilities).
 
     Returns:
         The model on the CPU, in training mode.
@@ -193,6 +197,10 @@ def create_model(
         model = _create_pretrained_timm(name, **kwargs, drop_rate=drop_rate)
     else:
         model = timm.create_model(name, **kwargs, drop_rate=drop_rate)
+    if ordinal:
+        from medbalance.models.ordinal import use_corn_head
+
+        use_corn_head(model, num_classes)
     if path is not None:
         _load_weights(model, path, name=name, in_chans=in_chans)
     return model

@@ -102,9 +102,12 @@ class TrainConfig:
     group_pattern: str | None = None
     group_column: str | None = None
     skip_unreadable: bool = False
+    ordinal: bool = False  # classes are ordered grades: CORN head, ordinal metrics
+    class_order: tuple[str, ...] | None = None  # the class index order (default: sorted names)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size")
+        _check_class_order(self)
         _choice(self, "device", Device)
         _choice(self, "precision", Precision)
         _choice(self, "schedule", Schedule)
@@ -180,6 +183,33 @@ def _positive(config: TrainConfig, *names: str) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_class_order(config: TrainConfig) -> None:
+    """``class_order``: two or more distinct, non-empty names; a list (config file) is stored
+    as a tuple."""
+    if not isinstance(config.ordinal, bool):
+        raise ConfigError(f"ordinal must be true or false, got {config.ordinal!r}")
+    order = config.class_order
+    if order is None:
+        return
+    if isinstance(order, str) or not isinstance(order, list | tuple):
+        raise ConfigError(
+            f"class_order must be a list of class names such as ['0', '1', '2'] "
+            f"(on the command line --class-order 0,1,2), got {order!r}"
+        )
+    bad = [name for name in order if not isinstance(name, str) or not name.strip()]
+    if bad:
+        raise ConfigError(f"class_order holds {bad[0]!r}; every entry must be a class name")
+    repeated = sorted({name for name in order if order.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"class_order names {', '.join(map(repr, repeated))} more than once; "
+            "name each class once"
+        )
+    if len(order) < 2:
+        raise ConfigError(f"class_order must name at least two classes, got {list(order)}")
+    object.__setattr__(config, "class_order", tuple(order))
+
+
 def _choice(config: TrainConfig, name: str, enum: type[StrEnum]) -> None:
     choices = tuple(member.value for member in enum)
     value = getattr(config, name)
@@ -219,8 +249,11 @@ def _check_threshold(text: str) -> None:
     except ValueError as binary:
         try:
             parse_multiclass_rule(text)
-        except ValueError:
-            raise ConfigError(f"threshold: {binary}") from None
+        except ValueError as rule:
+            compact = text.replace(" ", "").lower() if isinstance(text, str) else ""
+            multiclass = compact.startswith(("offsets", "expected", "median", "logit"))
+            multiclass |= compact.startswith("cost:") and "=" not in compact
+            raise ConfigError(f"threshold: {rule if multiclass else binary}") from None
 
 
 def check_components(

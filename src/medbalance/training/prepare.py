@@ -18,10 +18,11 @@ import torch
 from medbalance.core.device import choose_precision, select_device
 from medbalance.core.distributed import DistInfo, barrier
 from medbalance.data.cache import default_presize
-from medbalance.data.prepared import Prepared, default_positive_class, prepare_data
+from medbalance.data.catalog import numeric_order, with_class_order
+from medbalance.data.prepared import Prepared, default_positive_class, fingerprint, prepare_data
 from medbalance.training.config import ConfigError, ResolvedConfig, TrainConfig
 
-__all__ = ["PreparedRun", "native_size", "prepare_run", "resolve_sizes"]
+__all__ = ["PreparedRun", "native_size", "order_classes", "prepare_run", "resolve_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,46 @@ def _check_policy(config: TrainConfig, names: tuple[str, ...]) -> None:
             f"classes ({', '.join(names)}); give a binary policy: youden, f1, "
             "'sensitivity>=0.95', 'specificity>=0.9', 'cost:FN=5,FP=1' or a number"
         )
+    if len(names) > 2 and not is_binary_policy(config.threshold):
+        from medbalance.evaluation.multiclass_rules import parse_multiclass_rule
+
+        costs = parse_multiclass_rule(config.threshold).costs
+        if costs is not None and len(costs) != len(names):
+            raise ConfigError(
+                f"threshold {config.threshold!r} is a {len(costs)}x{len(costs)} cost matrix, "
+                f"but {config.data} has {len(names)} classes ({', '.join(names)}); give one "
+                "row (true class) and one column (call) per class, in this order"
+            )
+
+
+def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
+    """The data with its classes indexed in the config's order.
+
+    ``class_order`` gives the order; ``ordinal`` without it orders number names numerically
+    (``"10"`` after ``"9"``); otherwise the data keeps its sorted names (and is returned
+    unchanged, as it is when already in order). Only the labels are re-indexed, after the
+    splits were drawn and the images presized, so the splits and the presize cache stay those
+    of an unordered run.
+
+    Raises:
+        ConfigError: ``ordinal`` on class names that are not numbers, without ``class_order``.
+        DataError: ``class_order`` is not a permutation of the data's classes.
+    """
+    names = tuple(data.class_names)
+    order = config.class_order
+    if order is None and config.ordinal:
+        order = numeric_order(names)
+        if order is None:
+            raise ConfigError(
+                f"--ordinal needs the grade order, but the classes of {config.data} "
+                f"({', '.join(names)}) are not all numbers; give it lowest grade first with "
+                f"--class-order (e.g. --class-order {','.join(names)})"
+            )
+    if order is None or order == names:
+        return data
+    catalog = with_class_order(data.catalog, order)
+    log.info("class order: %s", ", ".join(order))
+    return dataclasses.replace(data, catalog=catalog, fingerprint=fingerprint(catalog))
 
 
 def resolve_for_data(config: TrainConfig, data: Prepared, native: int | None) -> ResolvedConfig:
@@ -157,4 +198,5 @@ def prepare_run(
         )
         if info.is_main:
             barrier(info)
+    data = order_classes(sized, data)
     return PreparedRun(resolve_for_data(sized, data, native), data, device)

@@ -62,6 +62,7 @@ class Trainer:
             in_chans=data.channels,
             pretrained=config.pretrained,
             weights=config.weights,
+            ordinal=config.ordinal,
         ).to(device)
         if config.sync_bn and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -199,6 +200,7 @@ class Trainer:
             "normalization": self.norm.to_dict(),
             "train_counts": self.data.train_counts(),
             "model_prior": learned_prior(config, self.data.train_counts()),
+            "ordinal": config.ordinal,  # a CORN head; grades in class_names order
             "data_fingerprint": self.data.fingerprint,
             "data_path": _resolvable(config.data),
             "run_id": self.run_id,
