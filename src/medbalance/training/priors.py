@@ -8,6 +8,10 @@ as often. Balanced softmax and logit adjustment train on prior-shifted logits, s
 outputs estimate the balanced posterior. The decision rules ``accuracy`` and ``balanced`` correct
 from this prior (recorded in the checkpoint as ``model_prior``) instead of assuming the natural
 one, so a correction the sampler or loss already made is not made twice.
+
+An ordinal (CORN) head changes nothing here: cross-entropy on its K log class probabilities is
+a plain likelihood (the CORN loss), so its outputs carry the prior the sampler and loss weights
+set, as any other model's do.
 """
 
 from __future__ import annotations
