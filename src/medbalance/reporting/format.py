@@ -26,7 +26,15 @@ __all__ = [
     "threshold_text",
 ]
 
-_PERCENT = {"sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy"}
+_PERCENT = {
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "accuracy",
+    "balanced_accuracy",
+    "within_one_accuracy",
+}
 METRICS = {  # key: (clinical name, what it means); {pos} is the positive class
     "sensitivity": ("Sensitivity", "of patients with {pos}, the share the model flags"),
     "specificity": ("Specificity", "of patients without {pos}, the share the model clears"),

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "plot_confusion",
+    "plot_confusion_cells",
     "plot_counts",
     "plot_curves",
+    "plot_grade_errors",
     "plot_history",
+    "plot_one_vs_rest",
     "plot_reliability",
     "plot_sweep",
     "rates",
@@ -207,4 +210,82 @@ def plot_history(
         loss.set_yscale("log")
     loss.set(xlabel="Epoch", ylabel="Loss (log scale)" if wide else "Loss", title="Loss per epoch")
     score.set(xlabel="Epoch", ylabel=f"Validation {select}", title="Selection metric per epoch")
+    return figure
+
+
+# --- multi-class and ordinal runs -----------------------------------------------------------
+
+
+def plot_one_vs_rest(
+    labels: np.ndarray, probs: np.ndarray, classes: list[str], split: str, kind: str
+) -> Figure:
+    """One-vs-rest ROC (``kind="roc"``, AUROC in the legend) or precision–recall curves
+    (``kind="pr"``, average precision in the legend), one line per class.
+
+    A class without images in the split (or with every image) has no curve and is named in the
+    legend as such.
+    """
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
+
+    figure, (ax,) = new_figure(6.6, 6.0)
+    for c, name in enumerate(classes):
+        y, score = labels == c, probs[:, c]
+        if y.all() or not y.any():
+            ax.plot([], [], ls="", label=f"{name}: no curve (one outcome only)")
+            continue
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(y, score)
+            ax.plot(fpr, tpr, lw=2, label=f"{name} (AUROC {roc_auc_score(y, score):.3f})")
+        else:
+            precision, recall, _ = precision_recall_curve(y, score)
+            ap = average_precision_score(y, score)
+            ax.plot(recall, precision, lw=2, drawstyle="steps-post", label=f"{name} (AP {ap:.3f})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
+        ax.set(xlabel="1 − specificity (false positive rate)", ylabel="Sensitivity")
+        ax.set_title(f"One-vs-rest ROC curves, {split} split")
+    else:
+        ax.set(xlabel="Sensitivity (recall)", ylabel="Positive predictive value (precision)")
+        ax.set_title(f"One-vs-rest precision–recall curves, {split} split")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=9)
+    return figure
+
+
+def plot_confusion_cells(matrix: np.ndarray, classes: list[str]) -> Figure:
+    """One confusion matrix, each cell with its count and its percent of the row (true class);
+    the colour is the row percent, so rare classes read as clearly as common ones."""
+    k = len(classes)
+    side = min(9.0, 2.5 + 0.9 * k)
+    figure, (ax,) = new_figure(side + 1.5, side)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        colour = "white" if shares[i, j] > 0.6 else "black"
+        text = f"{count:d}\n{shares[i, j]:.1%}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=12 if k < 6 else 8, color=colour)
+    ax.set_xticks(range(k), classes, rotation=30 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), classes)
+    ax.set(xlabel="Predicted class (model decision)", ylabel="True class")
+    ax.set_title("Counts and percent of each true class")
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Share of the true class")
+    return figure
+
+
+def plot_grade_errors(errors: np.ndarray, shares: np.ndarray) -> Figure:
+    """Bars: the share of images at each grade error (predicted − true grade)."""
+    figure, (ax,) = new_figure(7.5, 3.8)
+    colours = ["C2" if e == 0 else "C1" if abs(e) == 1 else "C3" for e in errors]
+    bars = ax.bar(errors, shares, color=colours)
+    ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares], fontsize=9, padding=1)
+    ax.set_xticks(errors, [f"{e:+d}" if e else "0" for e in errors])
+    ax.set(xlabel="Grade error (predicted − true grade)", ylabel="Share of images")
+    ax.set_title("How far off the called grade is")
+    ax.margins(y=0.15)
     return figure

@@ -13,12 +13,13 @@ Every optional input that is missing becomes a short "not available" note.
 This module assembles the page (sections, CSS, public API); the run folder is read by
 :mod:`~medbalance.reporting.run_data`, the figures drawn by :mod:`~medbalance.reporting.plots`, the
 words and numbers formatted by :mod:`~medbalance.reporting.format`, and the galleries drawn by
-:mod:`~medbalance.reporting.gallery`.
+:mod:`~medbalance.reporting.gallery`. Runs of more than two classes get the sections of
+:mod:`~medbalance.reporting.multiclass` (one-vs-rest curves, the decision rule's trade of accuracy
+for balance, counts and row percentages, the top confusions, and for grades the ordinal view).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from medbalance.core.figures import figure_img
 from medbalance.core.files import atomic_write_text
+from medbalance.reporting import multiclass
 from medbalance.reporting.format import (
     METRICS,
     esc,
@@ -40,21 +42,20 @@ from medbalance.reporting.format import (
 from medbalance.reporting.gallery import GalleryItem, gallery_html
 from medbalance.reporting.plots import (
     plot_confusion,
-    plot_counts,
     plot_curves,
-    plot_history,
     plot_reliability,
     plot_sweep,
     rates,
 )
 from medbalance.reporting.run_data import (
     LoadedRun,
-    chosen_epoch,
     load_run,
     metric_entry,
     number,
     split_counts,
 )
+from medbalance.reporting.run_sections import data_body, training_body
+from medbalance.reporting.style import CSS
 
 __all__ = ["GalleryItem", "report_from_run", "write_report"]
 
@@ -79,40 +80,6 @@ _SECTIONS = {
     "errors": "Most confident errors",
     "gradcam": "Grad-CAM",
 }
-_CSS = """
-body{margin:0;background:#eef1f5;color:#1d2733;font:15px/1.5 system-ui,-apple-system,"Segoe UI",
-Roboto,Helvetica,Arial,sans-serif}main,header>div{max-width:1180px;margin:0 auto;padding:0 20px}
-header{background:#173f5f;color:#fff;padding:24px 0 20px;margin-bottom:22px}
-h1{margin:0 0 6px;font-size:26px}h2{margin:0 0 12px;font-size:21px;color:#173f5f}
-h3{font-size:16px;margin:18px 0 8px}dl{display:grid;gap:3px 16px;margin:10px 0 0;
-grid-template-columns:max-content 1fr}dt{color:#b9cfe2}dd{margin:0}
-nav{margin-top:14px;font-size:13px}nav a{color:#d5e6f5;margin-right:14px}
-.cards{display:grid;gap:14px;margin:0 0 18px;
-grid-template-columns:repeat(auto-fit,minmax(190px,1fr))}
-.card{background:#fff;border-radius:10px;padding:14px 16px;box-shadow:0 1px 3px #0002;
-border-top:4px solid #20639b}.card b{color:#44556a}.card .value{font-size:34px;font-weight:700;
-font-variant-numeric:tabular-nums;line-height:1.25}.card small{display:block;color:#5b6b7d}
-section{background:#fff;border-radius:10px;padding:20px 24px;margin:0 0 18px;
-box-shadow:0 1px 3px #0002}.callout{background:#e8f3fb;border-left:5px solid #20639b;
-padding:12px 16px;border-radius:6px;margin:0 0 18px}.callout.warn{background:#fff4e0;
-border-color:#d9822b}.note{color:#5b6b7d;font-style:italic}.row{display:flex;gap:24px;
-flex-wrap:wrap;align-items:flex-start}.row>*{flex:1 1 420px}
-table{border-collapse:collapse;margin:6px 0 12px;width:100%}th,td{padding:6px 10px;
-border-bottom:1px solid #dde3ea;text-align:left;vertical-align:top}th{background:#f1f4f8}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr:nth-child(even) td{background:#fafbfc}img.plot{width:100%;height:auto;display:block;
-margin:8px 0}.config{display:grid;grid-template-columns:repeat(3,max-content minmax(0,1fr));
-gap:2px 12px;font-size:13px}.config dt{color:#5b6b7d}.config dd{overflow-wrap:anywhere}
-.badge{display:inline-block;padding:0 7px;border-radius:4px;font-size:12px;font-weight:700;
-color:#fff;background:#d9822b}.badge.error{background:#c0392b}.gallery{display:grid;gap:14px;
-grid-template-columns:repeat(auto-fill,minmax(200px,1fr))}.gallery.cam{
-grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}figure{margin:0;background:#f7f9fb;
-border:1px solid #dde3ea;border-radius:8px;padding:8px}figure div{display:flex;gap:6px}
-figure img{width:100%;min-width:0;height:auto;image-rendering:pixelated}
-figcaption{font-size:13px;margin-top:4px}figcaption b{display:block;font-size:14px}
-.wide{overflow-x:auto;max-width:100%}
-@media print{body{background:#fff}section,.card{box-shadow:none;border:1px solid #ccc}}
-"""
 
 
 def report_from_run(run_dir: Path) -> Path:
@@ -125,6 +92,7 @@ def write_report(
     *,
     gallery_errors: Sequence[GalleryItem] = (),
     gallery_cam: Sequence[GalleryItem] = (),
+    gallery_confusions: Sequence[GalleryItem] = (),
     out: Path | None = None,
 ) -> Path:
     """Write a self-contained ``report.html`` for an evaluated run.
@@ -133,6 +101,8 @@ def write_report(
         run_dir: A run folder holding at least ``metrics.json``.
         gallery_errors: The most confident errors, drawn as given.
         gallery_cam: Images with Grad-CAM heat maps (``heatmap`` set), drawn with an overlay.
+        gallery_confusions: Example images of the most frequent confusions, grouped by their
+            title (``"virus called bacteria"``); drawn on pages of more than two classes only.
         out: Where to write (default ``RUN_DIR/report.html``); written atomically.
 
     Returns:
@@ -147,14 +117,20 @@ def write_report(
         _gallery_section("errors", gallery_errors, "no images were given to the report"),
         _gallery_section("gradcam", gallery_cam, "no Grad-CAM maps were given to the report"),
     ]
+    if multiclass.is_multiclass(run):
+        galleries.insert(1, _section("confusions", _confusions_body(run, gallery_confusions)))
     sections = [_data_section, _operating_section, _confusion_section, _metrics_section]
     sections += [_calibration_section, _per_class_section, _training_section]
+    if multiclass.is_multiclass(run):
+        sections.insert(2, _decision_section)
+    if multiclass.is_ordinal(run):
+        sections.insert(sections.index(_metrics_section) + 1, _ordinal_section)
     body = "".join(section(run) for section in sections) + "".join(galleries)
     title = f"medbalance report: {run.path.resolve().name}"
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"{_header(run, title)}<main>{_headline(run)}{body}</main></body></html>\n"
     )
     target = Path(out) if out is not None else run.path / "report.html"
@@ -163,7 +139,19 @@ def write_report(
 
 
 def _section(key: str, body: str) -> str:
-    return f'<section id="{key}"><h2>{esc(_SECTIONS[key])}</h2>{body}</section>'
+    title = _SECTIONS.get(key) or multiclass.SECTIONS[key]
+    return f'<section id="{key}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def _nav(run: LoadedRun) -> dict[str, str]:
+    """The sections of the page in order: key -> heading."""
+    keys = list(_SECTIONS)
+    if multiclass.is_multiclass(run):
+        keys.insert(keys.index("operating-point") + 1, "decision")
+        keys.insert(keys.index("gradcam"), "confusions")
+    if multiclass.is_ordinal(run):
+        keys.insert(keys.index("metrics") + 1, "ordinal")
+    return {key: _SECTIONS.get(key) or multiclass.SECTIONS[key] for key in keys}
 
 
 # --- header ---------------------------------------------------------------------------------
@@ -183,24 +171,30 @@ def _header(run: LoadedRun, title: str) -> str:
         + (f" ({cases})" if cases else ""),
         "Decision threshold": f"{threshold_text(point)}, chosen on {point.get('chosen_on', '?')}",
     }
+    if multiclass.is_multiclass(run):
+        del rows["Decision threshold"]
+        rows["Decision rule"] = f"{multiclass.rule_text(point)}; chosen on {point.get('chosen_on')}"
     meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows.items())
-    links = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in _SECTIONS.items())
+    links = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in _nav(run).items())
     return f"<header><div><h1>{esc(title)}</h1><dl>{meta}</dl><nav>{links}</nav></div></header>"
 
 
 def _headline(run: LoadedRun) -> str:
     metrics: dict[str, Any] = run.result.get("metrics") or {}
-    keys = ["sensitivity", "specificity", "ppv", "npv", "auroc"]
+    keys, names, hints = ["sensitivity", "specificity", "ppv", "npv", "auroc"], METRICS, _CARDS
     if run.positive is None:
         keys = [k for k in ("balanced_accuracy", "auroc", "macro_f1", "accuracy") if k in metrics]
+    if multiclass.is_multiclass(run):
+        keys, names = multiclass.headline_keys(run), multiclass.metric_names(run)
+        hints = {**_CARDS, **multiclass.CARDS}
     cards = []
     for key in keys:
         value, ci = metric_entry(metrics.get(key))
         per_100 = f"{100 * value:.0f}" if value is not None else "n/a"
-        hint = _CARDS[key].format(v=per_100, pos=run.pos_name)
+        hint = hints[key].format(v=per_100, pos=run.pos_name)
         ci_text = "no confidence interval" if ci is None else f"95% CI {fmt_ci(key, ci)}"
         cards.append(
-            f'<div class="card"><b>{esc(METRICS[key][0].split(" (")[0])}</b>'
+            f'<div class="card"><b>{esc(names[key][0].split(" (")[0])}</b>'
             f'<div class="value">{esc(fmt(key, value))}</div>'
             f"<small>{esc(ci_text)}</small><small>{esc(hint)}</small></div>"
         )
@@ -211,69 +205,27 @@ def _provenance(run: LoadedRun) -> str:
     split, chosen = run.split, str(run.point.get("chosen_on", "unknown"))
     text = (
         f"All numbers on this page come from the {split} split ({run.result.get('n', '?')} "
-        f"images). The decision threshold was chosen on {chosen}"
+        f"images). The {_decision_word(run)} was chosen on {chosen}"
         + (" (the validation data), never on the test data" if chosen == "val" else "")
         + ". Intervals are 95% confidence intervals."
     )
     if split == "val" or chosen == split:
         text += (
-            f" Caution: the {split} split also chose the threshold or the epoch, so these "
+            f" Caution: the {split} split also chose the {_decision_word(run).split()[1]} or the "
+            "epoch, so these "
             "numbers are optimistic; report the test split."
         )
         return f'<div class="callout warn">{esc(text)}</div>'
     if split == "test":
-        text += " The test split played no part in training, model selection or the threshold."
+        text += (
+            " The test split played no part in training, model selection or the "
+            f"{_decision_word(run).split()[1]}."
+        )
     return f'<div class="callout">{esc(text)}</div>'
 
 
-# --- data -----------------------------------------------------------------------------------
-
-
-def _data_section(run: LoadedRun) -> str:
-    counts = split_counts(run)
-    if counts:
-        listing = _counts_table(counts, run.classes)
-        chart = figure_img(plot_counts(counts, run.classes), "images per class and split")
-        parts = [f'<div class="row"><div>{listing}</div><div>{chart}</div></div>']
-    else:
-        parts = [note("class counts (in neither metrics.json nor inspect/summary.json)")]
-    parts.append(f"<h3>Warnings about the data</h3>{_findings(run)}")
-    if run.inspect is None:
-        parts.append(note("a data inspection (medbalance inspect DATA --out RUN_DIR/inspect)"))
-    return _section("data", "".join(parts))
-
-
-def _counts_table(counts: dict[str, dict[str, int]], classes: list[str]) -> str:
-    totals = {split: sum(per_class.values()) for split, per_class in counts.items()}
-    rows: list[list[object]] = []
-    for name in classes:
-        cells = [(v.get(name, 0), v.get(name, 0) / max(totals[s], 1)) for s, v in counts.items()]
-        rows.append([name, *(f"{n} ({share:.0%})" for n, share in cells)])
-    rows.append(["Total", *totals.values()])
-    ratios = [max(v.values()) / min(v.values()) if min(v.values()) else 0 for v in counts.values()]
-    rows.append(["Imbalance ratio", *(f"{r:.2f} : 1" if r else "n/a" for r in ratios)])
-    legend = "<p>Imbalance ratio: the largest class count over the smallest.</p>"
-    return table(["Class", *counts], rows) + legend
-
-
-def _findings(run: LoadedRun) -> str:
-    """The warnings of metrics.json and the findings of inspect/summary.json, as a list."""
-    items = [("warning", "", str(w), 0) for w in run.result.get("warnings") or []]
-    for finding in (run.inspect or {}).get("findings", []):
-        level, code = str(finding.get("level", "warning")), str(finding.get("code", ""))
-        items.append(
-            (level, code, str(finding.get("message", "")), len(finding.get("items") or []))
-        )
-    if not items:
-        return "<p>None were raised.</p>"
-    lines = [
-        f'<li><span class="badge {esc(level)}">{esc(level)}</span> '
-        + (f"<b>{esc(code)}</b>: " if code else "")
-        + esc(message + (f" ({n} listed in inspect/summary.json)" if n else ""))
-        + "</li>"
-        for level, code, message, n in items
-    ]
-    return f"<ul>{''.join(lines)}</ul>"
+def _decision_word(run: LoadedRun) -> str:
+    return "decision rule" if multiclass.is_multiclass(run) else "decision threshold"
 
 
 # --- operating point ------------------------------------------------------------------------
@@ -287,6 +239,8 @@ def _no_predictions(run: LoadedRun, what: str) -> str:
 def _operating_section(run: LoadedRun) -> str:
     if run.predictions is None:
         return _section("operating-point", _no_predictions(run, "the ROC and PR curves"))
+    if multiclass.is_multiclass(run):
+        return _section("operating-point", multiclass.curves_body(run))
     labels, probs = run.predictions
     threshold, pos = number(run.point.get("value")), run.positive
     if pos is None or threshold is None:
@@ -320,6 +274,8 @@ def _confusion_section(run: LoadedRun) -> str:
     matrix = np.asarray(run.result.get("confusion_matrix") or [], dtype=np.int64)
     if matrix.shape != (len(run.classes), len(run.classes)):
         return _section("confusion", note("a confusion matrix of the classes in metrics.json"))
+    if multiclass.is_multiclass(run):
+        return _section("confusion", multiclass.confusion_body(run, matrix))
     text = (
         "<p>Rows are the true classes (reference standard), columns the model's decision at the "
         "operating point. On the right each row is in percent: the diagonal is each class's "
@@ -343,10 +299,10 @@ def _metrics_section(run: LoadedRun) -> str:
     head = ["Metric", "At the operating point", "95% CI"]
     if at_default:
         head.append(f"At threshold {reference}" if number(reference) else f"With {reference}")
-    rows = []
-    order = [*(k for k in METRICS if k in metrics), *(k for k in metrics if k not in METRICS)]
+    rows, names = [], multiclass.metric_names(run)
+    order = [*(k for k in names if k in metrics), *(k for k in metrics if k not in names)]
     for key in order:  # clinical order first, then anything else metrics.json holds
-        (value, ci), (name, meaning) = metric_entry(metrics[key]), METRICS.get(key, (key, ""))
+        (value, ci), (name, meaning) = metric_entry(metrics[key]), names.get(key, (key, ""))
         compare = [fmt(key, metric_entry(at_default.get(key))[0])] if at_default else []
         rows.append(
             [name, fmt(key, value), fmt_ci(key, ci), *compare, meaning.format(pos=run.pos_name)]
@@ -365,6 +321,14 @@ def _metrics_section(run: LoadedRun) -> str:
         text += note("confidence intervals (metrics.json has none; evaluate with bootstrap > 0)")
     listing = table([*head, "What it means"], rows, align="l" + "r" * (len(head) - 1) + "l")
     return _section("metrics", text + listing)
+
+
+def _decision_section(run: LoadedRun) -> str:
+    return _section("decision", multiclass.decision_body(run))
+
+
+def _ordinal_section(run: LoadedRun) -> str:
+    return _section("ordinal", multiclass.ordinal_body(run))
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -401,6 +365,8 @@ def _calibration_section(run: LoadedRun) -> str:
 
 
 def _per_class_section(run: LoadedRun) -> str:
+    if multiclass.is_multiclass(run):
+        return _section("per-class", multiclass.per_class_body(run))
     per_class: dict[str, Any] = run.result.get("per_class") or {}
     if not per_class:
         return _section("per-class", note("per-class results (metrics.json holds none)"))
@@ -418,39 +384,24 @@ def _per_class_section(run: LoadedRun) -> str:
     return _section("per-class", text + table(head, rows))
 
 
-# --- training -------------------------------------------------------------------------------
+# --- data and training (reporting.run_sections) --------------------------------------------
+
+
+def _data_section(run: LoadedRun) -> str:
+    return _section("data", data_body(run))
 
 
 def _training_section(run: LoadedRun) -> str:
-    parts, select = [], str(run.config.get("select", "auroc"))
-    epoch, where = chosen_epoch(run, select)
-    if run.history:
-        said = f"from epoch {epoch} (read from {where})" if epoch is not None else "unknown"
-        parts.append(
-            f"<p>The evaluated checkpoint is {esc(said)}: the epoch with the best validation "
-            f"{esc(select)}.</p>"
-        )
-        parts.append(
-            figure_img(plot_history(run.history, select, epoch, run.config), "training curves")
-        )
-    else:
-        why = run.problems.get("history.csv", "history.csv not found in the run folder")
-        parts.append(note(f"training curves ({why})"))
-    if run.config:
-        items = "".join(
-            f"<dt>{esc(k)}</dt><dd>{esc(v if isinstance(v, str) else json.dumps(v))}</dd>"
-            for k, v in sorted(run.config.items())
-        )
-        parts.append(f'<h3>Configuration</h3><dl class="config">{items}</dl>')
-    else:
-        parts.append(note("the configuration (config.json not found)"))
-    for name, why in run.problems.items():
-        if name not in ("history.csv", "predictions.csv"):
-            parts.append(f'<p class="note">{esc(name)} could not be read: {esc(why)}</p>')
-    return _section("training", "".join(parts))
+    return _section("training", training_body(run))
 
 
 # --- galleries ------------------------------------------------------------------------------
+
+
+def _confusions_body(run: LoadedRun, items: Sequence[GalleryItem]) -> str:
+    matrix = np.asarray(run.result.get("confusion_matrix") or [], dtype=np.int64)
+    square = matrix.shape == (len(run.classes), len(run.classes))
+    return multiclass.confusions_body(run, matrix if square else None, items)
 
 
 def _gallery_section(key: str, items: Sequence[GalleryItem], missing: str) -> str:

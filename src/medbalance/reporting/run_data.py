@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.core.run_folder import RunFolder, read_json_object
+from medbalance.core.run_folder import Predictions, RunFolder, read_json_object
 
 __all__ = ["LoadedRun", "chosen_epoch", "load_run", "metric_entry", "number", "split_counts"]
 
@@ -37,6 +37,7 @@ class LoadedRun:
     predictions: tuple[np.ndarray, np.ndarray] | None  # true class index, probabilities
     inspect: dict[str, Any] | None
     problems: dict[str, str]  # file name -> why it could not be read
+    decided: np.ndarray | None = None  # the decision's class per row of predictions.csv
 
     @property
     def classes(self) -> list[str]:
@@ -93,15 +94,17 @@ def load_run(run_dir: Path) -> LoadedRun:
             f"best.safetensors of run {meta.get('run_id')}; evaluate the run again "
             f"(medbalance evaluate {folder.path}) or train into an empty folder"
         )
+    rows = optional(folder.predictions_name(), lambda: _predictions(folder, classes))
     return LoadedRun(
         path=folder.path,
         result=result,
         config=optional(folder.CONFIG, folder.read_config) or meta.get("config") or {},
         meta=meta,
         history=optional(folder.HISTORY, folder.read_history),
-        predictions=optional(folder.predictions_name(), lambda: _predictions(folder, classes)),
+        predictions=None if rows is None else (rows.labels, rows.probs),
         inspect=optional(folder.INSPECT_SUMMARY, lambda: read_json_object(folder.inspect_summary)),
         problems=problems,
+        decided=None if rows is None else rows.preds,
     )
 
 
@@ -114,11 +117,11 @@ def _read_metadata(folder: RunFolder) -> dict[str, Any]:
         raise ValueError(str(error)) from error
 
 
-def _predictions(folder: RunFolder, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _predictions(folder: RunFolder, classes: list[str]) -> Predictions:
     rows = folder.read_predictions(classes)
     if not len(rows.ids):
         raise ValueError("no rows")
-    return rows.labels, rows.probs
+    return rows
 
 
 def number(value: Any) -> float | None:
