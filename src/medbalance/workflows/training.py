@@ -213,9 +213,14 @@ def _finish(
     evaluation.write(folder)
     split = evaluation.result["split"]
     if report and (split == "test" or not len(data.indices("test"))):
-        from medbalance.evaluation.gallery import pick_gallery
+        from medbalance.evaluation.gallery import pick_galleries
         from medbalance.reporting.report import write_report
 
-        errors, cams = pick_gallery(trained, data, evaluation.scores, evaluation.preds)
-        path = write_report(folder.path, gallery_errors=errors, gallery_cam=cams)
+        shown = pick_galleries(trained, data, evaluation.scores, evaluation.preds)
+        path = write_report(
+            folder.path,
+            gallery_errors=shown.errors,
+            gallery_cam=shown.cams,
+            gallery_confusions=shown.confusions,
+        )
         log.info("report: %s", path)
