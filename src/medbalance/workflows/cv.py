@@ -33,8 +33,8 @@ from medbalance.core.files import atomic_write_text
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
-from medbalance.evaluation.ensemble import write_ensemble
-from medbalance.evaluation.evaluate import evaluate_scores
+from medbalance.evaluation.ensemble import Ensemble, write_ensemble
+from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import load_trained
 from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.training.config import ConfigError, TrainConfig
@@ -154,7 +154,7 @@ def cross_validate(
         metrics = ensemble.result
     atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
     write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"})
-    _report(out)
+    _report(out, data, ensemble if test_probs else None)
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
 
 
@@ -208,13 +208,30 @@ def _fold_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _report(out: Path) -> None:
-    """The report of the ensemble on test (no galleries: they need one model's Grad-CAM)."""
+def _report(
+    out: Path,
+    data: Prepared | None = None,
+    evaluation: Evaluation | None = None,
+    model: Ensemble | None = None,
+) -> None:
+    """The report of the ensemble on test; given the data and the evaluation, with galleries
+    (the ensemble's errors and confusions, Grad-CAM averaged over the members)."""
     if not (out / "metrics.json").is_file():
         return
+    from medbalance.evaluation.ensemble import load_model
+    from medbalance.evaluation.gallery import Galleries, pick_galleries
     from medbalance.reporting.report import write_report
 
-    path = write_report(out)
+    shown = Galleries()
+    if data is not None and evaluation is not None:
+        members = model if model is not None else load_model(out)
+        shown = pick_galleries(members, data, evaluation.scores, evaluation.preds)
+    path = write_report(
+        out,
+        gallery_errors=shown.errors,
+        gallery_cam=shown.cams,
+        gallery_confusions=shown.confusions,
+    )
     log.info("cv report: %s", path)
 
 
@@ -260,7 +277,7 @@ def evaluate_cv(
     evaluation.result["ensemble"] = {"members": len(ensemble.members), "combine": "mean"}
     evaluation.write(RunFolder(out))
     if report:
-        _report(out)
+        _report(out, prepared, evaluation, ensemble)
     return evaluation.result
 
 
