@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from medbalance.evaluation.ensemble import Ensemble
+from medbalance.evaluation.gallery import model_gradcam
 from medbalance.evaluation.gradcam import find_target_layer, gradcam_maps, overlay
+from medbalance.evaluation.inference import Trained
 from medbalance.models.backbones import create_model
 
 
@@ -119,3 +122,47 @@ def test_overlay_rejects_bad_shapes() -> None:
         overlay(np.zeros((8, 8)), np.zeros((1, 8, 8)))
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 2"):
         overlay(np.zeros((8, 8)), np.zeros((8, 8)), alpha=2)
+
+
+# --- Grad-CAM of a trained model or an ensemble (evaluation.gallery.model_gradcam) ------------
+
+
+class _ToUnit(nn.Module):
+    """The evaluation transform's shape: uint8 pixels to floats."""
+
+    def forward(self, x: Tensor, train: bool = False) -> Tensor:
+        return x.float() / 255
+
+
+def _member(seed: int) -> Trained:
+    torch.manual_seed(seed)
+    model = create_model("smallcnn", num_classes=3, in_chans=1)
+    meta = {"class_names": ["a", "b", "c"], "presize": 32, "channels": 1, "image_size": 32}
+    return Trained(model, _ToUnit(), meta, torch.device("cpu"))
+
+
+def _batch() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
+
+
+def test_ensemble_of_identical_members_gives_the_members_map() -> None:
+    single = _member(0)
+    twin = _member(0)  # another module with the same weights
+    target = np.array([0, 1, 2])
+    alone, shown = model_gradcam(single, _batch(), target)
+    together, shown_too = model_gradcam(Ensemble([single, twin], {}), _batch(), target)
+    assert alone.shape == (3, 32, 32) and alone.max() > 0
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(shown_too, shown)
+    direct = gradcam_maps(single.model, torch.from_numpy(_batch()).float() / 255, target)
+    np.testing.assert_array_equal(alone, direct)  # one model: exactly its Grad-CAM map
+
+
+def test_ensemble_map_is_the_mean_of_the_members_maps() -> None:
+    first, second = _member(0), _member(1)
+    target = np.array([2, 2, 0])
+    a, _ = model_gradcam(first, _batch(), target)
+    b, _ = model_gradcam(second, _batch(), target)
+    assert not np.allclose(a, b)  # the members disagree, so the mean is not either one
+    mean, _ = model_gradcam(Ensemble([first, second], {}), _batch(), target)
+    np.testing.assert_allclose(mean, (a + b) / 2, rtol=0, atol=1e-6)
