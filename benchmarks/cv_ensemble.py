@@ -7,6 +7,11 @@ ensemble), the OOF metrics, and wall time. Not a test: run it by hand and record
 benchmarks/RESULTS.md.
 
     python benchmarks/cv_ensemble.py --data breastmnist,pneumoniamnist --folds 5 --epochs 10
+
+A name is ``../shared/data/NAME.npz`` or the folder ``../shared/data/NAME`` (``chest_xray_mini``:
+give ``--size 128 --resplit-val 0.2 --group-pattern ...``). ``--combine mean,stack`` scores the
+same fold models a second time with the stacked combination (the folds are not trained again:
+the cv folder resumes, finished folds are kept), so the rows differ only in how they combine.
 """
 
 from __future__ import annotations
@@ -45,44 +50,54 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--threshold", default="youden")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resplit-val", type=float, default=None)
+    parser.add_argument("--group-pattern", default=None)
+    parser.add_argument("--combine", default="mean", help="mean, stack or mean,stack")
+    parser.add_argument("--single", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default=str(OUT / "cv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     rows = []
     for name in args.data.split(","):
-        path = SHARED_DATA / f"{name}.npz"
-        data = str(path) if path.is_file() else name
+        path, folder = SHARED_DATA / f"{name}.npz", SHARED_DATA / name
+        data = str(path) if path.is_file() else str(folder) if folder.is_dir() else name
         common = dict(
             data=data, model=args.model, epochs=args.epochs, seed=args.seed, device="cpu",
-            threshold=args.threshold, size=args.size,
+            threshold=args.threshold, size=args.size, resplit_val=args.resplit_val,
+            group_pattern=args.group_pattern,
         )  # fmt: skip
         out = Path(args.out) / name
-        started, load_before = time.perf_counter(), load()
-        single = train_and_evaluate(
-            TrainConfig(**common, out=str(out / "single")),
-            overwrite=True,  # type: ignore[arg-type]
-        )
-        single_s = time.perf_counter() - started
-        started = time.perf_counter()
-        cv = cross_validate(TrainConfig(**common), folds=args.folds, out=out / "cv")  # type: ignore[arg-type]
-        cv_s = time.perf_counter() - started
-        rows.append(
-            {
-                "data": name,
-                "single": single.evaluation,
-                "cv": cv.metrics,
-                "oof": cv.oof,
-                "single_s": single_s,
-                "cv_s": cv_s,
-                "load": (load_before, load()),
-            }
-        )
-        print(f"| {name} | single run | " + " | ".join(_cells(single.evaluation["metrics"]))
-              + f" | {single.evaluation['threshold']['value']:.3f} (val) | {single_s:.0f} |")  # fmt: skip
-        print(f"| {name} | {args.folds}-fold ensemble | " + " | ".join(_cells(cv.metrics["metrics"]))
-              + f" | {cv.metrics['threshold']['value']:.3f} (oof) | {cv_s:.0f} |")  # fmt: skip
-        print(f"| {name} | out-of-fold (n={cv.oof['n']}) | " + " | ".join(_cells(cv.oof["metrics"]))
-              + " | | |", flush=True)  # fmt: skip
+        row: dict[str, object] = {"data": name, "load_before": load()}
+        if args.single:
+            started = time.perf_counter()
+            single = train_and_evaluate(
+                TrainConfig(**common, out=str(out / "single")),  # type: ignore[arg-type]
+                overwrite=True,
+            )
+            single_s = time.perf_counter() - started
+            row.update(single=single.evaluation, single_s=single_s)
+            print(f"| {name} | single run | " + " | ".join(_cells(single.evaluation["metrics"]))
+                  + f" | {single.evaluation['threshold']['value']:.3f} (val) | {single_s:.0f} |")  # fmt: skip
+        for combine in args.combine.split(","):
+            started = time.perf_counter()
+            cv = cross_validate(
+                TrainConfig(**common),  # type: ignore[arg-type]
+                folds=args.folds,
+                out=out / "cv",
+                combine=combine,
+            )
+            cv_s = time.perf_counter() - started
+            row.update(
+                {f"cv_{combine}": cv.metrics, f"oof_{combine}": cv.oof, f"cv_{combine}_s": cv_s}
+            )
+            label = f"{args.folds}-fold ensemble ({combine})"
+            print(f"| {name} | {label} | " + " | ".join(_cells(cv.metrics["metrics"]))
+                  + f" | {cv.metrics['threshold']['value']:.3f} (oof) | {cv_s:.0f} |")  # fmt: skip
+            print(f"| {name} | out-of-fold, {combine} (n={cv.oof['n']}) | "
+                  + " | ".join(_cells(cv.oof["metrics"])) + " | | |", flush=True)  # fmt: skip
+        row["load_after"] = load()
+        print(f"load {row['load_before']:.2f} -> {row['load_after']:.2f}", flush=True)
+        rows.append(row)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "cv.json").write_text(
         json.dumps(

@@ -1,4 +1,4 @@
-"""Benchmark: does an operating point keep its promise on test? (issue 12)
+r"""Benchmark: does an operating point keep its promise on test? (issue 12)
 
 With the policy ``sensitivity>=0.9``, one ordinary run chooses the threshold on its val split and
 a K-fold ``cv`` chooses it on the out-of-fold predictions of all train+val images. For each seed
@@ -7,6 +7,8 @@ short of 0.9 is the number that says whether the threshold was chosen on enough 
 test: run it by hand and record the table in benchmarks/RESULTS.md.
 
     python benchmarks/threshold_honesty.py --data breastmnist --seeds 3 --folds 5 --epochs 10
+    python benchmarks/threshold_honesty.py --data chest_xray_mini --model resnet18 --size 128 \
+        --resplit-val 0.2 --group-pattern '^((?:NORMAL2-)?IM-\d+|person\d+)'
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--resplit-val", type=float, default=None)
+    parser.add_argument("--group-pattern", default=None, help="patient id regex (folder data)")
     parser.add_argument("--out", default=str(OUT / "honesty"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     path = SHARED_DATA / f"{args.data}.npz"
     data = str(path) if path.is_file() else str(SHARED_DATA / args.data)
     rows = []
+    print(f"load before: {load():.2f}")
     print(
         "| data | seed | model | chosen on | n tuning positives | threshold | test sensitivity "
         "| test specificity | test AUROC | test bal. acc. | wall s |"
@@ -50,6 +54,7 @@ def main() -> None:
         common = dict(
             data=data, epochs=args.epochs, seed=seed, device="cpu", threshold=POLICY,
             model=args.model, size=args.size, resplit_val=args.resplit_val,
+            group_pattern=args.group_pattern,
         )  # fmt: skip
         out = Path(args.out) / args.data / f"seed{seed}"
         started = time.perf_counter()

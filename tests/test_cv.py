@@ -176,3 +176,144 @@ def test_export_the_ensemble_as_one_onnx_graph(cv_run: tuple[Path, Path], tmp_pa
             axis=0,  # type: ignore[union-attr]
         )
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def stacked(cv_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same 3 fold models combined by stacking (a copy of the cv folder: no fold retrains)."""
+    import shutil
+
+    data, original = cv_run
+    out = Path(shutil.copytree(original, tmp_path_factory.mktemp("stack") / "cv"))
+    config = TrainConfig(
+        data=str(data), epochs=1, model="smallcnn", bootstrap=50, device="cpu", seed=3
+    )
+    cross_validate(config, folds=3, out=out, combine="stack")
+    return out
+
+
+def _stacked_p1(record: dict[str, object], mean_p1: np.ndarray) -> np.ndarray:
+    """Class 1's probability from ensemble.json's plain numbers, worked out by hand."""
+    stacker = record["stacker"]
+    assert isinstance(stacker, dict)
+    w, b = np.array(stacker["weights"]), np.array(stacker["bias"])
+    logp = np.log(np.c_[1 - mean_p1, mean_p1])
+    z = logp @ w.T + b
+    return 1 / (1 + np.exp(z[:, 0] - z[:, 1]))
+
+
+def test_stacking_applies_the_stored_regression_to_the_mean(
+    cv_run: tuple[Path, Path], stacked: Path
+) -> None:
+    _, mean_out = cv_run
+    record = json.loads((stacked / "ensemble.json").read_text())
+    assert record["combine"] == "stack" and record["stacker"]["n_fit"] == 90
+    assert np.array(record["stacker"]["weights"]).shape == (2, 2)
+    metrics = json.loads((stacked / "metrics.json").read_text())
+    assert metrics["ensemble"] == {"members": 3, "combine": "stack"}
+    mean = np.array([float(r["prob_1"]) for r in _rows(mean_out / "predictions.csv")])
+    got = np.array([float(r["prob_1"]) for r in _rows(stacked / "predictions.csv")])
+    np.testing.assert_allclose(got, _stacked_p1(record, mean), atol=2e-6)  # csv rounding
+    assert np.abs(got - mean).max() > 1e-3  # the stacker changed something
+
+
+def test_stacking_chooses_the_decision_on_cross_validated_outputs(
+    cv_run: tuple[Path, Path], stacked: Path
+) -> None:
+    from medbalance.evaluation.stacking import cross_validated_outputs, fit_stacker
+    from medbalance.evaluation.thresholds import choose_threshold
+
+    _, mean_out = cv_run
+    raw = _rows(mean_out / "oof_predictions.csv")  # the fold models' own OOF outputs
+    y = np.array([int(r["true_label"]) for r in raw])
+    p1 = np.array([float(r["prob_1"]) for r in raw])
+    probs = np.c_[1 - p1, p1]
+    masks = fold_masks(y, None, 3, seed=3)  # the folds cv cut (no patient groups here)
+    splits = [(np.flatnonzero(~m), np.flatnonzero(m)) for m in masks]
+    honest = cross_validated_outputs(y, probs, splits, positive=1)[:, 1]
+    written = _rows(stacked / "oof_predictions.csv")
+    assert [r["id"] for r in written] == [r["id"] for r in raw]
+    np.testing.assert_allclose([float(r["prob_1"]) for r in written], honest, atol=2e-6)
+    in_sample = fit_stacker(y, probs, positive=1).apply(probs)[:, 1]
+    assert np.abs(honest - in_sample).max() > 1e-4  # not the stacker that saw them
+    expected = choose_threshold("youden", y.astype(bool), np.round(honest, 6), chosen_on="oof")
+    metrics = json.loads((stacked / "metrics.json").read_text())
+    assert metrics["threshold"]["value"] == pytest.approx(expected.value, abs=1e-5)
+    assert metrics["threshold"]["chosen_on"] == "oof"
+
+
+def test_predict_and_evaluate_use_the_stacker(
+    cv_run: tuple[Path, Path], stacked: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    import medbalance as mb
+    from medbalance.cli import app
+
+    with np.load(cv_run[0]) as arrays:
+        images = arrays["test_images"][:3]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    record = json.loads((stacked / "ensemble.json").read_text())
+    rows = mb.predict(stacked, tmp_path)
+    singles = [mb.predict(stacked / "folds" / f"fold{k}", tmp_path) for k in range(3)]
+    mean = np.array([np.mean([s[k].probabilities["1"] for s in singles]) for k in range(3)])
+    np.testing.assert_allclose(
+        [r.probabilities["1"] for r in rows], _stacked_p1(record, mean), atol=1e-5
+    )
+    out = Path(shutil.copytree(stacked, tmp_path / "cv"))
+    before = json.loads((out / "metrics.json").read_text())["metrics"]
+    again = CliRunner().invoke(app, ["evaluate", str(out), "--bootstrap", "50", "--no-report"])
+    assert again.exit_code == 0, again.output
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["ensemble"] == {"members": 3, "combine": "stack"}
+    # the same decision on the same probabilities (recomputed in float32: equal to ~1e-8)
+    assert {k: v["value"] for k, v in after["metrics"].items()} == pytest.approx(
+        {k: v["value"] for k, v in before.items()}, abs=1e-6
+    )
+
+
+def test_export_a_stacked_ensemble_puts_the_stacker_in_the_graph(
+    stacked: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import torch
+
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from medbalance.evaluation.ensemble import Ensemble, load_model
+    from medbalance.evaluation.export import export_model
+
+    out = Path(shutil.copytree(stacked, tmp_path / "cv"))
+    model_file, sidecar_file = export_model(out, "onnx")
+    sidecar = json.loads(sidecar_file.read_text())
+    record = json.loads((out / "ensemble.json").read_text())
+    assert sidecar["ensemble"]["combine"] == "stack"
+    assert sidecar["ensemble"]["stacker"]["weights"] == record["stacker"]["weights"]
+    ensemble = load_model(out)
+    assert isinstance(ensemble, Ensemble)
+    x = torch.rand(5, 1, 28, 28)
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        mean = np.mean([torch.softmax(m.model(x), dim=1).numpy() for m in ensemble.members], 0)
+    np.testing.assert_allclose(got[:, 1], _stacked_p1(record, mean[:, 1]), atol=1e-5)
+
+
+def test_an_unknown_combine_is_refused_before_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    data = write_npz(tmp_path / "d.npz", {"train": (20, 10), "val": (6, 6), "test": (4, 4)})
+    result = CliRunner().invoke(
+        app, ["cv", str(data), "--folds", "2", "--combine", "median", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "unknown combine 'median'; choose one of mean, stack" in result.output
+    assert not (tmp_path / "o" / "folds").exists()

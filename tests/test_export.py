@@ -246,3 +246,22 @@ def test_missing_onnx_packages_name_the_extra(
         ImportError, match=r"not installed: onnxscript; .*pip install 'medbalance\[onnx\]'"
     ):
         export_model(tmp_path / "best.safetensors", "onnx")
+
+
+def test_the_stacked_ensemble_graph_is_the_stacker_on_the_mean() -> None:
+    from medbalance.evaluation.export import _MeanOfMembers
+    from medbalance.evaluation.stacking import Stacker
+
+    torch.manual_seed(0)
+    members = [torch.nn.Linear(4, 3) for _ in range(2)]
+    weights = np.array([[1.5, -0.2, 0.0], [0.1, 0.8, -0.4], [0.0, 0.3, 2.0]])
+    stacker = Stacker(weights, np.array([0.5, -1.0, 0.2]), n_fit=10)
+    x = torch.randn(6, 4)
+    with torch.no_grad():
+        mean = np.mean([torch.softmax(m(x), dim=1).numpy() for m in members], axis=0)
+        logits, probabilities = _MeanOfMembers(members, stacker).eval()(x)
+        plain_logits, plain = _MeanOfMembers(members).eval()(x)
+    np.testing.assert_allclose(probabilities.numpy(), stacker.apply(mean), atol=1e-6)
+    np.testing.assert_allclose(logits.numpy(), stacker.logits(mean), atol=1e-5)
+    np.testing.assert_allclose(plain.numpy(), mean, atol=1e-6)  # no stacker: the mean itself
+    np.testing.assert_allclose(torch.softmax(plain_logits, 1).numpy(), mean, atol=1e-6)

@@ -59,6 +59,14 @@ def cv(
     tta: Annotated[
         int, typer.Option(min=1, max=9, help="Test-time views for OOF and test probabilities.")
     ] = 1,
+    combine: Annotated[
+        str,
+        typer.Option(
+            help="mean | stack: the mean of the fold models' probabilities, or that mean through "
+            "a logistic regression fit on the out-of-fold ones (decision on its cross-validated "
+            "outputs)."
+        ),
+    ] = "mean",
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
     skip_unreadable: SkipUnreadable = False,
@@ -98,7 +106,7 @@ def cv(
     )
     try:
         config = load_config(config_file, overrides)
-        result = cross_validate(config, folds=folds, out=out, tta=tta)
+        result = cross_validate(config, folds=folds, out=out, tta=tta, combine=combine)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         fail(error)
     oof = result.oof["metrics"]
@@ -110,7 +118,7 @@ def cv(
     if result.metrics:
         test = result.metrics["metrics"]
         typer.echo(
-            f"ensemble of {folds} on test (n={result.metrics['n']}): AUROC "
+            f"ensemble of {folds} ({combine}) on test (n={result.metrics['n']}): AUROC "
             f"{_fmt(test.get('auroc'))}, balanced accuracy {_fmt(test.get('balanced_accuracy'))}"
         )
     typer.echo(f"cv folder: {out} (report.html, metrics.json, oof_predictions.csv, ensemble.json)")

@@ -2,7 +2,9 @@
 class probabilities, with one decision chosen on out-of-fold predictions.
 
 A CV folder holds ``ensemble.json``: the members (paths of their ``best.safetensors``, relative
-to the folder), how they are combined (``mean`` of the probabilities) and the decision record.
+to the folder), how they are combined (``combine``: ``mean`` of the probabilities, or ``stack``:
+that mean through the logistic regression stored under ``stacker`` as plain numbers, see
+:mod:`medbalance.evaluation.stacking`) and the decision record.
 :func:`load_model` opens a run folder, a checkpoint or a CV folder alike, so ``predict`` and
 ``evaluate`` take any of them.
 """
@@ -10,7 +12,8 @@ to the folder), how they are combined (``mean`` of the probabilities) and the de
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,18 +23,37 @@ import torch
 from medbalance.core.files import atomic_write_text
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.evaluation.stacking import Stacker
 
 __all__ = [
     "ENSEMBLE_FILE",
+    "Combine",
     "Ensemble",
     "Scorer",
     "load_model",
+    "parse_combine",
     "store_decision",
     "write_ensemble",
 ]
 
 ENSEMBLE_FILE = "ensemble.json"
 _FORMAT = "medbalance-ensemble/1"
+
+
+class Combine(StrEnum):
+    """How an ensemble's members become one prediction."""
+
+    MEAN = "mean"  # the mean of the members' probabilities
+    STACK = "stack"  # that mean through a logistic regression fit on out-of-fold outputs
+
+
+def parse_combine(value: str) -> Combine:
+    """``value`` as a :class:`Combine`; an unknown name lists the choices."""
+    try:
+        return Combine(value)
+    except ValueError:
+        choices = ", ".join(c.value for c in Combine)
+        raise ValueError(f"unknown combine {value!r}; choose one of {choices}") from None
 
 
 class Scorer(Protocol):
@@ -54,12 +76,25 @@ class Scorer(Protocol):
 
 @dataclass
 class Ensemble:
-    """Members that share classes and preprocessing; probabilities are their mean."""
+    """Members that share classes and preprocessing; probabilities are their mean, or that mean
+    through the stacker (``record["combine"] == "stack"``)."""
 
     members: list[Trained]
     record: dict[str, Any]  # ensemble.json
+    combine: Combine = field(init=False)
+    stacker: Stacker | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        self.combine = parse_combine(str(self.record.get("combine", "mean")))
+        if self.combine is Combine.STACK:
+            if not isinstance(self.record.get("stacker"), dict):
+                raise ValueError("a stacked ensemble's record needs a 'stacker' object")
+            self.stacker = Stacker.from_record(self.record["stacker"])
+            if self.stacker.n_classes != len(self.members[0].class_names):
+                raise ValueError(
+                    f"the stacker has {self.stacker.n_classes} classes, the members "
+                    f"{len(self.members[0].class_names)}; run cv again"
+                )
         first = self.members[0].metadata
         for member in self.members[1:]:
             for key in ("class_names", "presize", "channels", "image_size"):
@@ -92,19 +127,33 @@ class Ensemble:
 
     @torch.no_grad()
     def probabilities(self, batch_uint: np.ndarray) -> np.ndarray:
-        """The mean of the members' class probabilities for a presized batch."""
-        return np.mean([m.probabilities(batch_uint) for m in self.members], axis=0)
+        """The mean of the members' class probabilities for a presized batch, through the
+        stacker when there is one."""
+        mean = np.mean([m.probabilities(batch_uint) for m in self.members], axis=0)
+        return mean if self.stacker is None else self.stacker.apply(mean).astype(mean.dtype)
+
+    def summary(self) -> dict[str, Any]:
+        """``metrics.json``'s ``ensemble`` entry: members and how they are combined."""
+        return {"members": len(self.members), "combine": self.combine.value}
 
 
 def write_ensemble(
-    folder: Path, members: list[Path], decision: Decision, extra: dict[str, Any]
+    folder: Path,
+    members: list[Path],
+    decision: Decision,
+    extra: dict[str, Any],
+    *,
+    stacker: Stacker | None = None,
 ) -> Path:
-    """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``)."""
+    """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``);
+    with ``stacker``, the ensemble is stacked and the record holds its numbers."""
+    stacked = {"stacker": stacker.to_record()} if stacker is not None else {}
     record = {
         "format": _FORMAT,
-        "combine": "mean",
+        "combine": (Combine.STACK if stacker is not None else Combine.MEAN).value,
         "members": [str(Path(m).resolve().relative_to(folder.resolve())) for m in members],
         "decision": decision.to_record(),
+        **stacked,
         **extra,
     }
     return _write_record(folder, record)
@@ -146,4 +195,8 @@ def _load_ensemble(folder: Path, device: str) -> Ensemble:
     if not members:
         raise ValueError(f"{file}: an ensemble needs at least one member")
     views = int(record["decision"].get("tta", 1) or 1)
-    return Ensemble([load_trained(m, device=device, tta=views) for m in members], record)
+    loaded = [load_trained(m, device=device, tta=views) for m in members]
+    try:
+        return Ensemble(loaded, record)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from None

@@ -1,6 +1,8 @@
 """Export a trained model to ONNX or TorchScript, with a JSON sidecar describing its input.
 
-The exported graph is the model alone plus a softmax: it takes a float32 batch
+The exported graph is the model alone plus a softmax (a cv folder: the members, the mean of their
+softmaxes and, for a stacked ensemble, the stacker as a linear layer on the log of that mean
+followed by a softmax): it takes a float32 batch
 ``(B, C, S, S)`` named ``input`` that is **already preprocessed** and returns two float32
 ``(B, K)`` tensors, ``logits`` and ``probabilities`` (the softmax of the logits over the K
 classes, in ``class_names`` order). Logits are kept for calibration and for thresholds applied
@@ -56,6 +58,7 @@ from torch import Tensor, nn
 from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
 from medbalance.evaluation.decision import METADATA_KEY, read_decision
+from medbalance.evaluation.stacking import Stacker
 from medbalance.models.tta import as_logits, mean_softmax
 
 __all__ = ["SIDECAR_FORMAT", "ExportFormat", "export_model", "sidecar_path"]
@@ -89,15 +92,28 @@ class _WithProbabilities(nn.Module):
 
 class _MeanOfMembers(nn.Module):
     """An ensemble as one graph: ``x -> (log of the mean probabilities, mean probabilities)``,
-    so a softmax of the first output gives the second, as for a single model."""
+    so a softmax of the first output gives the second, as for a single model.
 
-    def __init__(self, models: list[nn.Module]) -> None:
+    A stacked ensemble adds its stacker as a linear layer on those log-probabilities:
+    ``logits = log(mean) @ weights.T + bias`` and ``probabilities = softmax(logits)``.
+    """
+
+    def __init__(self, models: list[nn.Module], stacker: Stacker | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(models)
+        self.stack: nn.Linear | None = None
+        if stacker is not None:
+            self.stack = nn.Linear(stacker.n_classes, stacker.n_classes)
+            with torch.no_grad():
+                self.stack.weight.copy_(torch.from_numpy(stacker.weights))
+                self.stack.bias.copy_(torch.from_numpy(stacker.bias))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         probs = mean_softmax([m(x) for m in self.members])
-        return as_logits(probs), probs
+        if self.stack is None:
+            return as_logits(probs), probs
+        logits = self.stack(as_logits(probs))
+        return logits, torch.softmax(logits, dim=1)
 
 
 def _format(value: str) -> ExportFormat:
@@ -303,7 +319,7 @@ def export_model(
     wrapped: nn.Module
     if isinstance(loaded, Ensemble):  # a cv folder: one graph that averages the members
         metadata = {**loaded.members[0].metadata, "threshold": loaded.record["decision"]}
-        wrapped = _MeanOfMembers([m.model for m in loaded.members]).eval()
+        wrapped = _MeanOfMembers([m.model for m in loaded.members], loaded.stacker).eval()
         first = loaded.members[0]
     else:
         metadata, first = loaded.metadata, loaded
@@ -314,8 +330,13 @@ def export_model(
     probe = torch.randn(_VERIFY_BATCH, channels, size, size, generator=generator)
     sidecar = _sidecar(metadata, kind, model_file, opset)
     if isinstance(loaded, Ensemble):
-        sidecar["ensemble"] = {"members": len(loaded.members), "combine": "mean"}
+        sidecar["ensemble"] = loaded.summary()
         sidecar["decision"] += "; probabilities are the mean of the members'"
+        if loaded.stacker is not None:
+            sidecar["ensemble"]["stacker"] = loaded.stacker.to_record()
+            sidecar["decision"] += (
+                " through the stacker: softmax(log(mean) @ weights.T + bias), in the graph"
+            )
     if kind is ExportFormat.ONNX:
         atomic_write(model_file, lambda tmp: _write_onnx(wrapped, example, probe, tmp, sidecar))
     else:

@@ -288,6 +288,7 @@ def cv(
     out: PathLike = "cv",
     config: PathLike | None = None,
     tta: int = 1,
+    combine: str = "mean",
     **options: Any,
 ) -> CVResult:
     """K-fold cross-validation (``medbalance cv``): K fold models, the operating point chosen
@@ -298,13 +299,15 @@ def cv(
         folds: K.
         out: the CV folder (``predict(out, ...)`` uses its ensemble).
         tta: test-time augmentation views for the OOF and test probabilities.
+        combine: ``mean`` of the fold models' probabilities, or ``stack``: that mean through a
+            logistic regression fit on the out-of-fold probabilities.
         config: a config file every fold shares; ``options`` override it.
         **options: :class:`~medbalance.training.config.TrainConfig` fields.
     """
     from medbalance.workflows.cv import cross_validate
 
     base = load_config(Path(config) if config is not None else None, {**options, "data": str(data)})
-    return cross_validate(base, folds=folds, out=Path(out), tta=tta)
+    return cross_validate(base, folds=folds, out=Path(out), tta=tta, combine=combine)
 
 
 def _run_path(run: Run | PathLike) -> Path:

@@ -7,6 +7,13 @@ fold. The test split is never touched until the end. Every train+val image then 
 chosen on those (all train+val cases instead of one small val split), and the K models form an
 ensemble (the mean of their probabilities) that is evaluated once on test at that point.
 
+``combine="stack"`` (``cv --combine stack``) adds a logistic regression fit on the OOF
+probabilities (:mod:`medbalance.evaluation.stacking`); the test input is the mean of the members'
+probabilities through it. Since the stacker has seen every OOF case, the operating point is
+chosen on *cross-validated* stacker outputs (``cross_val_predict`` over the same folds), and
+``oof_predictions.csv`` / ``oof_metrics.json`` hold those: the out-of-fold outputs of the whole
+stacked pipeline, each case scored by a fold model and a stacker that did not see it.
+
 ``DIR`` then holds ``metrics.json`` / ``predictions.csv`` (the ensemble on test, the schema of a
 run's), ``oof_metrics.json`` / ``oof_predictions.csv`` (OOF metrics with CIs, and the rows),
 ``folds.csv`` (each fold's val and test metrics: the spread between folds), ``ensemble.json``
@@ -33,10 +40,11 @@ from medbalance.core.files import atomic_write_text
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
-from medbalance.evaluation.ensemble import Ensemble, write_ensemble
+from medbalance.evaluation.ensemble import Combine, Ensemble, parse_combine, write_ensemble
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import load_trained
 from medbalance.evaluation.scoring import Scores, score_split
+from medbalance.evaluation.stacking import Stacker, cross_validated_outputs, fit_stacker
 from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.training.prepare import prepare_run
 from medbalance.workflows.run_state import run_state
@@ -92,6 +100,7 @@ def cross_validate(
     out: Path,
     n_bootstrap: int | None = None,
     tta: int = 1,
+    combine: str = "mean",
 ) -> CVResult:
     """Train K fold models, choose the decision on OOF predictions, evaluate the ensemble.
 
@@ -102,11 +111,15 @@ def cross_validate(
         n_bootstrap: resamples for the CIs (default: the config's ``bootstrap``).
         tta: test-time augmentation views for the OOF and test probabilities (stored with the
             decision, so ``predict`` averages as many).
+        combine: ``mean`` of the members' probabilities, or ``stack``: that mean through a
+            logistic regression fit on the OOF probabilities (the decision is then chosen on
+            its cross-validated outputs).
 
     Raises:
         ConfigError: too few images of a class for K folds, or a bad option.
-        ValueError: a fold folder holds another run.
+        ValueError: a fold folder holds another run, or an unknown ``combine``.
     """
+    how = parse_combine(combine)  # refused before any fold trains
     out = Path(out)
     base = prepare_run(config)
     data, resolved = base.data, base.config
@@ -129,7 +142,11 @@ def cross_validate(
             test_probs.append(test.probs)
         fold_rows.append(_fold_row(k, fold_config.out, val, test, resolved.positive_index))
     boot = resolved.bootstrap if n_bootstrap is None else n_bootstrap
-    oof_scores = Scores("oof", pool, data.catalog.labels[pool], oof[pool])
+    labels = data.catalog.labels[pool]
+    stacker, oof_probs, prior = None, oof[pool], read_metadata(members[0]).get("model_prior")
+    if how is Combine.STACK:
+        stacker, oof_probs, prior = _stack(labels, oof[pool], masks, resolved.positive_index)
+    oof_scores = Scores("oof", pool, labels, oof_probs)
     decision = choose_decision(
         resolved.threshold,
         oof_scores.labels,
@@ -139,7 +156,8 @@ def cross_validate(
         train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
         chosen_on="oof",
         tta=tta,
-        model_prior=read_metadata(members[0]).get("model_prior"),  # the same for every fold
+        model_prior=prior,  # the same for every fold; the OOF prior once stacked
+        ordinal=bool(read_metadata(members[0]).get("ordinal", False)),
     )
     oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
     oof_eval.result["folds"] = folds
@@ -147,15 +165,33 @@ def cross_validate(
     metrics: dict[str, Any] = {}
     if test_probs:
         idx = data.indices("test")
-        scores = Scores("test", idx, data.catalog.labels[idx], np.mean(test_probs, axis=0))
+        mean = np.mean(test_probs, axis=0)  # average the members, then stack
+        probs = mean if stacker is None else stacker.apply(mean)
+        scores = Scores("test", idx, data.catalog.labels[idx], probs)
         ensemble = evaluate_scores(data, scores, decision, n_bootstrap=boot, seed=resolved.seed)
-        ensemble.result["ensemble"] = {"members": folds, "combine": "mean"}
+        ensemble.result["ensemble"] = {"members": folds, "combine": how.value}
         ensemble.write(RunFolder(out))
         metrics = ensemble.result
     atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
-    write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"})
+    write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"}, stacker=stacker)
     _report(out, data, ensemble if test_probs else None)
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
+
+
+def _stack(
+    labels: np.ndarray, oof: np.ndarray, masks: list[np.ndarray], positive: int | None
+) -> tuple[Stacker, np.ndarray, list[float]]:
+    """The stacker fit on all OOF cases; its cross-validated outputs over the same folds (what
+    the decision is chosen on); and the prior they are calibrated to (the OOF class shares)."""
+    pos = positive if oof.shape[1] == 2 else None
+    stacker = fit_stacker(labels, oof, positive=pos)
+    splits = [(np.flatnonzero(~mask), np.flatnonzero(mask)) for mask in masks]
+    honest = cross_validated_outputs(labels, oof, splits, positive=pos)
+    counts = np.bincount(labels, minlength=oof.shape[1])
+    log.info(
+        "cv: stacked on %d out-of-fold cases; decision on cross-validated outputs", len(labels)
+    )
+    return stacker, honest, (counts / counts.sum()).tolist()
 
 
 def _fold_data(data: Prepared, pool: np.ndarray, held_out: np.ndarray) -> Prepared:
@@ -274,7 +310,7 @@ def evaluate_cv(
     probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
     scores = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
     evaluation = evaluate_scores(prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed)
-    evaluation.result["ensemble"] = {"members": len(ensemble.members), "combine": "mean"}
+    evaluation.result["ensemble"] = ensemble.summary()
     evaluation.write(RunFolder(out))
     if report:
         _report(out, prepared, evaluation, ensemble)
@@ -293,5 +329,16 @@ def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
         positive=ensemble.positive if len(names) == 2 else None,
         train_counts=np.bincount(labels, minlength=len(names)).tolist(),
         chosen_on="oof",
-        model_prior=ensemble.members[0].metadata.get("model_prior"),
+        model_prior=_model_prior(ensemble, labels),
+        ordinal=bool(ensemble.members[0].metadata.get("ordinal", False)),
     )
+
+
+def _model_prior(ensemble: Any, labels: np.ndarray) -> list[float] | None:
+    """The prior of the ensemble's outputs: the members' own, or, once stacked, the OOF class
+    shares the stacker was fit to."""
+    if ensemble.stacker is None:
+        prior = ensemble.members[0].metadata.get("model_prior")
+        return None if prior is None else [float(v) for v in prior]
+    counts = np.bincount(labels, minlength=len(ensemble.class_names))
+    return (counts / counts.sum()).tolist()
