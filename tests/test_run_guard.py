@@ -92,6 +92,19 @@ def test_resume_may_change_how_the_run_is_reported(trained: tuple[Path, Path], r
     assert json.loads((run / "config.json").read_text())["bootstrap"] == 30
 
 
+def test_resume_of_a_run_older_than_an_option(trained: tuple[Path, Path], run: Path) -> None:
+    """A config.json written before --ordinal/--class-order existed lacks those keys: they
+    count as their defaults, so --resume continues, and a changed one is still refused."""
+    stored = json.loads((run / "config.json").read_text())
+    for key in ("ordinal", "class_order"):
+        stored.pop(key)
+    (run / "config.json").write_text(json.dumps(stored))
+    base = ("train", trained[0], "--out", run, *FAST, "--resume")
+    assert "ordinal False -> True" in refused(invoke(*base, "--ordinal"))
+    result = invoke(*base)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [(b"", "not a readable medbalance training state"), (b"garbage", "not a readable")],

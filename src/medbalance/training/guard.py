@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pickle
 import uuid
@@ -103,8 +104,11 @@ def config_differences(
 ) -> list[tuple[str, Any, Any]]:
     """``(key, stored value, planned value)`` for every key but ``ignore`` whose value in a
     stored ``config.json`` differs from ``config``'s (compared as JSON); with ``unresolved``, a
-    key the config leaves to the data (None) matches any stored value."""
+    key the config leaves to the data (None) matches any stored value. A key that an older
+    ``config.json`` lacks (an option added since) counts as its default, so a run started
+    before the option existed can still be resumed."""
     planned = json.loads(json.dumps(config.to_dict(), default=str))
+    stored = {**_defaults(), **stored}
     return [
         (key, stored.get(key), planned.get(key))
         for key in sorted(set(planned) | set(stored))
@@ -112,6 +116,16 @@ def config_differences(
         and not (unresolved and planned.get(key) is None)
         and stored.get(key) != planned.get(key)
     ]
+
+
+def _defaults() -> dict[str, Any]:
+    """Every option with a default, as ``config.json`` would store it."""
+    values = {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.default is not dataclasses.MISSING
+    }
+    return dict(json.loads(json.dumps(values, default=str)))
 
 
 def _differences(folder: RunFolder, config: TrainConfig, *, unresolved: bool = False) -> list[str]:
