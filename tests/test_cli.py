@@ -187,6 +187,13 @@ def test_evaluate_threshold_policy_is_rechosen_on_val(run: Path) -> None:
     assert "sensitivity>=0.95" in result.output
 
 
+def test_decision_is_another_name_for_threshold(run: Path) -> None:
+    ok(invoke("evaluate", run, "--decision", "specificity>=0.9", "--bootstrap", 20, "--no-report"))
+    assert json.loads((run / "metrics.json").read_text())["threshold"]["policy"] == (
+        "specificity>=0.9"
+    )
+
+
 def test_evaluate_threshold_policy_is_stored_in_the_checkpoint(run: Path) -> None:
     ok(
         invoke(

@@ -44,6 +44,8 @@ def cv(
     threshold: Annotated[
         str | None,
         typer.Option(
+            "--threshold",
+            "--decision",
             help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}."
         ),
     ] = None,

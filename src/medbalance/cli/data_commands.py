@@ -238,6 +238,8 @@ def train(
     threshold: Annotated[
         str | None,
         typer.Option(
+            "--threshold",
+            "--decision",
             help="Operating point, chosen on val at the end (default youden): "
             f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}."
         ),

@@ -27,6 +27,8 @@ def evaluate(
     threshold: Annotated[
         str | None,
         typer.Option(
+            "--threshold",
+            "--decision",
             help=f"Re-choose the operating point on val: {' | '.join(POLICY_FORMS)}; "
             f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training."
         ),
