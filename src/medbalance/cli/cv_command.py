@@ -46,7 +46,7 @@ def cv(
         typer.Option(
             "--threshold",
             "--decision",
-            help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}."
+            help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}.",
         ),
     ] = None,
     bootstrap: Annotated[

@@ -30,7 +30,7 @@ def evaluate(
             "--threshold",
             "--decision",
             help=f"Re-choose the operating point on val: {' | '.join(POLICY_FORMS)}; "
-            f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training."
+            f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training.",
         ),
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
