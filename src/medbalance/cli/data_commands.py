@@ -240,7 +240,8 @@ def train(
         typer.Option(
             "--threshold",
             "--decision",
-            help="Operating point, chosen on val at the end (default youden; multi-class prior; ordinal expected-grade): "
+            help="Operating point, chosen on val at the end (default youden; multi-class "
+            "prior; ordinal expected-grade): "
             f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}.",
         ),
     ] = None,
