@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from _imagegen import noise, save_image, write_images, write_split_tree
+from _imagegen import noise, save_image, write_images, write_ordinal_tree, write_split_tree
 from conftest import write_npz
+from medbalance.cli.app import app
 from medbalance.data.catalog import load_catalog
 from medbalance.data.inspection import Inspection, inspect_catalog, write_inspection
 
@@ -119,9 +121,61 @@ def test_tiny_val_split_is_flagged_with_the_fix(tmp_path: Path) -> None:
     text = only(result, "tiny-val")
     assert "the val split holds only 6 images (3 a, 3 b)" in text
     assert "--resplit-val 0.2" in text
+    # the classes under 10 are named in the same finding, not in a second one
+    assert "val holds 3 a, 3 b images (under 10 per class), so per-class metrics" in text
+    assert result.with_code("tiny-val")[0].items == ["a: 3 val images", "b: 3 val images"]
+    assert not result.with_code("small-val-class")
     counts = {"train": {"a": 2, "b": 2}, "val": {"a": 25, "b": 25}, "test": {"a": 2, "b": 2}}
     big_val = write_split_tree(tmp_path / "big", counts, size=(8, 8))
     assert not inspect(big_val).with_code("tiny-val")
+
+
+def test_val_classes_under_ten_images_are_named_in_one_finding(tmp_path: Path) -> None:
+    val = {"bacteria": 30, "normal": 6, "tuberculosis": 25, "virus": 4}  # 65 images: not tiny
+    counts = {"train": dict.fromkeys(val, 2), "val": val, "test": dict.fromkeys(val, 1)}
+    result = inspect(write_split_tree(tmp_path / "four", counts, size=(8, 8)))
+    text = only(result, "small-val-class")
+    assert text.startswith(
+        "val holds 6 normal, 4 virus images (under 10 per class): per-class metrics and the "
+        "decision chosen on val are noise; pass --resplit-val 0.2"
+    )
+    assert result.with_code("small-val-class")[0].items == ["normal: 6 val images",
+                                                            "virus: 4 val images"]  # fmt: skip
+    assert not result.with_code("tiny-val")
+    binary = {"train": {"a": 2, "b": 2}, "val": {"a": 55, "b": 9}, "test": {"a": 1, "b": 1}}
+    text = only(inspect(write_split_tree(tmp_path / "two", binary, size=(8, 8))), "small-val-class")
+    assert text.startswith("val holds 9 b images (under 10 per class)")
+
+
+def test_number_named_grades_get_the_ordinal_hint(tmp_path: Path) -> None:
+    counts = {"train": (3, 3, 3, 3), "val": (2, 2, 2, 2), "test": (2, 2, 2, 2)}
+    result = inspect(write_ordinal_tree(tmp_path / "grades", counts))
+    (hint,) = result.with_code("ordinal-classes")
+    assert hint.level == "info" and result.findings[-1] is hint  # after every warning
+    assert "the 4 classes (0, 1, 2, 3) are all numbers" in hint.message
+    assert "--ordinal" in hint.message and "--class-order 0,1,2,3" in hint.message
+    assert "INFO ordinal-classes: the 4 classes" in result.format_text(width=300)
+    shuffled = {"train": {"10": 2, "9": 2, "2": 2}, "val": {"10": 2, "9": 2, "2": 2}}
+    text = only(inspect(write_split_tree(tmp_path / "shuffled", shuffled)), "ordinal-classes")
+    assert "(2, 9, 10)" in text and "--class-order 2,9,10" in text  # numeric, not text order
+    words = {"train": {"mild": 2, "none": 2, "severe": 2}}
+    assert not inspect(write_split_tree(tmp_path / "words", words)).with_code("ordinal-classes")
+    binary = {"train": {"0": 2, "1": 2}}
+    assert not inspect(write_split_tree(tmp_path / "binary", binary)).with_code("ordinal-classes")
+
+
+def test_inspect_command_prints_and_stores_the_new_findings(tmp_path: Path) -> None:
+    counts = {"train": (3, 3, 3), "val": (25, 25, 5), "test": (2, 2, 2)}
+    data = write_ordinal_tree(tmp_path / "grades", counts)
+    result = CliRunner().invoke(app, ["inspect", str(data), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    levels = {f["code"]: f["level"] for f in summary["findings"]}
+    assert levels["small-val-class"] == "warning" and levels["ordinal-classes"] == "info"
+    assert "tiny-val" not in levels
+    printed = " ".join(result.output.split())  # rich wraps long lines
+    assert "val holds 5 2 images (under 10 per class)" in printed
+    assert "INFO ordinal-classes" in printed and "--class-order 0,1,2" in printed
 
 
 def test_class_missing_from_a_split(tmp_path: Path) -> None:

@@ -3,8 +3,12 @@
 Each check reads the catalog (labels, splits, patients) and, for the image checks, one
 :class:`ImageRecord` per readable image, and returns :class:`Finding` s:
 
-- ``tiny-val`` and ``class-missing``: a val split too small to select on, a class absent from a
-  split;
+- ``tiny-val``, ``small-val-class`` and ``class-missing``: a val split with too few images to
+  select on (fewer than :data:`~medbalance.data.splits.TINY_VAL_TOTAL`), classes with fewer
+  than :data:`VAL_PER_CLASS` val images each (one finding naming them all; folded into
+  ``tiny-val`` when both hold), a class absent from a split;
+- ``ordinal-classes`` (info): more than two classes, all named by numbers (grades), which
+  ``--ordinal`` can train as ordered grades;
 - ``patient-leak``: a patient with images in more than one split;
 - ``duplicate-bytes`` and ``duplicate-pixels``: groups of byte-identical files, or of
   pixel-identical images in differently encoded files, each marked as a leak when it crosses
@@ -22,12 +26,13 @@ from typing import Literal
 
 import numpy as np
 
-from medbalance.data.catalog import SPLITS, Catalog
-from medbalance.data.splits import tiny_val_reason
+from medbalance.data.catalog import SPLITS, Catalog, numeric_order
+from medbalance.data.splits import TINY_VAL_CLASS, TINY_VAL_TOTAL, tiny_val_reason
 
 __all__ = [
     "SHORTCUT_AUROC",
     "UNASSIGNED",
+    "VAL_PER_CLASS",
     "Finding",
     "ImageRecord",
     "catalog_findings",
@@ -37,6 +42,10 @@ __all__ = [
 
 SHORTCUT_AUROC = 0.8  # one image property separating a class better than this is a likely shortcut
 UNASSIGNED = "unassigned"  # the split name of items that have no split yet
+VAL_PER_CLASS = TINY_VAL_CLASS  # fewer val images of a class make its metrics noise
+_RESPLIT_HINT = (
+    "pass --resplit-val 0.2 to pool train and val and carve a stratified val split of 20%"
+)
 _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "MONOCHROME1", "MONOCHROME2"}
 _SIZE_FEATURES = {"image width", "image height", "aspect ratio"}
 _REMEDIES = {
@@ -51,7 +60,7 @@ _REMEDIES = {
 class Finding:
     """Something about the data to fix or to know; ``items`` names every case."""
 
-    level: Literal["warning", "error"]
+    level: Literal["info", "warning", "error"]
     code: str
     message: str
     items: list[str] = field(default_factory=list)
@@ -71,8 +80,9 @@ class ImageRecord:
 
 
 def catalog_findings(catalog: Catalog) -> list[Finding]:
-    """The split findings (tiny val, missing classes), then the patient leaks."""
-    return _split_findings(catalog) + _patient_findings(catalog)
+    """The split findings (tiny val, small val classes, missing classes), the patient leaks,
+    then the hint that number-named classes may be grades."""
+    return _split_findings(catalog) + _patient_findings(catalog) + _ordinal_findings(catalog)
 
 
 def image_findings(
@@ -93,11 +103,7 @@ def image_findings(
 def _split_findings(catalog: Catalog) -> list[Finding]:
     if not (catalog.splits != "").any():
         return []  # one unassigned pool: the splits are made later
-    findings = []
-    reason = tiny_val_reason(catalog)
-    if reason is not None:
-        hint = "pass --resplit-val 0.2 to pool train and val and carve a stratified val split"
-        findings.append(Finding("warning", "tiny-val", f"{reason}; {hint} of 20%"))
+    findings = _val_findings(catalog)
     for split in (s for s in SPLITS if (catalog.splits == s).any()):
         counts = catalog.class_counts(split)
         missing = [n for n, k in zip(catalog.class_names, counts, strict=True) if k == 0]
@@ -112,6 +118,44 @@ def _split_findings(catalog: Catalog) -> list[Finding]:
         level: Literal["warning", "error"] = "error" if split == "train" else "warning"
         findings.append(Finding(level, "class-missing", message, missing))
     return findings
+
+
+def _val_findings(catalog: Catalog) -> list[Finding]:
+    """``tiny-val`` when val holds too few images in all, ``small-val-class`` when it holds
+    fewer than :data:`VAL_PER_CLASS` of some classes; one ``tiny-val`` naming those classes too
+    when both hold. Together they fire exactly when :func:`tiny_val_reason` does."""
+    counts = catalog.class_counts("val")
+    total = int(counts.sum())
+    named = zip(catalog.class_names, counts.tolist(), strict=True)
+    small = [(n, int(k)) for n, k in named if k < VAL_PER_CLASS] if total else []
+    items = [f"{n}: {k} val image{'' if k == 1 else 's'}" for n, k in small]
+    under = (
+        f"val holds {', '.join(f'{k} {n}' for n, k in small)} images "
+        f"(under {VAL_PER_CLASS} per class)"
+    )
+    reason = tiny_val_reason(catalog)
+    if reason is not None and total < TINY_VAL_TOTAL:
+        if small:
+            reason += f"; {under}, so per-class metrics are noise too"
+        return [Finding("warning", "tiny-val", f"{reason}; {_RESPLIT_HINT}", items)]
+    if small:
+        why = "per-class metrics and the decision chosen on val are noise"
+        return [Finding("warning", "small-val-class", f"{under}: {why}; {_RESPLIT_HINT}", items)]
+    return []
+
+
+def _ordinal_findings(catalog: Catalog) -> list[Finding]:
+    """An info finding when more than two classes are all numbers: they may be grades."""
+    order = numeric_order(catalog.class_names)
+    if order is None or catalog.n_classes <= 2:
+        return []
+    message = (
+        f"the {catalog.n_classes} classes ({', '.join(order)}) are all numbers: if they are "
+        "ordered grades, train with --ordinal (a CORN head, and quadratic kappa, mean absolute "
+        "error and within-one accuracy on test), which takes them in numeric order; give "
+        f"another order, lowest grade first, with --class-order {','.join(order)}"
+    )
+    return [Finding("info", "ordinal-classes", message)]
 
 
 def _patient_findings(catalog: Catalog) -> list[Finding]:

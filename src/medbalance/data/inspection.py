@@ -64,6 +64,8 @@ __all__ = [
     "write_inspection",
 ]
 
+_LEVEL_ORDER = {"error": 0, "warning": 1, "info": 2}
+_LEVEL_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
 _PARALLEL_FROM = 64  # with workers=None, fewer files than this are decoded in this process
 _SHOWN_ITEMS = 10
 
@@ -102,7 +104,7 @@ class Inspection:
         n_items: items counted (without the unreadable ones when they were skipped).
         splits: per split, in train/val/test order (``unassigned`` when there are no splits).
         overall: all splits together.
-        findings: errors first, then warnings.
+        findings: errors first, then warnings, then hints (level ``info``).
         unreadable: ``(absolute path, reason)`` of each file that cannot be decoded.
         not_images: ``(absolute path, reason)`` of each file that holds no image (left out).
         ignored: files the catalog skipped (hidden, OS junk, not images).
@@ -184,7 +186,7 @@ class Inspection:
                 table.add_row(*(Text(cells[c]) for c in columns))
             console.print(table)
         for finding in self.findings:
-            style = "bold red" if finding.level == "error" else "bold yellow"
+            style = _LEVEL_STYLE[finding.level]
             label = (f"{finding.level.upper()} ", style), (f"{finding.code}: ", "bold")
             console.print(Text.assemble(*label, finding.message))
             items = [f"- {item}" for item in finding.items[:_SHOWN_ITEMS]]
@@ -192,7 +194,7 @@ class Inspection:
                 items.append(f"... and {len(finding.items) - _SHOWN_ITEMS} more (summary.json)")
             for item in items:
                 console.print(Padding(Text(item), (0, 0, 0, 2)))
-        if not self.findings:
+        if all(f.level == "info" for f in self.findings):
             console.print(Text("no warnings", "green"))
 
     def format_text(self, width: int = 100) -> str:
@@ -339,7 +341,7 @@ def inspect_catalog(
             f"(images end in {' '.join(IMAGE_EXTENSIONS)}); check that none is an image"
         )
         findings.append(Finding("warning", "ignored-files", message, list(catalog.ignored)))
-    findings.sort(key=lambda f: f.level != "error")
+    findings.sort(key=lambda f: _LEVEL_ORDER[f.level])
     everything = np.ones(len(counted), dtype=bool)
     return Inspection(
         source=catalog.source,

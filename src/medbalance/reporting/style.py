@@ -29,8 +29,8 @@ tr:nth-child(even) td{background:#fafbfc}img.plot{width:100%;height:auto;display
 margin:8px 0}.config{display:grid;grid-template-columns:repeat(3,max-content minmax(0,1fr));
 gap:2px 12px;font-size:13px}.config dt{color:#5b6b7d}.config dd{overflow-wrap:anywhere}
 .badge{display:inline-block;padding:0 7px;border-radius:4px;font-size:12px;font-weight:700;
-color:#fff;background:#d9822b}.badge.error{background:#c0392b}.gallery{display:grid;gap:14px;
-grid-template-columns:repeat(auto-fill,minmax(200px,1fr))}.gallery.cam{
+color:#fff;background:#d9822b}.badge.error{background:#c0392b}.badge.info{background:#20639b}
+.gallery{display:grid;gap:14px;grid-template-columns:repeat(auto-fill,minmax(200px,1fr))}.gallery.cam{
 grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}figure{margin:0;background:#f7f9fb;
 border:1px solid #dde3ea;border-radius:8px;padding:8px}figure div{display:flex;gap:6px}
 figure img{width:100%;min-width:0;height:auto;image-rendering:pixelated}
