@@ -191,4 +191,22 @@ def test_paired_bootstrap_with_separate_thresholds_and_bad_metric() -> None:
         paired_bootstrap(partial(binary_metrics, threshold=0.5), y, score, score, metric="aurc")
 
 
+def test_paired_bootstrap_of_several_arrays_runs_vectorised_and_matches_the_slow_path() -> None:
+    labels, probs = multiclass_data(80, 4, seed=17)
+    argmax, shifted = probs.argmax(axis=1), np.clip(labels + 1, 0, 3)
+    fast_fn = partial(multiclass_metrics, ordinal=True)
+
+    def slow_fn(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> dict[str, float]:
+        return multiclass_metrics(y, p, c, ordinal=True)  # not recognised: one call per resample
+
+    runs = [
+        paired_bootstrap(fn, labels, (probs, argmax), (probs, shifted), metric="quadratic_kappa",
+                         n_resamples=30, seed=3)
+        for fn in (fast_fn, slow_fn)
+    ]  # fmt: skip
+    assert runs[0]["difference"] == pytest.approx(runs[1]["difference"])
+    assert runs[0]["ci"] == pytest.approx(runs[1]["ci"])
+    assert runs[0]["a"] == pytest.approx(fast_fn(labels, probs, argmax)["quadratic_kappa"])
+
+
 # --- the re-export in medbalance.evaluation.metrics (goes when compare's imports move)

@@ -188,12 +188,15 @@ def compare(
         ),
     ] = None,
     metric: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Metric of the verdict: auroc | balanced_accuracy | sensitivity | "
-            "specificity | ppv | f1 | macro_f1 | ece"
+            "specificity | ppv | f1 | macro_f1 | ece | quadratic_kappa | mean_abs_error | "
+            "within_one_accuracy (default: quadratic_kappa for --ordinal runs, else auroc; "
+            "macro AUROC for multi-class).",
+            show_default=False,
         ),
-    ] = "auroc",
+    ] = None,
     collect_dir: Annotated[
         Path | None,
         typer.Option("--collect", help="Only summarise the finished runs in DIR/runs/ (no DATA)."),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.comparison.stats import METRICS, FinishedRun, format_value
+from medbalance.comparison.stats import METRICS, FinishedRun, format_value, metric_label
 from medbalance.core.figures import figure_img, new_figure
 from medbalance.core.files import atomic_write_text, spreadsheet_safe
 from medbalance.core.run_folder import strict_json
@@ -44,6 +44,11 @@ class Comparison:
     files: list[Path] = field(default_factory=list)
     paired_oof: list[dict[str, Any]] = field(default_factory=list)  # compare --folds
     oof_cases: int = 0
+    task: str = "binary"  # "binary", "multiclass" or "ordinal" (stats.task_kind)
+
+    def label(self, key: str) -> str:
+        """The name of metric ``key`` for this task (``Macro AUROC`` for multi-class runs)."""
+        return metric_label(key, self.task)
 
     def summary_table(self, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the summary table as text: ``comparison.md``'s, or, ``compact``,
@@ -67,8 +72,18 @@ border-bottom:1px solid #dde3ea;text-align:left;vertical-align:top}th{background
 img.plot{width:100%;height:auto;display:block;margin:8px 0}
 .wide{overflow-x:auto;max-width:100%}.wide th{white-space:nowrap}
 """
-_SHORT = {"balanced_accuracy": "Bal. acc.", "sensitivity": "Sens.", "specificity": "Spec."}
-_BARS = ("auroc", "balanced_accuracy", "sensitivity", "specificity", "ppv", "f1", "macro_f1")
+_SHORT = {
+    "balanced_accuracy": "Bal. acc.",
+    "sensitivity": "Sens.",
+    "specificity": "Spec.",
+    "quadratic_kappa": "QWK",
+    "mean_abs_error": "MAE",
+    "within_one_accuracy": "±1 acc.",
+}
+_BARS = (
+    "auroc", "balanced_accuracy", "sensitivity", "specificity", "ppv", "f1", "macro_f1",
+    "quadratic_kappa", "within_one_accuracy",
+)  # fmt: skip
 
 
 def _cell(value: Any) -> str:
@@ -108,7 +123,7 @@ def _tables(
 ) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
     """(head, rows) of the summary and of the paired comparison, as text cells."""
     keys = _keys(comparison)
-    names = [_SHORT.get(k, METRICS[k][0]) if compact else METRICS[k][0] for k in keys]
+    names = [_SHORT.get(k, comparison.label(k)) if compact else comparison.label(k) for k in keys]
     head = ["remedy", "seeds", *names, "time (s)" if compact else "train time (s)"]
     body = []
     for row in comparison.rows:
@@ -124,18 +139,21 @@ def _tables(
                 time_cell,
             ]
         )
-    paired_head, paired_body = _paired_table(comparison.reference, comparison.paired)
+    paired_head, paired_body = _paired_table(comparison, comparison.paired)
     return head, body, paired_head, paired_body
 
 
-def _paired_table(ref: str, entries: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _paired_table(
+    comparison: Comparison, entries: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[list[str]]]:
+    ref = comparison.reference
     paired_head = ["remedy", "seed", "metric", ref, "remedy value", f"remedy − {ref}", "95% CI"]
     paired_head += ["p", "outside the noise"]
     paired_body = [
         [
             e["remedy"],
             str(e["seed"]),
-            METRICS[e["metric"]][0],
+            comparison.label(e["metric"]),
             format_value(e["reference_value"]),
             format_value(e["remedy_value"]),
             format_value(e["difference"], True),
@@ -183,6 +201,21 @@ _READING = (
     "seed k, each at its own threshold); a difference is outside the noise when its 95% CI "
     "excludes 0."
 )
+_TASK_READING = {
+    "multiclass": "Multi-class: AUROC is the macro mean of the one-vs-rest AUROCs, sensitivity and "
+    "specificity are macro averages, and every run is scored at its stored decision rule; the "
+    "remedies are paired on macro AUROC and balanced accuracy.",
+    "ordinal": "Ordinal grades: AUROC is the macro one-vs-rest AUROC; quadratic kappa is Cohen's "
+    "kappa with quadratic weights (a miss by two grades costs four times a miss by one), mean abs. "
+    "error is in grade steps (lower is better), within-one accuracy is the share of cases at most "
+    "one grade off; the remedies are paired on macro AUROC, balanced accuracy and quadratic kappa.",
+}
+
+
+def _reading(comparison: Comparison) -> str:
+    """How to read the summary table, with what the metrics mean for this task."""
+    extra = _TASK_READING.get(comparison.task)
+    return f"{_READING} {extra}" if extra else _READING
 
 
 def _markdown(
@@ -199,11 +232,11 @@ def _markdown(
         parts += [f"> **{note}**", ""]
     parts += [f"**{comparison.verdict}**", "", _context(runs) + ".", ""]
     parts += ["## Test metrics at each run's operating point", "", table(head, body), ""]
-    parts += [_READING, ""]
+    parts += [_reading(comparison), ""]
     parts += [f"## Paired comparison against {comparison.reference}", ""]
     parts += [table(paired_head, paired_body) if paired_body else "No other remedy.", ""]
     if comparison.paired_oof:
-        oof_head, oof_body = _paired_table(comparison.reference, comparison.paired_oof)
+        oof_head, oof_body = _paired_table(comparison, comparison.paired_oof)
         parts += [
             f"## Paired comparison on out-of-fold cases (n={comparison.oof_cases})",
             "",
@@ -220,7 +253,7 @@ def _markdown(
 def _oof_section(comparison: Comparison, table: Any) -> str:
     if not comparison.paired_oof:
         return ""
-    head, body = _paired_table(comparison.reference, comparison.paired_oof)
+    head, body = _paired_table(comparison, comparison.paired_oof)
     return (
         f"<h2>Paired comparison on out-of-fold cases (n={comparison.oof_cases})</h2>"
         f'{table(head, body)}<p class="note">{html.escape(_OOF_READING)}</p>'
@@ -242,7 +275,7 @@ def _plot_bars(comparison: Comparison) -> str:
             err = np.vstack([np.clip(means - lo, 0, None), np.clip(hi - means, 0, None)])
         x = np.arange(len(keys)) + (k - (n - 1) / 2) * width
         ax.bar(x, means, width, yerr=err, capsize=3, color=f"C{k % 10}", label=row["remedy"])
-    ax.set_xticks(np.arange(len(keys)), [METRICS[k][0] for k in keys])
+    ax.set_xticks(np.arange(len(keys)), [comparison.label(k) for k in keys])
     ax.set(ylim=(0, 1.05), ylabel="test value", title="Test metrics per remedy")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=9, ncols=min(n, 5), loc="lower right")
@@ -327,7 +360,7 @@ def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: s
         f"<header><div><h1>{e(title)}</h1><div>{e(_context(runs))}</div></div></header><main>"
         f'{warn}<div class="callout"><b>{e(comparison.verdict)}</b></div>'
         f"<section><h2>Test metrics at each run's operating point</h2>{table(head, body)}"
-        f'<p class="note">{e(_READING)}</p></section>'
+        f'<p class="note">{e(_reading(comparison))}</p></section>'
         f"<section><h2>Paired comparison against {e(comparison.reference)}</h2>"
         f"{table(paired_head, paired_body) if paired_body else '<p>No other remedy.</p>'}"
         f"{_oof_section(comparison, table)}"
@@ -353,6 +386,7 @@ def write_outputs(
                 {
                     "note": note,
                     "metric": comparison.metric,
+                    "task": comparison.task,
                     "reference": comparison.reference,
                     "verdict": comparison.verdict,
                     "notes": comparison.notes,

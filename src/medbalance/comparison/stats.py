@@ -16,8 +16,13 @@ Decisions, stated in the outputs too:
 - **Paired comparison.** Each remedy against ``baseline`` (or the first remedy when baseline is
   absent), seed ``k`` with seed ``k``, on the same test cases: :func:`bootstrap.paired_bootstrap`
   of the AUROC and balanced-accuracy difference (remedy − reference), each model at its own
-  threshold, using ``predictions.csv``. A lead is "outside the noise" when the 95% CI of the
-  difference excludes 0, on the same side, for every seed pair.
+  operating point, using ``predictions.csv``; for ordinal runs (``"ordinal": true`` in
+  ``metrics.json``) also of the quadratic weighted kappa. A lead is "outside the noise" when the
+  95% CI of the difference excludes 0, on the same side, for every seed pair.
+- **Multi-class.** AUROC is the macro one-vs-rest AUROC and sensitivity and specificity are
+  macro averages (:func:`metric_label` names them so); the stored decisions of
+  ``predictions.csv`` are scored by the vectorised :func:`multiclass_metrics`. The verdict
+  defaults to the quadratic kappa for ordinal runs and to AUROC otherwise (:func:`default_metric`).
 """
 
 from __future__ import annotations
@@ -34,17 +39,22 @@ import numpy as np
 
 from medbalance.comparison.remedies import REMEDY_KEYS
 from medbalance.core.run_folder import RunFolder, read_json_object
+from medbalance.evaluation.metrics import ORDINAL_KEYS
 from medbalance.training.config import ConfigError
 
 __all__ = [
     "METRICS",
     "FinishedRun",
     "check_metric",
+    "default_metric",
     "format_value",
+    "metric_label",
     "paired_against",
+    "paired_keys",
     "paired_runs",
     "read_run",
     "summary_row",
+    "task_kind",
     "uncontrolled_notes",
     "verdict_text",
 ]
@@ -59,8 +69,17 @@ METRICS: dict[str, tuple[str, bool]] = {
     "f1": ("F1", True),
     "macro_f1": ("Macro F1", True),
     "ece": ("ECE", False),
+    "quadratic_kappa": ("Quadratic kappa", True),
+    "mean_abs_error": ("Mean abs. error (grades)", False),
+    "within_one_accuracy": ("Within-one accuracy", True),
 }
 _PAIRED = ("auroc", "balanced_accuracy")
+_PAIRED_ORDINAL = "quadratic_kappa"  # paired too when every run is ordinal
+_MACRO = {
+    "auroc": "Macro AUROC",
+    "sensitivity": "Macro sensitivity",
+    "specificity": "Macro specificity",
+}
 _NAN2 = (math.nan, math.nan)
 
 
@@ -83,6 +102,13 @@ class FinishedRun:
     def classes(self) -> list[str]:
         """The class names, in the model's order."""
         return [str(c) for c in self.result["class_names"]]
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the run's classes are ordered grades scored with the ordinal metrics
+        (``"ordinal": true`` and a ``quadratic_kappa`` in metrics.json)."""
+        scored = "quadratic_kappa" in (self.result.get("metrics") or {})
+        return self.result.get("ordinal") is True and scored
 
     @property
     def positive(self) -> int | None:
@@ -149,12 +175,51 @@ def read_run(remedy: str, seed: int, path: Path, *, oof: bool = False) -> Finish
     )
 
 
-def check_metric(metric: str) -> None:
-    """Raise :class:`ConfigError`, with the nearest key, unless ``metric`` is in :data:`METRICS`."""
+def check_metric(metric: str, runs: Mapping[str, Sequence[FinishedRun]] | None = None) -> None:
+    """Raise :class:`ConfigError`, with the nearest key, unless ``metric`` is in :data:`METRICS`
+    (and, given ``runs``, an ordinal metric only when every run is ordinal)."""
     if metric not in METRICS:
         near = difflib.get_close_matches(metric, list(METRICS), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}{hint}")
+    if runs is not None and metric in ORDINAL_KEYS and not _all_ordinal(runs):
+        plain = [f"{r.remedy}/seed{r.seed}" for rs in runs.values() for r in rs if not r.ordinal]
+        raise ConfigError(
+            f"metric {metric} needs ordinal runs (trained with --ordinal), but "
+            f"{', '.join(plain[:3])} are not; choose another --metric"
+        )
+
+
+def _all_ordinal(runs: Mapping[str, Sequence[FinishedRun]]) -> bool:
+    every = [r for rs in runs.values() for r in rs]
+    return bool(every) and all(r.ordinal for r in every)
+
+
+def task_kind(runs: Mapping[str, Sequence[FinishedRun]]) -> str:
+    """``"ordinal"`` when every run is ordinal, ``"multiclass"`` when any run has more than
+    two classes (or no positive class), else ``"binary"``."""
+    if _all_ordinal(runs):
+        return "ordinal"
+    return "multiclass" if any(r.positive is None for rs in runs.values() for r in rs) else "binary"
+
+
+def default_metric(runs: Mapping[str, Sequence[FinishedRun]]) -> str:
+    """The verdict's metric when none is given: quadratic kappa when every run is ordinal,
+    else AUROC (macro one-vs-rest for multi-class runs)."""
+    return _PAIRED_ORDINAL if _all_ordinal(runs) else "auroc"
+
+
+def paired_keys(runs: Mapping[str, Sequence[FinishedRun]], metric: str) -> list[str]:
+    """The metrics paired for every remedy: AUROC, balanced accuracy, the quadratic kappa when
+    every run is ordinal, and ``metric``."""
+    ordinal = [_PAIRED_ORDINAL] if _all_ordinal(runs) else []
+    return list(dict.fromkeys([*_PAIRED, *ordinal, metric]))
+
+
+def metric_label(key: str, task: str = "binary") -> str:
+    """The name of metric ``key`` for people; macro averages say so for a multi-class or
+    ordinal ``task`` (:func:`task_kind`)."""
+    return _MACRO[key] if task != "binary" and key in _MACRO else METRICS[key][0]
 
 
 def uncontrolled_notes(runs: Mapping[str, list[FinishedRun]]) -> list[str]:
@@ -184,25 +249,19 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
 
 
-def _metric_fn(run: FinishedRun) -> tuple[Any, np.ndarray, np.ndarray]:
+def _metric_fn(run: FinishedRun) -> tuple[Any, np.ndarray, Any]:
     """(metric function, labels, scores) that score ``run`` at its own operating point."""
     import functools
 
-    from medbalance.evaluation.metrics import binary_metrics
+    from medbalance.evaluation.metrics import binary_metrics, multiclass_metrics
 
     if run.positive is not None and run.threshold is not None:
         y = (run.labels == run.positive).astype(np.int64)
         score = run.probs[:, run.positive]
         return functools.partial(binary_metrics, threshold=run.threshold), y, score
-    # multi-class: the stored decisions ride along with the probabilities
-    packed = np.column_stack([run.probs, run.preds.astype(np.float64)])
-    return _multiclass_packed, run.labels, packed
-
-
-def _multiclass_packed(labels: np.ndarray, packed: np.ndarray) -> dict[str, float]:
-    from medbalance.evaluation.metrics import multiclass_metrics
-
-    return multiclass_metrics(labels, packed[:, :-1], packed[:, -1].astype(np.int64))
+    # multi-class and ordinal: the stored decisions of predictions.csv, scored vectorised
+    scores = (run.probs, run.preds.astype(np.int64))
+    return functools.partial(multiclass_metrics, ordinal=run.ordinal), run.labels, scores
 
 
 def _paired(a: FinishedRun, b: FinishedRun, key: str, n_resamples: int) -> dict[str, Any]:
@@ -269,10 +328,10 @@ def paired_against(
     """Paired bootstraps of every remedy in ``names`` against ``reference``, seed by seed.
 
     Returns:
-        One entry per remedy, seed and metric (AUROC, balanced accuracy and ``metric``), and
-        notes on the pairs that could not be made.
+        One entry per remedy, seed and metric (:func:`paired_keys`), and notes on the pairs
+        that could not be made.
     """
-    keys = list(dict.fromkeys([*_PAIRED, metric]))
+    keys = paired_keys(runs, metric)
     n = _n_bootstrap(runs[reference])
     paired, notes = [], []
     for name in names:
@@ -330,7 +389,7 @@ def verdict_text(
 ) -> str:
     """The verdict on ``metric``: the best remedy, its lead over the second, and whether the
     lead is outside the noise of a paired bootstrap on every common seed."""
-    label, higher = METRICS[metric]
+    label, higher = metric_label(metric, task_kind(runs)), METRICS[metric][1]
     scored = [r for r in rows if not math.isnan(r.get(f"{metric}_mean", math.nan))]
     if not scored:
         return f"Verdict: no remedy has a test {label}; nothing to rank."

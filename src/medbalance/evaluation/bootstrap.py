@@ -292,11 +292,18 @@ def bootstrap_ci(
     return {key: _interval(v, alpha) for key, v in values.items()}
 
 
+def _arrays(scores: ArrayLike | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """One model's arrays for ``metric_fn``: a tuple of arrays as they are, else one array."""
+    if isinstance(scores, tuple) and scores and all(isinstance(a, np.ndarray) for a in scores):
+        return list(scores)
+    return [np.asarray(scores)]
+
+
 def paired_bootstrap(
     metric_fn: MetricFn,
     labels: ArrayLike,
-    scores_a: ArrayLike,
-    scores_b: ArrayLike,
+    scores_a: ArrayLike | tuple[np.ndarray, ...],
+    scores_b: ArrayLike | tuple[np.ndarray, ...],
     *,
     metric: str,
     n_resamples: int = 1000,
@@ -314,8 +321,10 @@ def paired_bootstrap(
         metric_fn: ``(labels, scores) -> dict[str, float]``, e.g. ``partial(binary_metrics,
             threshold=0.5)``.
         labels: class per item.
-        scores_a: model a's scores (probabilities) on those items.
-        scores_b: model b's, same items, same order.
+        scores_a: model a's scores (probabilities) on those items; a tuple of arrays is
+            passed as ``metric_fn(labels, *scores_a)``, e.g. ``(probs, preds)`` for
+            :func:`multiclass_metrics` (which then runs vectorised).
+        scores_b: model b's, same items, same order (one array or a tuple, as ``scores_a``).
         metric: the key of ``metric_fn``'s result to compare.
         n_resamples: number of bootstrap resamples.
         seed: seed of ``numpy.random.default_rng``.
@@ -333,7 +342,8 @@ def paired_bootstrap(
         difference is real, not an exact test; its resolution is ``2 / (R + 1)``.
     """
     fn_b = metric_fn if metric_fn_b is None else metric_fn_b
-    point_a, point_b = metric_fn(labels, scores_a), fn_b(labels, scores_b)
+    arrays_a, arrays_b = _arrays(scores_a), _arrays(scores_b)
+    point_a, point_b = metric_fn(labels, *arrays_a), fn_b(labels, *arrays_b)
     if metric not in point_a or metric not in point_b:
         import difflib
 
@@ -342,8 +352,8 @@ def paired_bootstrap(
         raise ValueError(
             f"metric={metric!r} is not returned by metric_fn ({sorted(point_a)}){hint}"
         )
-    draws_a = _draw(metric_fn, labels, [scores_a], n_resamples, seed, alpha, stratified)
-    draws_b = _draw(fn_b, labels, [scores_b], n_resamples, seed, alpha, stratified)
+    draws_a = _draw(metric_fn, labels, arrays_a, n_resamples, seed, alpha, stratified)
+    draws_b = _draw(fn_b, labels, arrays_b, n_resamples, seed, alpha, stratified)
     diffs = draws_b[metric] - draws_a[metric]
     difference = float(point_b[metric] - point_a[metric])
     valid = diffs[~np.isnan(diffs)]

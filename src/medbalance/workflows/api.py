@@ -241,7 +241,7 @@ def compare(
     seeds: int = 3,
     jobs: int = 1,
     budget_minutes: float | None = None,
-    metric: str = "auroc",
+    metric: str | None = None,
     config: PathLike | None = None,
     folds: int | None = None,
     **options: Any,
@@ -257,7 +257,8 @@ def compare(
         seeds: seeds per remedy.
         jobs: runs trained at a time.
         budget_minutes: start no run that would end after this.
-        metric: the metric of the verdict.
+        metric: the metric of the verdict (default: quadratic kappa when every run is
+            ordinal, else AUROC, macro one-vs-rest for multi-class runs).
         config: a config file for what every run shares; ``options`` override it.
         folds: run every remedy and seed as a K-fold cv and pair them on the out-of-fold cases.
         **options: shared :class:`~medbalance.training.config.TrainConfig` fields

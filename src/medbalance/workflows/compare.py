@@ -69,10 +69,12 @@ from medbalance.comparison.stats import (
     METRICS,
     FinishedRun,
     check_metric,
+    default_metric,
     paired_against,
     paired_runs,
     read_run,
     summary_row,
+    task_kind,
     uncontrolled_notes,
     verdict_text,
 )
@@ -140,7 +142,7 @@ def compare(
     seeds: int = 3,
     jobs: int = 1,
     budget_minutes: float | None = None,
-    metric: str = "auroc",
+    metric: str | None = None,
     note: str | None = None,
     folds: int | None = None,
 ) -> Comparison:
@@ -154,7 +156,8 @@ def compare(
         seeds: seeds per remedy.
         jobs: runs trained at a time, each in its own process (1: in this process).
         budget_minutes: do not start a run that would end after this (module docstring).
-        metric: the metric of the verdict (a key of :data:`METRICS`).
+        metric: the metric of the verdict (a key of :data:`METRICS`; default: quadratic
+            kappa when every run is ordinal, else AUROC).
         note: a line shown at the top of every output (e.g. that the data is synthetic).
         folds: run every remedy and seed as a K-fold cv folder (fold ensemble, OOF operating
             point) and pair the remedies on the out-of-fold cases too.
@@ -163,7 +166,8 @@ def compare(
         ConfigError: a bad remedy, metric or count.
         ValueError: a run folder holds another config or was trained on other data.
     """
-    check_metric(metric)
+    if metric is not None:
+        check_metric(metric)
     if seeds < 1 or jobs < 1:
         raise ConfigError(f"seeds and jobs must be 1 or more, got seeds={seeds}, jobs={jobs}")
     if folds is not None and jobs != 1:
@@ -338,7 +342,7 @@ def _order(names: Sequence[str]) -> list[str]:
 def collect(
     out: Path,
     *,
-    metric: str = "auroc",
+    metric: str | None = None,
     remedies: Sequence[str] | None = None,
     note: str | None = None,
     extra_notes: Sequence[str] = (),
@@ -347,16 +351,19 @@ def collect(
 
     Args:
         out: the comparison folder.
-        metric: the metric of the verdict.
+        metric: the metric of the verdict (default: quadratic kappa when every run is
+            ordinal, else AUROC, macro one-vs-rest for multi-class runs).
         remedies: which remedies, in this order (default: every folder found, baseline first).
         note: a line shown at the top of every output.
         extra_notes: more lines for the notes.
 
     Raises:
         FileNotFoundError: no finished run under ``out/runs``.
-        ConfigError: an unknown metric, or a remedy with no folder.
+        ConfigError: an unknown metric, an ordinal metric for runs that are not ordinal, or a
+            remedy with no folder.
     """
-    check_metric(metric)
+    if metric is not None:
+        check_metric(metric)
     out = Path(out)
     found = _find_runs(out)
     names = list(remedies) if remedies is not None else _order(list(found))
@@ -378,6 +385,8 @@ def collect(
         raise FileNotFoundError(
             f"no finished run under {out / 'runs'} (looked for <remedy>/seed<k>/metrics.json)"
         )
+    metric = default_metric(runs) if metric is None else metric
+    check_metric(metric, runs)
     reference = "baseline" if "baseline" in names else names[0]
     if reference != "baseline":
         notes.append(
@@ -397,7 +406,8 @@ def collect(
     ]
     rows = [summary_row(name, runs[name], keys, paired) for name in names]
     verdict = verdict_text(runs, rows, metric)
-    comparison = Comparison(out, metric, reference, rows, paired, verdict, notes)
+    task = task_kind(runs)
+    comparison = Comparison(out, metric, reference, rows, paired, verdict, notes, task=task)
     _pair_out_of_fold(comparison, runs, names, metric)
     comparison.files = write_outputs(comparison, runs, note=note)
     return comparison
