@@ -121,6 +121,14 @@ def test_learned_prior_does_not_depend_on_the_head() -> None:
 # --- config and class order ------------------------------------------------------------------
 
 
+def test_the_default_sampler_follows_the_task() -> None:
+    """Oversampling by default; none for ordinal grades (RESULTS.md); a given one is kept."""
+    assert TrainConfig(data="d").sampler == "oversample"
+    assert TrainConfig(data="d", ordinal=True).sampler == "none"
+    assert TrainConfig(data="d", ordinal=True, sampler="oversample:0.5").sampler == "oversample:0.5"
+    assert TrainConfig(data="d", sampler="auto").to_dict()["sampler"] == "oversample"
+
+
 def test_class_order_is_validated_and_stored_as_a_tuple() -> None:
     config = TrainConfig(data="d", class_order=["none", "mild", "severe"])  # type: ignore[arg-type]
     assert config.class_order == ("none", "mild", "severe")

@@ -190,7 +190,10 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
     sampler: Annotated[
         str | None,
-        typer.Option(help=f"{choices(SamplerName)} | oversample:ALPHA"),
+        typer.Option(
+            help=f"{choices(SamplerName)} | oversample:ALPHA | auto (default: oversample; "
+            "none with --ordinal)"
+        ),
     ] = None,
     loss: Annotated[
         str | None,
