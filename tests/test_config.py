@@ -56,6 +56,7 @@ def test_missing_data_and_written_config(tmp_path: Path) -> None:
     ("changes", "match"),
     [
         ({"sampler": "oversampel"}, "unknown sampler 'oversampel'.*did you mean 'oversample'"),
+        ({"sampler": "auot"}, r"unknown sampler 'auot'.*auto \(oversample; none with --ordinal\)"),
         ({"sampler": "oversample:2"}, r"alpha .* must be in \[0, 1\]"),
         ({"loss": "focl"}, "unknown loss 'focl'.*did you mean 'focal'"),
         (

@@ -315,5 +315,31 @@ def test_an_unknown_combine_is_refused_before_training(tmp_path: Path) -> None:
         app, ["cv", str(data), "--folds", "2", "--combine", "median", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2
-    assert "unknown combine 'median'; choose one of mean, stack" in result.output
+    assert "unknown combine 'median'; valid forms: mean, stack" in result.output
     assert not (tmp_path / "o" / "folds").exists()
+
+
+@pytest.mark.parametrize(
+    "stacker",
+    [None, {"weights": [[1.0, "x"], [0.0, 1.0]], "bias": [0.0, 0.0]}, {"weights": [[1.0]]}],
+)
+def test_a_broken_stacker_record_is_a_one_line_error(
+    stacked: Path, tmp_path: Path, stacker: object
+) -> None:
+    import shutil
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    out = Path(shutil.copytree(stacked, tmp_path / "cv"))
+    record = json.loads((out / "ensemble.json").read_text())
+    record["stacker"] = stacker
+    (out / "ensemble.json").write_text(json.dumps(record))
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "a.png")])
+    assert result.exit_code == 2, result.output
+    assert "ensemble.json" in result.output and "stacker" in result.output
+    assert "run medbalance cv again" in result.output
+    assert "Traceback" not in result.output

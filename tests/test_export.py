@@ -215,7 +215,7 @@ def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_format_lists_choices(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'tflite'; choose one of onnx, torchscript"):
+    with pytest.raises(ValueError, match="'tflite'; valid forms: onnx, torchscript"):
         export_model(tmp_path / "best.safetensors", "tflite")  # type: ignore[arg-type]
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import TypeGuard
+from enum import StrEnum
+from typing import TypeGuard, TypeVar
 
-__all__ = ["is_number", "parse_float", "unknown"]
+__all__ = ["is_number", "parse_choice", "parse_float", "unknown"]
+
+_E = TypeVar("_E", bound=StrEnum)
 
 
 def is_number(value: object) -> TypeGuard[float]:
@@ -28,3 +31,11 @@ def unknown(text: str, forms: tuple[str, ...], what: str) -> ValueError:
     near = difflib.get_close_matches(text, forms, n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     return ValueError(f"unknown {what} {text!r}; valid forms: {', '.join(forms)}{hint}")
+
+
+def parse_choice(enum: type[_E], value: str, what: str) -> _E:
+    """``value`` as a member of ``enum``, or :func:`unknown`'s error naming the choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise unknown(value, tuple(member.value for member in enum), what) from None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from medbalance.core.files import atomic_write_text
+from medbalance.evaluation._parsing import parse_choice
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.stacking import Stacker
@@ -49,11 +50,7 @@ class Combine(StrEnum):
 
 def parse_combine(value: str) -> Combine:
     """``value`` as a :class:`Combine`; an unknown name lists the choices."""
-    try:
-        return Combine(value)
-    except ValueError:
-        choices = ", ".join(c.value for c in Combine)
-        raise ValueError(f"unknown combine {value!r}; choose one of {choices}") from None
+    return parse_choice(Combine, value, "combine")
 
 
 class Scorer(Protocol):
@@ -186,17 +183,18 @@ def load_model(path: Path, *, device: str = "cpu") -> Trained | Ensemble:
 
 def _load_ensemble(folder: Path, device: str) -> Ensemble:
     file = folder / ENSEMBLE_FILE
+    fix = "run medbalance cv again into a new --out to rewrite it"
     try:
         record = json.loads(file.read_text(encoding="utf-8"))
         members = [folder / str(m) for m in record["members"]]
         record["decision"]
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{file}: not a readable ensemble record ({error})") from None
+        raise ValueError(f"{file}: not a readable ensemble record ({error}); {fix}") from None
     if not members:
-        raise ValueError(f"{file}: an ensemble needs at least one member")
+        raise ValueError(f"{file}: an ensemble needs at least one member; {fix}")
     views = int(record["decision"].get("tta", 1) or 1)
     loaded = [load_trained(m, device=device, tta=views) for m in members]
     try:
         return Ensemble(loaded, record)
     except ValueError as error:
-        raise ValueError(f"{file}: {error}") from None
+        raise ValueError(f"{file}: {error}; {fix}") from None

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 
 from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
+from medbalance.evaluation._parsing import parse_choice
 from medbalance.evaluation.decision import METADATA_KEY, read_decision
 from medbalance.evaluation.stacking import Stacker
 from medbalance.models.tta import as_logits, mean_softmax
@@ -117,11 +118,7 @@ class _MeanOfMembers(nn.Module):
 
 
 def _format(value: str) -> ExportFormat:
-    try:
-        return ExportFormat(value)
-    except ValueError:
-        choices = ", ".join(f.value for f in ExportFormat)
-        raise ValueError(f"unknown export format {value!r}; choose one of {choices}") from None
+    return parse_choice(ExportFormat, value, "export format")
 
 
 def _require_onnx() -> None:

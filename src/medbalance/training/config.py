@@ -281,7 +281,8 @@ def check_components(
     if not isinstance(options, Mapping):
         raise ConfigError(f"loss_options must be a table of key = value, got {options!r}")
     try:
-        parse_sampler_spec(sampler)
+        auto = f", {AUTO_SAMPLER} ({DEFAULT_SAMPLER}; {ORDINAL_SAMPLER} with --ordinal)"
+        parse_sampler_spec(sampler, also=auto)
         check_loss_options(loss, {k: v for k, v in options.items() if k != "class_weight"})
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from None

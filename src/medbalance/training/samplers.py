@@ -360,12 +360,13 @@ SAMPLERS: dict[str, type[BalancedSampler]] = {
 }
 
 
-def parse_sampler_spec(spec: str) -> tuple[SamplerName, float | None]:
+def parse_sampler_spec(spec: str, also: str = "") -> tuple[SamplerName, float | None]:
     """Split a spec such as ``oversample:0.5`` into its name and parameter.
 
     Args:
         spec: ``none``, ``oversample``, ``oversample:ALPHA``, ``undersample`` or
             ``balanced-batches``.
+        also: more valid forms for the error's list (the config's ``auto``).
 
     Returns:
         The sampler name and ``alpha`` (None when the spec gives none).
@@ -377,7 +378,7 @@ def parse_sampler_spec(spec: str) -> tuple[SamplerName, float | None]:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(
             f"unknown sampler '{spec}'; choose one of: {', '.join(choices)}, "
-            f"oversample:ALPHA (ALPHA in [0, 1]){hint}"
+            f"oversample:ALPHA (ALPHA in [0, 1]){also}{hint}"
         )
     kind = SamplerName(name)
     if not sep:
