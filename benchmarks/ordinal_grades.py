@@ -29,7 +29,7 @@ from medbalance.training.config import TrainConfig
 from medbalance.workflows.synthetic_grades import make_synthetic_grades
 from medbalance.workflows.training import evaluate_run, train_and_evaluate
 
-RULES = ("argmax", "balanced", "offsets:balanced", "expected-grade", "median-grade")
+RULES = ("argmax", "prior", "balanced", "offsets:balanced", "expected-grade", "median-grade")
 KEYS = ("quadratic_kappa", "within_one_accuracy", "mean_abs_error", "accuracy", "balanced_accuracy")
 
 
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--samplers", default="oversample,none")
+    parser.add_argument("--heads", default="ce,corn", help="ce (plain softmax), corn (ordinal)")
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--size", type=int, default=28, help="28 px: the default smallcnn")
     parser.add_argument("--model", default=None)
@@ -71,8 +72,8 @@ def main() -> None:
     print("|---" * (4 + len(KEYS)) + "|")
     tally: dict[tuple[str, str, str], list[list[float]]] = {}
     for seed in range(args.seeds):
-        for ordinal in (False, True):
-            head = "corn" if ordinal else "ce"
+        for head in args.heads.split(","):
+            ordinal = head == "corn"
             for sampler in args.samplers.split(","):
                 run = Path(args.out) / f"{head}-{sampler}-s{seed}"
                 config = TrainConfig(

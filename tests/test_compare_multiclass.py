@@ -134,3 +134,27 @@ def test_cli_compare_collect_of_ordinal_runs_prints_the_kappa_verdict(tmp_path: 
     assert result.exit_code == 0, result.output
     assert "QWK" in result.output
     assert "Verdict (test Quadratic kappa" in result.output.replace("\n", " ")
+
+
+def test_cli_compare_hands_ordinal_class_order_and_decision_to_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medbalance.cli.result_commands as command
+    import medbalance.workflows.compare as workflow
+    from medbalance.training.config import TrainConfig
+
+    seen: dict[str, TrainConfig] = {}
+
+    def record(base: TrainConfig, *args: object, **kwargs: object) -> None:
+        seen["base"] = base  # and train nothing
+
+    monkeypatch.setattr(workflow, "compare", record)
+    monkeypatch.setattr(command, "_print_comparison", lambda result: None)
+    args = ["compare", str(tmp_path), "-r", "baseline", "--ordinal", "--class-order", "0,2,1"]
+    result = CliRunner().invoke(app, [*args, "--decision", "median-grade"])
+    assert result.exit_code == 0, result.output
+    base = seen["base"]
+    assert base.ordinal is True
+    assert base.class_order == ("0", "2", "1")
+    assert base.threshold == "median-grade"
+    assert base.sampler == "none"  # auto: no sampler for grades

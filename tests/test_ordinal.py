@@ -197,6 +197,10 @@ def test_order_classes_follows_the_config() -> None:
         order_classes(TrainConfig(data="grades", ordinal=True), words)
     with_order = TrainConfig(data="d", ordinal=True, class_order=("none", "mild", "severe"))
     assert order_classes(with_order, words).class_names == ("none", "mild", "severe")
+    two = prepared(("0", "1"), [0, 1, 1])
+    with pytest.raises(ConfigError, match="needs three or more grades.*two classes .0, 1.; drop"):
+        order_classes(TrainConfig(data="d", ordinal=True), two)
+    assert order_classes(TrainConfig(data="d"), two) is two  # a binary task without --ordinal
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.data_commands import ClassOrder, Ordinal, parse_class_order
 from medbalance.cli.options import (
+    ClassOrder,
     DataArg,
     GroupColumn,
     GroupPattern,
+    Ordinal,
     SkipUnreadable,
     fail,
+    parse_class_order,
     parse_options,
 )
 from medbalance.evaluation.thresholds import POLICY_FORMS

@@ -17,13 +17,16 @@ import typer
 
 from medbalance.cli.options import (
     AllowOutside,
+    ClassOrder,
     DataArg,
     GroupColumn,
     GroupPattern,
+    Ordinal,
     ResplitVal,
     SkipUnreadable,
     check_out_folder,
     fail,
+    parse_class_order,
     parse_options,
 )
 from medbalance.cli.result_commands import print_metrics
@@ -43,28 +46,6 @@ from medbalance.training.names import (
 __all__ = ["inspect", "lr_find_command", "presize_command", "train"]
 
 log = logging.getLogger("medbalance")
-
-# the ordinal options of train and cv
-Ordinal = Annotated[
-    bool | None,
-    typer.Option(
-        "--ordinal/--no-ordinal",
-        help="The classes are ordered grades: CORN head, quadratic kappa, mean absolute error.",
-    ),
-]
-ClassOrder = Annotated[
-    str | None,
-    typer.Option(
-        "--class-order",
-        help="The class order, lowest grade first, e.g. none,mild,severe (default: sorted; "
-        "with --ordinal, number names in numeric order).",
-    ),
-]
-
-
-def parse_class_order(text: str | None) -> tuple[str, ...] | None:
-    """``a,b,c`` as ``("a", "b", "c")``; the config checks the names."""
-    return None if text is None else tuple(name.strip() for name in text.split(","))
 
 
 def inspect(

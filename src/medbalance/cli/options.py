@@ -26,13 +26,16 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # src/medbalance
 __all__ = [
     "INTERNAL_ERROR",
     "AllowOutside",
+    "ClassOrder",
     "DataArg",
     "GroupColumn",
     "GroupPattern",
+    "Ordinal",
     "ResplitVal",
     "SkipUnreadable",
     "fail",
     "guarded",
+    "parse_class_order",
     "parse_options",
     "report_bug",
 ]
@@ -73,6 +76,28 @@ SkipUnreadable = Annotated[
         "--skip-unreadable", help="Exclude undecodable images everywhere (listed in outputs)."
     ),
 ]
+
+# the ordinal options of train, cv and compare
+Ordinal = Annotated[
+    bool | None,
+    typer.Option(
+        "--ordinal/--no-ordinal",
+        help="The classes are ordered grades: CORN head, quadratic kappa, mean absolute error.",
+    ),
+]
+ClassOrder = Annotated[
+    str | None,
+    typer.Option(
+        "--class-order",
+        help="The class order, lowest grade first, e.g. none,mild,severe (default: sorted; "
+        "with --ordinal, number names in numeric order).",
+    ),
+]
+
+
+def parse_class_order(text: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` as ``("a", "b", "c")``; the config checks the names."""
+    return None if text is None else tuple(name.strip() for name in text.split(","))
 
 
 def fail(error: Exception) -> NoReturn:

@@ -12,7 +12,16 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.options import GroupColumn, GroupPattern, ResplitVal, check_out_file, fail
+from medbalance.cli.options import (
+    ClassOrder,
+    GroupColumn,
+    GroupPattern,
+    Ordinal,
+    ResplitVal,
+    check_out_file,
+    fail,
+    parse_class_order,
+)
 from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
 
 __all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", "report"]
@@ -216,9 +225,20 @@ def compare(
         str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold",
+            "--decision",
+            help="Operating point of every run, chosen on val (a remedy file may set its own): "
+            f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}.",
+        ),
+    ] = None,
     resplit_val: ResplitVal = None,
     group_pattern: GroupPattern = None,
     group_column: GroupColumn = None,
+    ordinal: Ordinal = None,
+    class_order: ClassOrder = None,
 ) -> None:
     """Train every remedy with the same data, splits, model, epochs and seeds, and compare.
 
@@ -249,9 +269,12 @@ def compare(
                 bootstrap=bootstrap,
                 positive_class=positive_class,
                 device=device,
+                threshold=threshold,
                 resplit_val=resplit_val,
                 group_pattern=group_pattern,
                 group_column=group_column,
+                ordinal=ordinal,
+                class_order=parse_class_order(class_order),
             )
             base = load_config(config_file, overrides)
             result = compare_runs(

@@ -127,11 +127,18 @@ def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
     of an unordered run.
 
     Raises:
-        ConfigError: ``ordinal`` on class names that are not numbers, without ``class_order``.
+        ConfigError: ``ordinal`` on two classes, or on class names that are not numbers
+            without ``class_order``.
         DataError: ``class_order`` is not a permutation of the data's classes.
     """
     names = tuple(data.class_names)
     order = config.class_order
+    if config.ordinal and len(names) < 3:
+        raise ConfigError(
+            f"--ordinal needs three or more grades, but {config.data} has two classes "
+            f"({', '.join(names)}); drop --ordinal: two ordered classes are a binary task, "
+            "judged by AUROC and by sensitivity and specificity at the chosen threshold"
+        )
     if order is None and config.ordinal:
         order = numeric_order(names)
         if order is None:
