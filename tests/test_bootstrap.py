@@ -18,6 +18,7 @@ from medbalance.evaluation.metrics import (
     ORDINAL_KEYS,
     binary_metrics,
     multiclass_metrics,
+    per_class_table,
 )
 
 # --- bootstrap -------------------------------------------------------------------------------
@@ -105,6 +106,30 @@ def test_vectorised_multiclass_path_equals_per_resample_sklearn(ordinal: bool, n
         assert fast.keys() == slow.keys() == set(MULTICLASS_KEYS + ORDINAL_KEYS * ordinal)
         for key in fast:
             np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize(("n_classes", "n"), [(2, 40), (3, 60), (3, 9)])
+def test_vectorised_per_class_path_equals_per_resample_sklearn(n_classes: int, n: int) -> None:
+    # 9 items, unstratified: resamples without a class or without a call (the NaN rules agree)
+    labels, probs = multiclass_data(n, n_classes, seed=13)
+    preds = np.where(np.arange(n) % 4 == 0, (probs.argmax(axis=1) + 1) % n_classes, 0)
+    from medbalance.evaluation import bootstrap
+
+    assert per_class_table in bootstrap._BATCHED  # so fast_fn below takes the vectorised path
+    fast_fn = partial(per_class_table, n_classes=n_classes)
+
+    def slow_fn(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+        return per_class_table(y, p, n_classes)
+
+    for seed in range(15):
+        kwargs = dict(n_resamples=1, seed=seed, stratified=n > 9)
+        fast = bootstrap_ci(fast_fn, labels, preds, **kwargs)
+        slow = bootstrap_ci(slow_fn, labels, preds, **kwargs)
+        assert fast.keys() == slow.keys() and len(fast) == 6 * n_classes
+        for key in fast:
+            np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-12, err_msg=key)
+    with pytest.raises(ValueError, match=r"preds must lie in 0\.\.1"):
+        bootstrap_ci(partial(per_class_table, n_classes=2), [0, 1, 0], [0, 5, 0], n_resamples=5)
 
 
 def test_bootstrap_is_fast_on_a_test_split_sized_set() -> None:

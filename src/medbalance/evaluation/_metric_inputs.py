@@ -22,6 +22,7 @@ __all__ = [
     "ece_bins",
     "multiclass_inputs",
     "one_vs_rest",
+    "prediction_inputs",
     "ratio",
 ]
 
@@ -121,6 +122,19 @@ def class_indices(values: ArrayLike, n_classes: int, name: str) -> NDArray[np.in
             f"found {a.min()}..{a.max()}"
         )
     return a.astype(np.intp)
+
+
+def prediction_inputs(
+    labels: ArrayLike, preds: ArrayLike, n_classes: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``labels`` and ``preds`` as class indices of one length, for ``n_classes`` classes."""
+    if not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes={n_classes!r} is invalid: a classifier has at least 2")
+    y = class_indices(labels, n_classes, "labels")
+    pred = class_indices(preds, n_classes, "preds")
+    if len(pred) != len(y):
+        raise ValueError(f"preds has {len(pred)} items but labels has {len(y)}")
+    return y, pred
 
 
 def check_threshold(threshold: float) -> float:

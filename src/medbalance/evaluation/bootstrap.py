@@ -6,12 +6,14 @@ models on the same resampled cases. :func:`with_ci` joins point estimates and in
 report. Both bootstraps accept any ``metric_fn(labels, *arrays) -> dict`` and call it once per
 resample.
 
-For :func:`~medbalance.evaluation.metrics.binary_metrics` and
-:func:`~medbalance.evaluation.metrics.multiclass_metrics` (alone or wrapped in
-:func:`functools.partial`) they take a vectorised path instead. A block of resamples becomes a
-weight matrix: ``weights[r, i]`` is how often item ``i`` is drawn in resample ``r`` (a resample is
-a multiset of the items, so its counts say everything about it). Every metric is then a weighted
-sum over the items, evaluated for all resamples at once:
+For :func:`~medbalance.evaluation.metrics.binary_metrics`,
+:func:`~medbalance.evaluation.metrics.multiclass_metrics` and
+:func:`~medbalance.evaluation.metrics.per_class_table` (alone or wrapped in
+:func:`functools.partial`) they take a vectorised path instead: scikit-learn's input checks
+alone cost about 12 ms a call, 12 s for the 1,000 resamples of one evaluation. A block of
+resamples becomes a weight matrix: ``weights[r, i]`` is how often item ``i`` is drawn in
+resample ``r`` (a resample is a multiset of the items, so its counts say everything about it).
+Every metric is then a weighted sum over the items, evaluated for all resamples at once:
 
 - confusion counts are ``weights @ indicator`` matrix products (per class for multi-class);
 - AUROC and average precision sort the scores once, for all resamples, and take weighted
@@ -45,12 +47,14 @@ from medbalance.evaluation._metric_inputs import (
     ece_bins,
     multiclass_inputs,
     one_vs_rest,
+    prediction_inputs,
     ratio,
 )
 from medbalance.evaluation.metrics import (
     MetricFn,
     binary_metrics,
     multiclass_metrics,
+    per_class_table,
     specificity_per_class,
 )
 
@@ -180,9 +184,28 @@ def _multiclass_batched(
     return out
 
 
+def _per_class_batched(
+    labels: ArrayLike, preds: ArrayLike, n_classes: int, *, weights: Floats
+) -> dict[str, Floats]:
+    y, pred = prediction_inputs(labels, preds, n_classes)
+    c = n_classes
+    confusion = (weights @ np.eye(c * c)[y * c + pred]).reshape(-1, c, c)
+    tp, fp, fn, tn = one_vs_rest(confusion)
+    columns = {
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "ppv": ratio(tp, tp + fp),
+        "npv": ratio(tn, tn + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "support": tp + fn,
+    }
+    return {f"{key}/{k}": column[:, k] for k in range(c) for key, column in columns.items()}
+
+
 _BATCHED: dict[Callable[..., Any], Callable[..., dict[str, Floats]]] = {
     binary_metrics: _binary_batched,
     multiclass_metrics: _multiclass_batched,
+    per_class_table: _per_class_batched,
 }
 
 

@@ -99,7 +99,7 @@ def _metrics_block(
     decision: Decision, scores: Scores, n_bootstrap: int, seed: int
 ) -> dict[str, Any]:
     from medbalance.evaluation.bootstrap import bootstrap_ci, with_ci
-    from medbalance.evaluation.metrics import binary_metrics, multiclass_metrics, per_class_metrics
+    from medbalance.evaluation.metrics import binary_metrics, multiclass_metrics, per_class_table
 
     labels, probs = scores.labels, scores.probs
     n_classes = probs.shape[1]
@@ -117,10 +117,7 @@ def _metrics_block(
         cis = bootstrap_ci(summary, labels, probs, preds, n_resamples=n_bootstrap, seed=seed)
         at_default = summary(labels, probs, probs.argmax(axis=1))
 
-    def per_class(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-        rows = per_class_metrics(y_true, predicted, n_classes)
-        return {f"{k}/{c}": v for c, row in enumerate(rows) for k, v in row.items()}
-
+    per_class = functools.partial(per_class_table, n_classes=n_classes)
     class_point = per_class(labels, preds)
     class_cis = bootstrap_ci(per_class, labels, preds, n_resamples=n_bootstrap, seed=seed)
     per_class_out: dict[str, dict[str, Any]] = {}

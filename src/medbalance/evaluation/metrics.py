@@ -51,6 +51,7 @@ from medbalance.evaluation._metric_inputs import (
     ece_bins,
     multiclass_inputs,
     one_vs_rest,
+    prediction_inputs,
     ratio,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "multiclass_metrics",
     "npv_per_class",
     "per_class_metrics",
+    "per_class_table",
     "sensitivity_at_specificity",
     "specificity_at_sensitivity",
     "specificity_per_class",
@@ -352,12 +354,7 @@ def per_class_metrics(
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    if not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes={n_classes!r} is invalid: a classifier has at least 2")
-    y = class_indices(labels, n_classes, "labels")
-    pred = class_indices(preds, n_classes, "preds")
-    if len(pred) != len(y):
-        raise ValueError(f"preds has {len(pred)} items but labels has {len(y)}")
+    y, pred = prediction_inputs(labels, preds, n_classes)
     classes = list(range(n_classes))
     ppv, sens, f1, support = precision_recall_fscore_support(
         y, pred, labels=classes, average=None, zero_division=np.nan
@@ -375,6 +372,13 @@ def per_class_metrics(
         }
         for c in classes
     ]
+
+
+def per_class_table(labels: ArrayLike, preds: ArrayLike, n_classes: int) -> dict[str, float]:
+    """:func:`per_class_metrics` as one flat dict, ``{"sensitivity/0": ..., "support/2": ...}``:
+    the form :func:`~medbalance.evaluation.bootstrap.bootstrap_ci` takes (vectorised there)."""
+    rows = per_class_metrics(labels, preds, n_classes)
+    return {f"{key}/{c}": value for c, row in enumerate(rows) for key, value in row.items()}
 
 
 def _auroc(labels: np.ndarray, probs: np.ndarray, positive: int) -> float:
