@@ -61,14 +61,15 @@ def test_multiclass_rules() -> None:
     assert read_decision(meta).decide(probs).tolist() == [2, 2]
 
 
-def test_binary_policy_on_multiclass_falls_back_to_prior_with_a_warning(
+def test_binary_policy_on_multiclass_falls_back_to_tuned_offsets_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     probs = np.array([[0.5, 0.3, 0.2]])
     decision = choose_decision(
         "youden", [0], probs, class_names=("a", "b", "c"), positive=None, train_counts=(1, 1, 1)
     )
-    assert decision.policy == "prior"
+    assert decision.policy == "offsets:balanced"
+    assert decision.to_record()["offsets"] is not None
     assert "needs two classes" in caplog.text
 
 

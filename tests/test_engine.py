@@ -284,7 +284,8 @@ def test_three_classes_train_and_evaluate(tmp_path: Path, caplog: pytest.LogCapt
         result = fit(_config(data, tmp_path / "run", epochs=2, size=32, model="smallcnn"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["class_names"] == ["bacterial", "normal", "viral"]
-    assert metrics["threshold"]["policy"] == "prior" and metrics["positive_class"] is None
+    assert metrics["threshold"]["policy"] == "offsets:balanced"  # the multi-class default
+    assert metrics["positive_class"] is None and len(metrics["threshold"]["offsets"]) == 3
     assert "needs two classes" in caplog.text  # youden (the default) has no multi-class form
     assert "macro_f1" in result.metrics["test"]
     rows = (tmp_path / "run" / "predictions.csv").read_text().splitlines()

@@ -179,7 +179,7 @@ def test_binary_policy_on_ordinal_data_falls_back_to_expected_grade() -> None:
     y, p = _imbalanced(seed=5, n=120)
     kwargs = {"class_names": ["0", "1", "2"], "positive": None, "train_counts": [80, 30, 10]}
     assert choose_decision("youden", y, p, **kwargs, ordinal=True).policy == "expected-grade"
-    assert choose_decision("youden", y, p, **kwargs).policy == "prior"
+    assert choose_decision("youden", y, p, **kwargs).policy == "offsets:balanced"
 
 
 def test_decision_refuses_tuned_values_that_do_not_fit() -> None:

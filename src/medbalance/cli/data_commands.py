@@ -225,7 +225,7 @@ def train(
             "--threshold",
             "--decision",
             help="Operating point, chosen on val at the end (default youden; multi-class "
-            "prior; ordinal expected-grade): "
+            "offsets:balanced; ordinal expected-grade): "
             f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}.",
         ),
     ] = None,

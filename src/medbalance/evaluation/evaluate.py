@@ -28,6 +28,8 @@ from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.scoring import Scores
 
 __all__ = ["Evaluation", "evaluate_scores"]
+# the decision as metrics.json shows it; the tuned values of offsets and expected-grade too
+_THRESHOLD_KEYS = ("policy", "value", "chosen_on", "tta", "offsets", "cut_points")
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def evaluate_scores(
         "n": len(scores.labels),
         "class_names": names,
         "positive_class": positive,
-        "threshold": {k: record[k] for k in ("policy", "value", "chosen_on", "tta") if k in record},
+        "threshold": {k: record[k] for k in _THRESHOLD_KEYS if k in record},
         "ordinal": decision.ordinal,
         **block,
         "counts": _counts(data),
