@@ -158,3 +158,22 @@ def test_cli_compare_hands_ordinal_class_order_and_decision_to_every_run(
     assert base.class_order == ("0", "2", "1")
     assert base.threshold == "median-grade"
     assert base.sampler == "none"  # auto: no sampler for grades
+
+
+def test_bar_chart_shows_a_negative_kappa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medbalance.comparison.report as report
+
+    limits: list[tuple[float, float]] = []
+
+    def capture(figure: object, alt: str, dpi: int = 150) -> str:
+        if alt.startswith("bar chart"):
+            limits.append(figure.axes[0].get_ylim())  # type: ignore[attr-defined]
+        return ""
+
+    monkeypatch.setattr(report, "figure_img", capture)
+    _fake_graded_run(tmp_path, "baseline", 0, miss=3, wrong=0.9)  # worse than chance
+    _fake_graded_run(tmp_path, "oversample", 0, miss=1)
+    result = collect(tmp_path)
+    assert result.rows[0]["quadratic_kappa_mean"] < -0.2
+    ((low, high),) = limits
+    assert low < result.rows[0]["quadratic_kappa_mean"] and high >= 1.0

@@ -265,6 +265,7 @@ def _plot_bars(comparison: Comparison) -> str:
     figure, (ax,) = new_figure(11, 4.6)
     n = len(comparison.rows)
     width = 0.8 / max(n, 1)
+    span = [0.0, 1.05]  # metrics are rates in [0, 1]; kappa can be negative, MAE above 1
     for k, row in enumerate(comparison.rows):
         means = np.array([row[f"{key}_mean"] for key in keys])
         if row["seeds"] >= 2:
@@ -274,9 +275,14 @@ def _plot_bars(comparison: Comparison) -> str:
             hi = np.array([row[f"{key}_ci_high"] for key in keys])
             err = np.vstack([np.clip(means - lo, 0, None), np.clip(hi - means, 0, None)])
         x = np.arange(len(keys)) + (k - (n - 1) / 2) * width
+        ends = means + np.array([-1, 1])[:, None] * (err if np.ndim(err) == 2 else [err, err])
+        ends = ends[np.isfinite(ends)]
+        if ends.size:
+            span = [min(span[0], float(ends.min()) - 0.05), max(span[1], float(ends.max()))]
         ax.bar(x, means, width, yerr=err, capsize=3, color=f"C{k % 10}", label=row["remedy"])
     ax.set_xticks(np.arange(len(keys)), [comparison.label(k) for k in keys])
-    ax.set(ylim=(0, 1.05), ylabel="test value", title="Test metrics per remedy")
+    ax.set(ylim=tuple(span), ylabel="test value", title="Test metrics per remedy")
+    ax.axhline(0, color="0.3", linewidth=0.8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=9, ncols=min(n, 5), loc="lower right")
     return figure_img(figure, "bar chart of test metrics per remedy", dpi=130)
