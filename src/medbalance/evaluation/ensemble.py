@@ -12,6 +12,7 @@ that mean through the logistic regression stored under ``stacker`` as plain numb
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -142,13 +143,14 @@ def write_ensemble(
     *,
     stacker: Stacker | None = None,
 ) -> Path:
-    """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``);
+    """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``, with
+    ``..`` for members outside it);
     with ``stacker``, the ensemble is stacked and the record holds its numbers."""
     stacked = {"stacker": stacker.to_record()} if stacker is not None else {}
     record = {
         "format": _FORMAT,
         "combine": (Combine.STACK if stacker is not None else Combine.MEAN).value,
-        "members": [str(Path(m).resolve().relative_to(folder.resolve())) for m in members],
+        "members": [os.path.relpath(Path(m).resolve(), folder.resolve()) for m in members],
         "decision": decision.to_record(),
         **stacked,
         **extra,

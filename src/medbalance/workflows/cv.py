@@ -49,7 +49,7 @@ from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.training.prepare import prepare_run
 from medbalance.workflows.run_state import run_state
 
-__all__ = ["CVResult", "cross_validate", "evaluate_cv", "fold_masks"]
+__all__ = ["CVResult", "cross_validate", "evaluate_cv", "fold_masks", "write_ensemble_report"]
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def cross_validate(
         metrics = ensemble.result
     atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
     write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"}, stacker=stacker)
-    _report(out, data, ensemble if test_probs else None)
+    write_ensemble_report(out, data, ensemble if test_probs else None)
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
 
 
@@ -244,14 +244,15 @@ def _fold_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _report(
+def write_ensemble_report(
     out: Path,
     data: Prepared | None = None,
     evaluation: Evaluation | None = None,
     model: Ensemble | None = None,
 ) -> None:
-    """The report of the ensemble on test; given the data and the evaluation, with galleries
-    (the ensemble's errors and confusions, Grad-CAM averaged over the members)."""
+    """The report of a cv or ensemble folder's ensemble on test; given the data and the
+    evaluation, with galleries (the ensemble's errors and confusions, Grad-CAM averaged over the
+    members)."""
     if not (out / "metrics.json").is_file():
         return
     from medbalance.evaluation.ensemble import load_model
@@ -268,7 +269,7 @@ def _report(
         gallery_cam=shown.cams,
         gallery_confusions=shown.confusions,
     )
-    log.info("cv report: %s", path)
+    log.info("ensemble report: %s", path)
 
 
 def evaluate_cv(
@@ -313,13 +314,18 @@ def evaluate_cv(
     evaluation.result["ensemble"] = ensemble.summary()
     evaluation.write(RunFolder(out))
     if report:
-        _report(out, prepared, evaluation, ensemble)
+        write_ensemble_report(out, prepared, evaluation, ensemble)
     return evaluation.result
 
 
 def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
+    """The decision re-chosen on the cases the stored one was chosen on: the out-of-fold
+    predictions of a cv folder, the val predictions of an ensemble of runs."""
     names = list(ensemble.class_names)
-    rows = RunFolder(out).read_predictions(names, file=out / RunFolder.OOF_PREDICTIONS)
+    on = str(ensemble.record.get("chosen_on", "oof"))
+    folder = RunFolder(out)
+    file = folder.predictions("val") if on == "val" else out / RunFolder.OOF_PREDICTIONS
+    rows = folder.read_predictions(names, file=file)
     labels = rows.labels
     return choose_decision(
         policy,
@@ -328,7 +334,7 @@ def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
         class_names=names,
         positive=ensemble.positive if len(names) == 2 else None,
         train_counts=np.bincount(labels, minlength=len(names)).tolist(),
-        chosen_on="oof",
+        chosen_on=on,
         model_prior=_model_prior(ensemble, labels),
         ordinal=bool(ensemble.members[0].metadata.get("ordinal", False)),
     )

@@ -1,0 +1,145 @@
+"""Ensembles of finished train runs: ``medbalance ensemble RUN RUN ... --out DIR``.
+
+The members are runs on the same data with the same val and test splits; their seeds, models and
+remedies may differ (a seed ensemble, or the remedies of a ``compare``). The mean of their
+probabilities on val chooses the decision (the first run's policy, or ``policy``), and the
+ensemble is evaluated once on test at it. ``DIR`` is then an ensemble folder, like a cv folder:
+``ensemble.json`` (the members, stored as paths relative to ``DIR``, and the decision),
+``metrics.json`` / ``predictions.csv`` (test), ``metrics_val.json`` / ``predictions_val.csv``
+(the val cases the decision was chosen on; ``evaluate DIR --decision P`` re-chooses on them),
+``config.json`` and ``report.html``. ``evaluate``, ``predict``, ``report`` and ``export`` take it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medbalance.core.run_folder import RunFolder
+from medbalance.data.prepared import Prepared
+from medbalance.evaluation.decision import Decision, choose_decision
+from medbalance.evaluation.ensemble import ENSEMBLE_FILE, write_ensemble
+from medbalance.evaluation.evaluate import evaluate_scores
+from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.evaluation.scoring import Scores, score_split
+
+__all__ = ["ensemble_runs"]
+
+log = logging.getLogger(__name__)
+
+
+def ensemble_runs(
+    runs: Sequence[Path],
+    out: Path,
+    *,
+    policy: str | None = None,
+    tta: int = 1,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+    report: bool = True,
+) -> dict[str, Any]:
+    """Make ``out`` the ensemble of ``runs``: decision on the mean val probabilities, one test
+    evaluation.
+
+    Args:
+        runs: two or more run folders (or their ``best.safetensors``).
+        out: the ensemble folder; one that already holds an ensemble is refused.
+        policy: the decision policy or rule (default: the first run's).
+        tta: test-time views for every member (stored with the decision, for ``predict``).
+        n_bootstrap: resamples for the 95% CIs.
+        seed: seed of the bootstrap.
+        device: where the members run.
+        report: also write ``report.html``.
+
+    Returns:
+        The content of ``metrics.json``.
+
+    Raises:
+        ValueError: fewer than two runs, a finished ensemble in ``out``, or members that do not
+            share their classes, image size, or val and test images.
+    """
+    from medbalance.workflows.cv import write_ensemble_report
+    from medbalance.workflows.training import prepare_for_model
+
+    out = Path(out)
+    if len(runs) < 2:
+        raise ValueError("an ensemble needs two or more runs; give their folders")
+    if (out / ENSEMBLE_FILE).exists():
+        raise ValueError(f"{out} already holds an ensemble; choose another --out (nothing changed)")
+    checkpoints = [RunFolder(Path(r)).best if Path(r).is_dir() else Path(r) for r in runs]
+    members = [load_trained(c, device=device, tta=tta) for c in checkpoints]
+    data = [prepare_for_model(m, None) for m in members]
+    _check_members(checkpoints, members, data)
+    val, test = _mean_scores(members, data[0], "val"), _mean_scores(members, data[0], "test")
+    decision = _choose(members, val, policy or members[0].decision.policy, tta)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out)
+    tuning = evaluate_scores(data[0], val, decision, n_bootstrap=n_bootstrap, seed=seed)
+    tuning.write_to(folder.metrics("val"), folder.predictions("val"))
+    evaluation = evaluate_scores(data[0], test, decision, n_bootstrap=n_bootstrap, seed=seed)
+    evaluation.result["ensemble"] = {"members": len(members), "combine": "mean"}
+    evaluation.write(folder)
+    folder.write_json(
+        folder.config, {**members[0].metadata["config"], "runs": list(map(str, runs))}
+    )
+    write_ensemble(out, checkpoints, decision, {"runs": len(runs), "chosen_on": "val"})
+    if report:
+        write_ensemble_report(out, data[0], evaluation)
+    log.info("ensemble of %d runs: %s", len(runs), out)
+    return evaluation.result
+
+
+def _check_members(checkpoints: list[Path], members: list[Trained], data: list[Prepared]) -> None:
+    """One task: the same classes, image size and val and test images for every member."""
+    first, first_data = members[0], data[0]
+    for checkpoint, member, prepared in zip(checkpoints[1:], members[1:], data[1:], strict=True):
+        for key in ("class_names", "image_size", "presize", "channels"):
+            if member.metadata[key] != first.metadata[key]:
+                raise ValueError(
+                    f"{checkpoint}: {key} {member.metadata[key]!r} differs from "
+                    f"{checkpoints[0]}'s {first.metadata[key]!r}; an ensemble's members solve "
+                    "one task at one image size"
+                )
+        for split in ("val", "test"):
+            if _origins(prepared, split) != _origins(first_data, split):
+                raise ValueError(
+                    f"{checkpoint} has other {split} images than {checkpoints[0]}; the members "
+                    "of an ensemble need one val and one test split: train them on the same "
+                    "data with the same split options (--resplit-val draws with --seed), or "
+                    "use medbalance cv"
+                )
+    if not len(first_data.indices("val")) or not len(first_data.indices("test")):
+        raise ValueError(f"{checkpoints[0]}'s data needs a val and a test split for an ensemble")
+
+
+def _origins(data: Prepared, split: str) -> list[str]:
+    return [data.catalog.origins[i] for i in data.indices(split)]
+
+
+def _mean_scores(members: list[Trained], data: Prepared, split: str) -> Scores:
+    scored = [score_split(m.model, data, split, m.transform, m.device) for m in members]
+    probs = np.mean([s.probs for s in scored], axis=0)
+    return Scores(split, scored[0].indices, scored[0].labels, probs)
+
+
+def _choose(members: list[Trained], val: Scores, policy: str, tta: int) -> Decision:
+    first = members[0]
+    priors = [m.metadata.get("model_prior") for m in members]
+    known = [np.asarray(p, dtype=np.float64) for p in priors if p is not None]
+    prior = np.mean(known, axis=0).tolist() if len(known) == len(priors) else None
+    return choose_decision(
+        policy,
+        val.labels,
+        val.probs,
+        class_names=first.class_names,
+        positive=first.positive if len(first.class_names) == 2 else None,
+        train_counts=first.metadata["train_counts"],
+        tta=tta,
+        model_prior=prior,  # the mean of the members' priors: that of the mean of their outputs
+        ordinal=bool(first.metadata.get("ordinal", False)),
+    )
