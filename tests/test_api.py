@@ -23,6 +23,7 @@ PUBLIC = [
     "__version__",
     "compare",
     "cv",
+    "ensemble",
     "evaluate",
     "inspect",
     "load_run",

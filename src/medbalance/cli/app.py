@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from medbalance import __version__
-from medbalance.cli.cv_command import cv
+from medbalance.cli.cv_command import cv, ensemble
 from medbalance.cli.data_commands import inspect, lr_find_command, presize_command, train
 from medbalance.cli.options import guarded
 from medbalance.cli.result_commands import compare, demo, evaluate, export, predict, report
@@ -68,6 +68,7 @@ app.command()(guarded(report))
 app.command()(guarded(export))
 app.command()(guarded(compare))
 app.command()(guarded(cv))
+app.command()(guarded(ensemble))
 app.command()(guarded(demo))
 
 

@@ -1,4 +1,5 @@
-"""``medbalance cv``: K-fold cross-validation, out-of-fold operating point, fold ensemble."""
+"""``medbalance cv`` (K-fold cross-validation, out-of-fold operating point, fold ensemble) and
+``medbalance ensemble`` (an ensemble of finished runs)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from medbalance.cli.options import (
 from medbalance.evaluation.thresholds import POLICY_FORMS
 from medbalance.training.names import Device, LossName, SamplerName, choices
 
-__all__ = ["cv"]
+__all__ = ["cv", "ensemble"]
 
 
 def cv(
@@ -126,6 +127,51 @@ def cv(
             f"{_fmt(test.get('auroc'))}, balanced accuracy {_fmt(test.get('balanced_accuracy'))}"
         )
     typer.echo(f"cv folder: {out} (report.html, metrics.json, oof_predictions.csv, ensemble.json)")
+
+
+def ensemble(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more finished run folders on the same data.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble folder.")] = Path(
+        "ensemble"
+    ),
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold",
+            "--decision",
+            help="Policy, chosen on the mean val probabilities (default: the first run's): "
+            f"{' | '.join(POLICY_FORMS)}; multi-class rules as for train.",
+        ),
+    ] = None,
+    tta: Annotated[int, typer.Option(min=1, max=9, help="Test-time views per member.")] = 1,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples (1000).")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+) -> None:
+    """Combine finished runs (seeds, models or remedies on the same data and splits) into one
+    ensemble: the mean of their probabilities, its decision chosen on val, evaluated once on test.
+
+    Writes metrics.json and predictions.csv (test), metrics_val.json and predictions_val.csv
+    (val), ensemble.json and report.html; evaluate, predict, report and export take OUT.
+    """
+    from medbalance.workflows.ensembles import ensemble_runs
+
+    try:
+        result = ensemble_runs(
+            runs, out, policy=threshold, tta=tta, n_bootstrap=bootstrap, device=device,
+            report=not no_report,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as error:
+        fail(error)
+    test = result["metrics"]
+    typer.echo(
+        f"ensemble of {len(runs)} on test (n={result['n']}): AUROC {_fmt(test.get('auroc'))}, "
+        f"balanced accuracy {_fmt(test.get('balanced_accuracy'))}; operating point "
+        f"{result['threshold']['policy']} chosen on val"
+    )
+    typer.echo(f"ensemble folder: {out} (report.html, metrics.json, ensemble.json)")
 
 
 def _fmt(entry: object) -> str:

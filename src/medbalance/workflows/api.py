@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from medbalance.evaluation.predict import Prediction
     from medbalance.workflows.cv import CVResult
 
-__all__ = ["Run", "compare", "cv", "evaluate", "inspect", "load_run", "predict", "train"]
+__all__ = [
+    "Run", "compare", "cv", "ensemble", "evaluate", "inspect", "load_run", "predict", "train",
+]  # fmt: skip
 
 PathLike = str | os.PathLike[str]
 
@@ -309,6 +311,39 @@ def cv(
 
     base = load_config(Path(config) if config is not None else None, {**options, "data": str(data)})
     return cross_validate(base, folds=folds, out=Path(out), tta=tta, combine=combine)
+
+
+def ensemble(
+    runs: Sequence[Run | PathLike],
+    *,
+    out: PathLike = "ensemble",
+    threshold: str | None = None,
+    tta: int = 1,
+    bootstrap: int = 1000,
+    device: str = "cpu",
+    report: bool = True,
+) -> dict[str, Any]:
+    """An ensemble of finished runs (``medbalance ensemble``): the mean of their probabilities,
+    the decision chosen on val, evaluated once on test; ``predict(out, ...)`` uses it.
+
+    Args:
+        runs: two or more runs (or run folders) on the same data and splits.
+        out: the ensemble folder.
+        threshold: the decision policy or rule (default: the first run's).
+        tta: test-time views per member.
+        bootstrap: resamples for the 95% CIs.
+        device: where the members run.
+        report: also write ``report.html``.
+
+    Returns:
+        The content of ``out/metrics.json``.
+    """
+    from medbalance.workflows.ensembles import ensemble_runs
+
+    return ensemble_runs(
+        [_run_path(r) for r in runs], Path(out), policy=threshold, tta=tta,
+        n_bootstrap=bootstrap, device=device, report=report,
+    )  # fmt: skip
 
 
 def _run_path(run: Run | PathLike) -> Path:

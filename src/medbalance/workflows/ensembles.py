@@ -12,6 +12,7 @@ ensemble is evaluated once on test at it. ``DIR`` is then an ensemble folder, li
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,8 +118,15 @@ def _check_members(checkpoints: list[Path], members: list[Trained], data: list[P
         raise ValueError(f"{checkpoints[0]}'s data needs a val and a test split for an ensemble")
 
 
-def _origins(data: Prepared, split: str) -> list[str]:
-    return [data.catalog.origins[i] for i in data.indices(split)]
+def _origins(data: Prepared, split: str) -> str:
+    """What a split holds: its items' origins and labels (and pixels for array data), hashed."""
+    catalog, idx = data.catalog, data.indices(split)
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update("\n".join(catalog.origins[i] for i in idx).encode())
+    digest.update(catalog.labels[idx].astype(np.int64).tobytes())
+    if catalog.images is not None:
+        digest.update(np.ascontiguousarray(catalog.images[idx]).tobytes())
+    return digest.hexdigest()
 
 
 def _mean_scores(members: list[Trained], data: Prepared, split: str) -> Scores:

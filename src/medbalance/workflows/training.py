@@ -135,7 +135,9 @@ def evaluate_run(
         from medbalance.workflows.cv import evaluate_cv
 
         if split != "test":
-            raise ValueError(f"{run_dir} is a cv folder: its ensemble is evaluated on test only")
+            raise ValueError(
+                f"{run_dir} is an ensemble folder: its ensemble is evaluated on test only"
+            )
         return evaluate_cv(
             Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
             device=device, report=report, tta=tta,
