@@ -100,7 +100,7 @@ def test_resume_of_a_run_older_than_an_option(trained: tuple[Path, Path], run: P
         stored.pop(key)
     (run / "config.json").write_text(json.dumps(stored))
     base = ("train", trained[0], "--out", run, *FAST, "--resume")
-    assert "ordinal False -> True" in refused(invoke(*base, "--ordinal"))
+    assert "class_order None -> " in refused(invoke(*base, "--class-order", "0,1"))
     result = invoke(*base)
     assert result.exit_code == 0, result.output
 

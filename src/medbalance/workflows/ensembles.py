@@ -22,11 +22,13 @@ import numpy as np
 
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
-from medbalance.evaluation.decision import Decision, choose_decision
+from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.ensemble import ENSEMBLE_FILE, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
+from medbalance.workflows.cv import write_ensemble_report
+from medbalance.workflows.training import choose_on_val, prepare_for_model
 
 __all__ = ["ensemble_runs"]
 
@@ -64,9 +66,6 @@ def ensemble_runs(
         ValueError: fewer than two runs, a finished ensemble in ``out``, or members that do not
             share their classes, image size, or val and test images.
     """
-    from medbalance.workflows.cv import write_ensemble_report
-    from medbalance.workflows.training import prepare_for_model
-
     out = Path(out)
     if len(runs) < 2:
         raise ValueError("an ensemble needs two or more runs; give their folders")
@@ -136,18 +135,8 @@ def _mean_scores(members: list[Trained], data: Prepared, split: str) -> Scores:
 
 
 def _choose(members: list[Trained], val: Scores, policy: str, tta: int) -> Decision:
-    first = members[0]
+    """The decision on the mean val probabilities; their prior is the mean of the members'."""
     priors = [m.metadata.get("model_prior") for m in members]
     known = [np.asarray(p, dtype=np.float64) for p in priors if p is not None]
     prior = np.mean(known, axis=0).tolist() if len(known) == len(priors) else None
-    return choose_decision(
-        policy,
-        val.labels,
-        val.probs,
-        class_names=first.class_names,
-        positive=first.positive if len(first.class_names) == 2 else None,
-        train_counts=first.metadata["train_counts"],
-        tta=tta,
-        model_prior=prior,  # the mean of the members' priors: that of the mean of their outputs
-        ordinal=bool(first.metadata.get("ordinal", False)),
-    )
+    return choose_on_val(members[0], val, policy, tta=tta, model_prior=prior)

@@ -10,6 +10,7 @@ last three steps for a finished run folder, on its own data or on other data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from medbalance.training.config import TrainConfig
 from medbalance.training.engine import RunResult, distributed, fit
 from medbalance.training.trainer import Trainer
 
-__all__ = ["DEFAULT_POLICY", "evaluate_run", "prepare_for_model", "train_and_evaluate"]
+__all__ = [
+    "DEFAULT_POLICY", "choose_on_val", "evaluate_run", "prepare_for_model", "train_and_evaluate",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = "youden"
@@ -156,7 +159,7 @@ def evaluate_run(
     if policy is not None or meta.get(METADATA_KEY) is None or new_tta:
         policy = policy or (decision.policy if meta.get(METADATA_KEY) else DEFAULT_POLICY)
         val = _score(trained, prepared, "val")
-        decision = _choose(trained, val, policy, tta=tta or decision.tta)
+        decision = choose_on_val(trained, val, policy, tta=tta or decision.tta)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
             meta = {**meta, METADATA_KEY: decision.to_record()}
             save_checkpoint(folder.best, unwrap(trained.model), meta)
@@ -193,7 +196,16 @@ def _score(trained: Trained, data: Prepared, split: str) -> Scores:
     return score_split(trained.model, data, split, trained.transform, trained.device)
 
 
-def _choose(trained: Trained, val: Scores, policy: str, *, tta: int = 1) -> Decision:
+def choose_on_val(
+    trained: Trained,
+    val: Scores,
+    policy: str,
+    *,
+    tta: int = 1,
+    model_prior: Sequence[float] | None = None,
+) -> Decision:
+    """The decision for ``trained``'s outputs (or an ensemble's, led by it) chosen by ``policy``
+    on ``val``; ``model_prior`` replaces the prior stored in ``trained``."""
     return choose_decision(
         policy,
         val.labels,
@@ -202,7 +214,7 @@ def _choose(trained: Trained, val: Scores, policy: str, *, tta: int = 1) -> Deci
         positive=trained.positive if len(trained.class_names) == 2 else None,
         train_counts=trained.metadata["train_counts"],
         tta=tta,
-        model_prior=trained.metadata.get("model_prior"),
+        model_prior=trained.metadata.get("model_prior") if model_prior is None else model_prior,
         ordinal=bool(trained.metadata.get("ordinal", False)),
     )
 
