@@ -8,6 +8,10 @@ summary of the means over seeds. Not a test: run it by hand and record the table
 benchmarks/RESULTS.md.
 
     python benchmarks/multiclass_decisions.py --epochs 10 --seeds 3
+    python benchmarks/multiclass_decisions.py --epochs 10 --seeds 3 --folds 5 --samplers oversample
+
+With ``--folds K`` each seed is a K-fold ``cv`` instead of one run: every rule is then tuned on
+the out-of-fold predictions of all train+val images and the fold ensemble is scored on test.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from _bench import OUT, SHARED_DATA, load
 
 from medbalance.training.config import TrainConfig
+from medbalance.workflows.cv import cross_validate
 from medbalance.workflows.training import evaluate_run, train_and_evaluate
 
 RULES = (
@@ -46,6 +51,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--samplers", default="oversample,none")
+    parser.add_argument("--folds", type=int, default=None, help="cv: rules tuned out of fold")
     parser.add_argument(
         "--rules", default=",".join(RULES), help="';'-separated when a rule has ','"
     )
@@ -64,9 +70,13 @@ def main() -> None:
             run = Path(args.out) / f"{sampler}-s{seed}"
             config = TrainConfig(
                 data=args.data, out=str(run), size=args.size, epochs=args.epochs, seed=seed,
-                sampler=sampler, resplit_val=0.2, device="cpu", threshold="argmax",
+                sampler=sampler, resplit_val=None if args.folds else 0.2, device="cpu",
+                threshold="argmax",
             )  # fmt: skip
-            train_and_evaluate(config, overwrite=True)
+            if args.folds:
+                cross_validate(config, folds=args.folds, out=run)
+            else:
+                train_and_evaluate(config, overwrite=True)
             for rule in rules:
                 result = evaluate_run(run, policy=rule, report=False)
                 m = result["metrics"]
