@@ -122,6 +122,10 @@ def test_bad_ensembles_are_one_line_errors_and_change_nothing(
     again = runner.invoke(app, ["ensemble", *map(str, runs), "--out", str(ensemble_dir)])
     assert again.exit_code == 2 and "already holds an ensemble" in again.output
     assert (ensemble_dir / "ensemble.json").read_bytes() == before
+    run_before = {f.name: f.read_bytes() for f in runs[1].iterdir() if f.is_file()}
+    into_a_run = runner.invoke(app, ["ensemble", *map(str, runs), "--out", str(runs[1])])
+    assert into_a_run.exit_code == 2 and "is not empty" in into_a_run.output
+    assert {f.name: f.read_bytes() for f in runs[1].iterdir() if f.is_file()} == run_before
     # the same counts, so the same item names (val_images[0] ...), but other pixels (seed 1)
     counts = {"train": (40, 15), "val": (15, 15), "test": (12, 12)}
     other = write_npz(tmp_path / "o.npz", counts, seed=1)

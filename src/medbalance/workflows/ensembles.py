@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from medbalance.core.run_folder import RunFolder
+from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.ensemble import ENSEMBLE_FILE, write_ensemble
@@ -69,8 +69,7 @@ def ensemble_runs(
     out = Path(out)
     if len(runs) < 2:
         raise ValueError("an ensemble needs two or more runs; give their folders")
-    if (out / ENSEMBLE_FILE).exists():
-        raise ValueError(f"{out} already holds an ensemble; choose another --out (nothing changed)")
+    _check_out(out)
     checkpoints = [RunFolder(Path(r)).best if Path(r).is_dir() else Path(r) for r in runs]
     members = [load_trained(c, device=device, tta=tta) for c in checkpoints]
     data = [prepare_for_model(m, None) for m in members]
@@ -92,6 +91,22 @@ def ensemble_runs(
         write_ensemble_report(out, data[0], evaluation)
     log.info("ensemble of %d runs: %s", len(runs), out)
     return evaluation.result
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is new, empty, or an ensemble of runs that was interrupted before it finished:
+    never a finished ensemble, a run or anything else of the user's."""
+    if (out / ENSEMBLE_FILE).exists():
+        raise ValueError(f"{out} already holds an ensemble; choose another --out (nothing changed)")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    config = out / RunFolder.CONFIG
+    interrupted = config.is_file() and "runs" in read_json_object(config)
+    if not interrupted:
+        raise ValueError(
+            f"{out} is not empty (it may hold a run); give a new --out for the ensemble "
+            "(nothing changed)"
+        )
 
 
 def _check_members(checkpoints: list[Path], members: list[Trained], data: list[Prepared]) -> None:
