@@ -76,7 +76,8 @@ def test_the_ensemble_is_the_mean_of_its_runs_at_a_decision_chosen_on_val(
     assert metrics["threshold"]["value"] == pytest.approx(expected.value, abs=1e-5)
     record = json.loads((ensemble_dir / "ensemble.json").read_text())
     assert record["members"] == ["../seed0/best.safetensors", "../seed1/best.safetensors"]
-    assert (ensemble_dir / "report.html").is_file()
+    page = (ensemble_dir / "report.html").read_text()
+    assert "An ensemble of 2 models" in page and "history.csv not found" not in page
 
 
 def test_predict_and_evaluate_take_the_ensemble_folder(

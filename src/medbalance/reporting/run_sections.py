@@ -85,6 +85,12 @@ def training_body(run: LoadedRun) -> str:
         parts.append(
             figure_img(plot_history(run.history, select, epoch, run.config), "training curves")
         )
+    elif isinstance(run.result.get("ensemble"), dict):
+        members = run.result["ensemble"].get("members", "its")
+        parts.append(
+            f"<p>An ensemble of {esc(members)} models: each member's training curves are in "
+            "its own run folder (listed in ensemble.json).</p>"
+        )
     else:
         why = run.problems.get("history.csv", "history.csv not found in the run folder")
         parts.append(note(f"training curves ({why})"))
