@@ -280,7 +280,7 @@ def test_three_classes_train_and_evaluate(tmp_path: Path, caplog: pytest.LogCapt
     from conftest import write_tree
 
     data = write_tree(tmp_path / "data", {"bacterial": 30, "normal": 60, "viral": 20})
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO", logger="medbalance"):
         result = fit(_config(data, tmp_path / "run", epochs=2, size=32, model="smallcnn"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["class_names"] == ["bacterial", "normal", "viral"]

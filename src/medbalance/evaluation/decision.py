@@ -30,10 +30,14 @@ from medbalance.evaluation.multiclass_rules import (
 )
 from medbalance.evaluation.thresholds import choose_threshold, parse_policy
 
-__all__ = ["METADATA_KEY", "Decision", "choose_decision", "read_decision"]
+__all__ = [
+    "BINARY_DEFAULT", "METADATA_KEY", "MULTICLASS_DEFAULT", "ORDINAL_DEFAULT", "Decision",
+    "choose_decision", "read_decision",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 METADATA_KEY = "threshold"  # where the checkpoint metadata keeps the decision record
+BINARY_DEFAULT = "youden"  # every run's default policy; with more classes it stands for:
 # The multi-class rule when the policy is a binary one (the default youden, itself the binary
 # rule for the best balanced accuracy on val). Chosen by benchmark on two data sets (RESULTS.md,
 # "The multi-class default on two data sets"), means over 3 seeds of an oversampled model,
@@ -251,7 +255,10 @@ def choose_decision(
         )
     if not is_multiclass_rule(policy):
         default = ORDINAL_DEFAULT if ordinal else MULTICLASS_DEFAULT
-        log.warning(
+        # the default policy standing for the per-task default is no mistake: said, not warned
+        level = logging.INFO if policy == BINARY_DEFAULT else logging.WARNING
+        log.log(
+            level,
             "threshold policy %r needs two classes; with %d classes the decision is %s "
             "(or give --threshold with a multi-class rule: %s)",
             policy,

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from medbalance.evaluation.decision import BINARY_DEFAULT
 from medbalance.training.names import (
     Device,
     Normalization,
@@ -93,7 +94,7 @@ class TrainConfig:
     select_rule: str = "best"
     patience: int | None = None
     positive_class: str | None = None
-    threshold: str = "youden"
+    threshold: str = BINARY_DEFAULT
     bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -266,7 +267,7 @@ def _check_threshold(text: str) -> None:
 
 
 def check_components(
-    sampler: str, loss: str, options: Mapping[str, Any], threshold: str = "youden"
+    sampler: str, loss: str, options: Mapping[str, Any], threshold: str = BINARY_DEFAULT
 ) -> None:
     """Fail now, not when the run starts, on an unknown sampler, loss or threshold policy, or an
     option the loss does not take (each with the nearest name).

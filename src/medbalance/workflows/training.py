@@ -18,7 +18,7 @@ from medbalance.core.checkpoint import read_metadata, save_checkpoint
 from medbalance.core.distributed import barrier
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
-from medbalance.evaluation.decision import METADATA_KEY, Decision, choose_decision
+from medbalance.evaluation.decision import BINARY_DEFAULT, METADATA_KEY, Decision, choose_decision
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
@@ -32,7 +32,7 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
-DEFAULT_POLICY = "youden"
+DEFAULT_POLICY = BINARY_DEFAULT
 
 
 def train_and_evaluate(
