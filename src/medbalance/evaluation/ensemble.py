@@ -29,6 +29,7 @@ from medbalance.evaluation.stacking import Stacker
 
 __all__ = [
     "ENSEMBLE_FILE",
+    "MEMBER_KEYS",
     "Combine",
     "Ensemble",
     "Scorer",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 ENSEMBLE_FILE = "ensemble.json"
+# what every member of an ensemble must share: one task, at one input size
+MEMBER_KEYS = ("class_names", "presize", "channels", "image_size")
 _FORMAT = "medbalance-ensemble/1"
 
 
@@ -95,7 +98,7 @@ class Ensemble:
                 )
         first = self.members[0].metadata
         for member in self.members[1:]:
-            for key in ("class_names", "presize", "channels", "image_size"):
+            for key in MEMBER_KEYS:
                 if member.metadata[key] != first[key]:
                     raise ValueError(
                         f"ensemble members differ in {key} ({first[key]!r} vs "

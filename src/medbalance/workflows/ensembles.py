@@ -12,7 +12,6 @@ ensemble is evaluated once on test at it. ``DIR`` is then an ensemble folder, li
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from medbalance.core.run_folder import RunFolder, read_json_object
-from medbalance.data.prepared import Prepared
+from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision
-from medbalance.evaluation.ensemble import ENSEMBLE_FILE, write_ensemble
+from medbalance.evaluation.ensemble import ENSEMBLE_FILE, MEMBER_KEYS, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
@@ -113,7 +112,7 @@ def _check_members(checkpoints: list[Path], members: list[Trained], data: list[P
     """One task: the same classes, image size and val and test images for every member."""
     first, first_data = members[0], data[0]
     for checkpoint, member, prepared in zip(checkpoints[1:], members[1:], data[1:], strict=True):
-        for key in ("class_names", "image_size", "presize", "channels"):
+        for key in MEMBER_KEYS:
             if member.metadata[key] != first.metadata[key]:
                 raise ValueError(
                     f"{checkpoint}: {key} {member.metadata[key]!r} differs from "
@@ -133,14 +132,9 @@ def _check_members(checkpoints: list[Path], members: list[Trained], data: list[P
 
 
 def _origins(data: Prepared, split: str) -> str:
-    """What a split holds: its items' origins and labels (and pixels for array data), hashed."""
-    catalog, idx = data.catalog, data.indices(split)
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update("\n".join(catalog.origins[i] for i in idx).encode())
-    digest.update(catalog.labels[idx].astype(np.int64).tobytes())
-    if catalog.images is not None:
-        digest.update(np.ascontiguousarray(catalog.images[idx]).tobytes())
-    return digest.hexdigest()
+    """What a split holds: the data fingerprint of its items (origins, labels, pixels)."""
+    catalog = data.catalog
+    return fingerprint(catalog.subset(catalog.splits == split))
 
 
 def _mean_scores(members: list[Trained], data: Prepared, split: str) -> Scores:
