@@ -415,3 +415,57 @@ def test_metrics_json_is_strict_and_says_why_a_metric_is_undefined(run: Path) ->
     assert metrics["ppv"]["value"] is None
     assert metrics["ppv"]["undefined"] == "no image was called positive"
     assert "undefined" not in metrics["npv"]
+
+
+# --- a path the user names is never overwritten without --overwrite, a run's files never ----
+
+
+@pytest.mark.parametrize("name", ["best.safetensors", "predictions.csv", "last.pt", "config.json"])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_predict_never_writes_onto_a_file_of_a_run(
+    run: Path, data: Path, name: str, overwrite: list[str]
+) -> None:
+    before = (run / name).read_bytes()
+    message = bad_input(
+        invoke("predict", run / "best.safetensors", data / "test", "--out", run / name, *overwrite)
+    )
+    assert f"{run / name} is a file of the medbalance folder" in message
+    assert "not even with --overwrite" in message
+    assert (run / name).read_bytes() == before
+
+
+def test_predict_refuses_a_link_to_a_run_file(run: Path, data: Path, tmp_path: Path) -> None:
+    link = tmp_path / "looks-new.csv"
+    link.symlink_to(run / "best.safetensors")
+    before = (run / "best.safetensors").read_bytes()
+    message = bad_input(invoke("predict", run, data / "test", "--out", link, "--overwrite"))
+    assert "is a file of the medbalance folder" in message
+    assert (run / "best.safetensors").read_bytes() == before
+
+
+def test_predict_replaces_a_users_file_only_with_overwrite(
+    run: Path, data: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my,own\n1,2\n")
+    message = bad_input(invoke("predict", run, data / "test", "--out", mine))
+    assert f"--out {mine} already exists" in message and "--overwrite" in message
+    assert mine.read_text() == "my,own\n1,2\n"
+    ok(invoke("predict", run, data / "test", "--out", mine, "--overwrite"))
+    assert len(read_csv(mine)) == 20
+
+
+def test_export_never_writes_onto_a_run_file_or_an_existing_file(run: Path, tmp_path: Path) -> None:
+    before = (run / "last.pt").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        message = bad_input(
+            invoke("export", run, "--format", "torchscript", "--out", run / "last.pt", *extra)
+        )
+        assert "is a file of the medbalance folder" in message
+    assert (run / "last.pt").read_bytes() == before
+    mine = tmp_path / "model.pt"
+    mine.write_text("keep me")
+    message = bad_input(invoke("export", run, "--format", "torchscript", "--out", mine))
+    assert "already exists" in message and mine.read_text() == "keep me"
+    ok(invoke("export", run, "--format", "torchscript", "--out", mine, "--overwrite"))
+    assert mine.stat().st_size > 1000

@@ -33,7 +33,10 @@ def test_unknown_key_suggests(tmp_path: Path) -> None:
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"device": "gpu"}, "device must be one of .* got 'gpu'"),
         ({"select": "auc"}, "did you mean 'auroc'"),
-        ({"drw_epoch": 10}, "drw_epoch must fall inside the run"),
+        ({"drw_epoch": 10, "epochs": 10}, "drw_epoch must fall inside the run"),
+        ({"epochs": True}, "epochs must be a positive integer"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"drw": "yes"}, "drw must be true or false"),
         ({"freeze_epochs": 2}, "give --pretrained or --weights PATH"),
         ({"pretrained": True, "weights": "w.pth"}, "not both"),
         ({"size": 64, "presize": 4}, "presize must be between 8 and 4096"),
@@ -42,6 +45,13 @@ def test_unknown_key_suggests(tmp_path: Path) -> None:
 def test_rules(changes: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         TrainConfig(data="x", **changes)  # type: ignore[arg-type]
+
+
+def test_epochs_or_steps_not_both(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('data = "x.npz"\nsteps = 500\n')
+    with pytest.raises(ConfigError, match=r"either epochs \(10\) or steps \(500\), not both"):
+        load_config(tmp_path / "c.toml", {"epochs": 10})
+    assert load_config(tmp_path / "c.toml").steps == 500
 
 
 def test_missing_data_and_written_config(tmp_path: Path) -> None:

@@ -32,7 +32,10 @@ def cv(
     config_file: Annotated[
         Path | None, typer.Option("--config", help="TOML/YAML config shared by every fold.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per fold (default 10).")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs per fold (default: planned from the data, as in train)."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
     size: Annotated[int | None, typer.Option(help="Training image size (auto).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,

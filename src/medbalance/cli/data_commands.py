@@ -166,7 +166,13 @@ def train(
             help="Presize cache size (auto: 1.25 x size; arrays: at most their native size)."
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 10).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: planned from the data; see --steps).")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Optimizer steps to plan the epochs for (instead of --epochs)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
     sampler: Annotated[
@@ -296,9 +302,7 @@ def train(
     RUN_DIR holds config.json, history.csv, best.safetensors (the checkpoint chosen on
     validation data), last.pt (for --resume) and metrics.json (val and test).
     """
-    from dataclasses import replace
-
-    from medbalance.training.config import ConfigError, default_drw_epoch, load_config
+    from medbalance.training.config import ConfigError, load_config
 
     overrides = dict(
         data=data,
@@ -307,11 +311,13 @@ def train(
         size=size,
         presize=presize,
         epochs=epochs,
+        steps=steps,
         batch_size=batch_size,
         lr=lr,
         sampler=sampler,
         loss=loss,
         loss_options=parse_options(loss_option),
+        drw=drw or None,
         drw_epoch=drw_epoch,
         crt_epochs=crt,
         augment=augment,
@@ -348,8 +354,6 @@ def train(
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))
     try:
         config = load_config(config_file, overrides)
-        if drw and config.drw_epoch is None:
-            config = replace(config, drw_epoch=default_drw_epoch(config.epochs))
         from medbalance.workflows.training import train_and_evaluate
 
         result = train_and_evaluate(config, resume=resume, overwrite=overwrite)

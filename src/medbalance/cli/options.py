@@ -142,12 +142,6 @@ def check_out_folder(out: Path) -> None:
         fail(ValueError(f"--out {out} is a file; give a folder for the outputs"))
 
 
-def check_out_file(out: Path) -> None:
-    """Exit 2 before any work when ``--out`` should be a file but is a folder."""
-    if out.is_dir():
-        fail(ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'out.csv'}"))
-
-
 def guarded(command: Callable[P, R]) -> Callable[P, R]:
     """The one error boundary of every command: an error the command did not turn into its
     one-line message is a bug; it is reported in one line with the path of a log file that

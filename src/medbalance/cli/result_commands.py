@@ -18,7 +18,6 @@ from medbalance.cli.options import (
     GroupPattern,
     Ordinal,
     ResplitVal,
-    check_out_file,
     fail,
     parse_class_order,
 )
@@ -112,17 +111,21 @@ def predict(
     ),
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out file.")
+    ] = False,
 ) -> None:
     """Score new images; one row per image with probabilities and the decision.
 
-    Exits 1 if any input could not be read (its row names the reason).
+    --out must be a new file (or --overwrite), never a file of a run folder. Exits 1 if any
+    input could not be read (its row names the reason).
     """
     from medbalance.evaluation.predict import predict as run_predict
 
-    check_out_file(out)
-
     try:
-        summary = run_predict(checkpoint, inputs, out, batch_size=batch_size, device=device)
+        summary = run_predict(
+            checkpoint, inputs, out, batch_size=batch_size, device=device, overwrite=overwrite
+        )
     except (ValueError, FileNotFoundError) as error:
         fail(error)
     typer.echo(f"scored {summary.n_scored} image(s) -> {summary.out}")
@@ -151,12 +154,23 @@ def export(
     ],
     fmt: Annotated[str, typer.Option("--format", help="onnx | torchscript")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file.")
+    ] = False,
 ) -> None:
-    """Export a checkpoint to ONNX or TorchScript with a JSON sidecar (classes, threshold)."""
+    """Export a checkpoint to ONNX or TorchScript with a JSON sidecar (classes, threshold).
+
+    The output must be a new file (or --overwrite), never a file of a run folder.
+    """
     from medbalance.evaluation.export import export_model
 
     try:
-        model_path, sidecar = export_model(checkpoint, fmt, out)  # type: ignore[arg-type]
+        model_path, sidecar = export_model(
+            checkpoint,
+            fmt,  # type: ignore[arg-type]  # checked by export_model
+            out,
+            overwrite=overwrite,
+        )
     except (ValueError, FileNotFoundError, ImportError) as error:
         fail(error)
     typer.echo(f"wrote {model_path} and {sidecar}")
@@ -180,7 +194,9 @@ def compare(
         "comparison"
     ),
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per remedy (0..N-1).")] = 3,
-    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default 10).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs of every run (default: planned once from the data).")
+    ] = None,
     budget_minutes: Annotated[
         float | None,
         typer.Option(

@@ -72,7 +72,7 @@ class RemedyName(StrEnum):
 
 _SPECIAL = ("drw", "crt", "fn_cost")  # keys that exist only in remedies
 # the TrainConfig keys a remedy controls; every other key should be the same in every run
-REMEDY_KEYS = ("sampler", "loss", "loss_options", "drw_epoch", "crt_epochs")
+REMEDY_KEYS = ("sampler", "loss", "loss_options", "drw", "drw_epoch", "crt_epochs")
 _SET_BY_COMPARE = ("data", "out", "seed", "epochs")
 
 
@@ -185,7 +185,9 @@ def remedy_config(
         ConfigError: a value breaks a rule, e.g. DRW with fewer than 2 epochs.
     """
     values = base.to_dict()
-    values.update(sampler="none", loss="ce", loss_options={}, drw_epoch=None, crt_epochs=0)
+    values.update(
+        sampler="none", loss="ce", loss_options={}, drw=False, drw_epoch=None, crt_epochs=0
+    )
     values.update({k: v for k, v in remedy.overrides.items() if k not in _SPECIAL})
     values.update(seed=seed, out=str(out))
     epochs = int(values["epochs"])

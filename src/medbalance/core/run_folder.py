@@ -21,7 +21,61 @@ import numpy as np
 
 from medbalance.core.files import PART_SUFFIX, atomic_write_text, from_spreadsheet_safe
 
-__all__ = ["Predictions", "RunFolder", "read_json_object", "strict_json"]
+__all__ = [
+    "Predictions",
+    "RunFolder",
+    "check_output_file",
+    "is_run_file",
+    "read_json_object",
+    "strict_json",
+]
+
+
+# a folder holding one of these is a medbalance run, cv, ensemble or comparison folder
+_MARKERS = ("config.json", "best.safetensors", "last.pt", "ensemble.json", "comparison.json")
+# the files such a folder owns (besides a run's own, RunFolder.run_files): never written by a
+# command that writes a path the user names
+_OWNED = (
+    "ensemble.json", "folds.csv", "oof_metrics.json", "oof_predictions.csv", "comparison.json",
+    "comparison.csv", "comparison.md", "comparison.html",
+)  # fmt: skip
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether ``path`` (or what a link at it points to) is one of the files of a medbalance
+    run, cv, ensemble or comparison folder."""
+    for candidate in {Path(path).absolute(), Path(path).resolve()}:
+        folder = candidate.parent
+        if not any((folder / marker).is_file() for marker in _MARKERS):
+            continue
+        owned = {p.name for p in RunFolder(folder).owned_names()} | set(_OWNED)
+        if candidate.name in owned or candidate.name.endswith(PART_SUFFIX):
+            return True
+    return False
+
+
+def check_output_file(path: Path, *, overwrite: bool, option: str = "--out") -> None:
+    """The rule for a file a command writes where the user said: checked before any work.
+
+    A folder is refused; a file of a run folder is refused even with ``overwrite`` (a run's
+    checkpoint, predictions or training state is never replaced by another command's output);
+    an existing file is replaced only with ``overwrite``.
+
+    Raises:
+        ValueError: naming the path, the rule and the fix.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name, e.g. {path / 'out.csv'}")
+    if is_run_file(path):
+        raise ValueError(
+            f"{option} {path} is a file of the medbalance folder {path.parent}, which no other "
+            f"command may replace (not even with --overwrite); give another {option}"
+        )
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise ValueError(
+            f"{option} {path} already exists; give another {option}, or --overwrite to replace it"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,13 +147,18 @@ class RunFolder:
     def predictions(self, split: str = "test") -> Path:
         return self.path / self.predictions_name(split)
 
+    def owned_names(self) -> list[Path]:
+        """Every file name a run folder may hold (present or not)."""
+        names = {self.CONFIG, self.HISTORY, self.BEST, self.LAST, self.REPORT}
+        names |= {self.metrics_name(s) for s in ("test", "val")}
+        names |= {self.predictions_name(s) for s in ("test", "val")}
+        return [self.path / n for n in sorted(names)]
+
     def run_files(self) -> list[Path]:
         """The files of a run present in the folder (and orphaned temporary files of them)."""
         if not self.path.is_dir():
             return []
-        names = {self.CONFIG, self.HISTORY, self.BEST, self.LAST, self.REPORT}
-        names |= {self.metrics_name(s) for s in ("test", "val")}
-        names |= {self.predictions_name(s) for s in ("test", "val")}
+        names = {p.name for p in self.owned_names()}
         found = [self.path / n for n in sorted(names) if (self.path / n).is_file()]
         orphans = [
             p

@@ -272,6 +272,7 @@ def export_model(
     out: Path | None = None,
     *,
     opset: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """Export the model of a checkpoint to ONNX or TorchScript, with a JSON sidecar.
 
@@ -288,6 +289,7 @@ def export_model(
         out: The model file to write, or an existing folder to write into. Default: beside the
             checkpoint, ``<stem>.onnx`` or ``<stem>.torchscript.pt``.
         opset: ONNX opset, 18 or later; default: the exporter's. ONNX only.
+        overwrite: replace an existing model file or sidecar (never a file of a run folder).
 
     Returns:
         The model file and its JSON sidecar (the model file's name plus ``.json``), both
@@ -300,6 +302,7 @@ def export_model(
         ImportError: ONNX export without onnx, onnxscript or onnxruntime installed.
         RuntimeError: the exported model disagrees with PyTorch.
     """
+    from medbalance.core.run_folder import check_output_file
     from medbalance.evaluation.ensemble import ENSEMBLE_FILE, Ensemble, load_model
 
     kind = _format(fmt)
@@ -312,6 +315,8 @@ def export_model(
         checkpoint = checkpoint / "best.safetensors"
     target = checkpoint / "ensemble.safetensors" if ensemble_dir else checkpoint
     model_file = _output_path(target, kind, out)  # refused before anything is loaded
+    for path in (model_file, sidecar_path(model_file)):
+        check_output_file(path, overwrite=overwrite)
     loaded = load_model(checkpoint, device="cpu")
     wrapped: nn.Module
     if isinstance(loaded, Ensemble):  # a cv folder: one graph that averages the members

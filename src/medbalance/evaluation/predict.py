@@ -179,11 +179,16 @@ def predict(
     device: str = "cpu",
     workers: int = 2,
     trained: Scorer | None = None,
+    overwrite: bool = False,
 ) -> PredictSummary:
     """Score every input image and write one CSV row per image to ``out``.
 
     ``checkpoint`` is a ``best.safetensors``, a run folder or a CV folder (its ensemble).
+    ``out`` must be new unless ``overwrite``, and never a file of a run folder (checked first).
     """
+    from medbalance.core.run_folder import check_output_file
+
+    check_output_file(Path(out), overwrite=overwrite)
     trained = trained or load_model(checkpoint, device=device)
     names = trained.class_names
     failures: list[tuple[str, str]] = []

@@ -71,7 +71,8 @@ class TrainConfig:
     model: str | None = None
     size: int | None = None
     presize: int | None = None
-    epochs: int = 10
+    epochs: int | None = None  # None: planned from the data (training/budget.py)
+    steps: int | None = None  # the optimizer steps to plan for; a resolved config keeps both
     batch_size: int = 64
     lr: float | None = None
     weight_decay: float = 1e-4
@@ -80,6 +81,7 @@ class TrainConfig:
     epoch_samples: int | None = None
     loss: str = DEFAULT_LOSS
     loss_options: dict[str, Any] = field(default_factory=dict)
+    drw: bool = False  # deferred re-weighting from drw_epoch (default: 2/3 of the run)
     drw_epoch: int | None = None
     crt_epochs: int = 0
     pretrained: bool = False
@@ -113,7 +115,10 @@ class TrainConfig:
     class_order: tuple[str, ...] | None = None  # the class index order (default: sorted names)
 
     def __post_init__(self) -> None:
-        _positive(self, "epochs", "batch_size")
+        _positive(self, "batch_size")
+        _positive_or_none(self, "epochs", "steps")
+        if not isinstance(self.drw, bool):
+            raise ConfigError(f"drw must be true or false, got {self.drw!r}")
         _check_class_order(self)
         _choice(self, "device", Device)
         _choice(self, "precision", Precision)
@@ -134,15 +139,7 @@ class TrainConfig:
             raise ConfigError(f"presize must be between 8 and 4096 pixels, got {self.presize}")
         if self.lr is not None and not 0 < self.lr < 10:
             raise ConfigError(f"lr must be a positive learning rate below 10, got {self.lr}")
-        if self.drw_epoch is not None and not 0 < self.drw_epoch < self.epochs:
-            raise ConfigError(
-                f"drw_epoch must fall inside the run (1..{self.epochs - 1}), got {self.drw_epoch}"
-            )
-        if self.freeze_epochs < 0 or self.freeze_epochs >= self.epochs:
-            raise ConfigError(
-                f"freeze_epochs must be between 0 and epochs-1 ({self.epochs - 1}), "
-                f"got {self.freeze_epochs}"
-            )
+        _check_epoch_fields(self)
         if self.freeze_epochs and not (self.pretrained or self.weights):
             raise ConfigError(
                 "freeze_epochs trains a new head on a frozen pretrained backbone; give "
@@ -189,8 +186,33 @@ class TrainConfig:
 def _positive(config: TrainConfig, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _positive_or_none(config: TrainConfig, *names: str) -> None:
+    _positive(config, *(name for name in names if getattr(config, name) is not None))
+
+
+def _check_epoch_fields(config: TrainConfig) -> None:
+    """The fields counted in epochs of the run: checked once the run length is known (given,
+    or planned from the data)."""
+    if config.freeze_epochs < 0:
+        raise ConfigError(f"freeze_epochs must be 0 or more, got {config.freeze_epochs}")
+    if config.drw_epoch is not None and config.drw_epoch < 1:
+        raise ConfigError(f"drw_epoch must be 1 or more, got {config.drw_epoch}")
+    epochs = config.epochs
+    if epochs is None:
+        return
+    if config.drw_epoch is not None and not 0 < config.drw_epoch < epochs:
+        raise ConfigError(
+            f"drw_epoch must fall inside the run (1..{epochs - 1}), got {config.drw_epoch}"
+        )
+    if config.freeze_epochs >= epochs:
+        raise ConfigError(
+            f"freeze_epochs must be between 0 and epochs-1 ({epochs - 1}), "
+            f"got {config.freeze_epochs}"
+        )
 
 
 def _check_class_order(config: TrainConfig) -> None:
@@ -308,6 +330,7 @@ class ResolvedConfig(TrainConfig):
     presize: int
     model: str
     lr: float
+    epochs: int
     class_names: tuple[str, ...]
     positive_index: int
     native_size: int | None = None
@@ -333,6 +356,11 @@ def load_config(
             hints.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
         where = f" in {path}" if path else ""
         raise ConfigError(f"unknown config key(s){where}: {', '.join(hints)}")
+    if values.get("epochs") is not None and values.get("steps") is not None:
+        raise ConfigError(
+            f"give either epochs ({values['epochs']}) or steps ({values['steps']}), not both: "
+            "steps plans the epochs"
+        )
     if "data" not in values:
         raise ConfigError(
             "no data given: pass DATA on the command line or data = '...' in the file"

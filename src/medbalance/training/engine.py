@@ -236,7 +236,7 @@ def _peak(select: str, history: list[dict[str, float]]) -> dict[str, float] | No
     return peak
 
 
-def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
+def _phases(config: ResolvedConfig) -> list[tuple[str, int, int]]:
     """(phase, first epoch, end epoch) for the whole run."""
     phases = []
     if config.freeze_epochs:

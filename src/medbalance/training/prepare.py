@@ -20,7 +20,12 @@ from medbalance.core.distributed import DistInfo, barrier
 from medbalance.data.cache import default_presize
 from medbalance.data.catalog import numeric_order, with_class_order
 from medbalance.data.prepared import Prepared, default_positive_class, fingerprint, prepare_data
-from medbalance.training.config import ConfigError, ResolvedConfig, TrainConfig
+from medbalance.training.config import (
+    ConfigError,
+    ResolvedConfig,
+    TrainConfig,
+    default_drw_epoch,
+)
 
 __all__ = ["PreparedRun", "native_size", "order_classes", "prepare_run", "resolve_sizes"]
 
@@ -156,15 +161,37 @@ def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
 
 def resolve_for_data(config: TrainConfig, data: Prepared, native: int | None) -> ResolvedConfig:
     """The config checked against and completed by the prepared data."""
+    from medbalance.training.budget import plan_epochs
+
     names = tuple(data.class_names)
     _check_policy(config, names)
     values = config.to_dict()
+    plan = plan_epochs(config, data.catalog.labels[data.indices("train")])
+    values["epochs"] = plan.epochs
+    if config.drw and config.drw_epoch is None:
+        values["drw_epoch"] = default_drw_epoch(plan.epochs)
+    if config.epochs is None:
+        log.info("epochs: %d (%s; %d optimizer steps)", plan.epochs, plan.reason, plan.steps)
+    _say_task(config, names)
     return ResolvedConfig(
         **values,
         class_names=names,
         positive_index=_positive_index(config, data),
         native_size=native,
     )
+
+
+def _say_task(config: TrainConfig, names: tuple[str, ...]) -> None:
+    """One header line when the classes are numbers (grades?): how they are trained, and the
+    option that changes it."""
+    if len(names) <= 2 or numeric_order(names) is None:
+        return
+    if config.ordinal:
+        log.info("task: ordinal grades %s (CORN head); without --ordinal they train as "
+                 "unordered classes", ", ".join(names))  # fmt: skip
+    else:
+        log.info("task: %d unordered classes (%s are numbers); if they are ordered grades, "
+                 "--ordinal trains them as grades", len(names), ", ".join(names))  # fmt: skip
 
 
 def prepare_run(

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medbalance.core.run_folder import RunFolder
-from medbalance.training.config import default_drw_epoch, load_config
+from medbalance.training.config import load_config
 
 if TYPE_CHECKING:
     from medbalance.comparison.report import Comparison
@@ -174,10 +174,8 @@ def train(
     """
     from medbalance.workflows.training import train_and_evaluate
 
-    overrides = {**options, "data": str(data), "out": str(out)}
+    overrides = {**options, "data": str(data), "out": str(out), "drw": drw or None}
     resolved = load_config(Path(config) if config is not None else None, overrides)
-    if drw and resolved.drw_epoch is None:
-        resolved = replace(resolved, drw_epoch=default_drw_epoch(resolved.epochs))
     result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
     return Run(result.run_dir)
 
