@@ -75,6 +75,122 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(
     assert (run / "notes.txt").read_text() == "mine"
     assert not list(run.glob(".*.part"))
     assert len((run / "history.csv").read_text().splitlines()) == 2  # header + 1 epoch
+    assert not list(run.glob(".replaced-*")) and not (run / ".medbalance.lock").exists()
+
+
+# --- issue 22: every check before anything moves; the old run comes back on failure --------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--weights", "missing.safetensors"],
+        ["--sampler", "oversampel"],
+        ["--decision", "offsets:balanced"],  # a multi-class rule on binary data: a data check
+    ],
+)
+def test_overwrite_checks_everything_before_touching_the_run(
+    trained: tuple[Path, Path], run: Path, bad: list[str]
+) -> None:
+    before = _snapshot(run)
+    result = invoke("train", trained[0], "--out", run, *FAST, "--overwrite", *bad)
+    assert result.exit_code == 2, result.output
+    assert _snapshot(run) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(before)
+
+
+def test_overwrite_with_unreadable_data_keeps_the_run(run: Path, tmp_path: Path) -> None:
+    before = _snapshot(run)
+    refused(invoke("train", tmp_path / "no-such-data", "--out", run, *FAST, "--overwrite"))
+    assert _snapshot(run) == before
+
+
+def test_overwrite_never_empties_a_folder_that_is_not_a_run(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("metrics.json", "report.html", "predictions.csv"):
+        (mine / name).write_text(f"my {name}")
+    message = refused(invoke("train", trained[0], "--out", mine, *FAST, "--overwrite"))
+    assert "is not a medbalance training run" in message
+    assert {p.name: p.read_text() for p in mine.iterdir()} == {
+        n: f"my {n}" for n in ("metrics.json", "report.html", "predictions.csv")
+    }
+
+
+def test_out_inside_the_data_folder_is_refused(tmp_path: Path) -> None:
+    from conftest import write_tree
+
+    data = write_tree(tmp_path / "data", {"a": 6, "b": 6})
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    for out in (data, data / "run"):
+        message = refused(invoke("train", data, "--out", out, *FAST))
+        assert "inside the data folder" in message
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def test_a_failed_overwrite_puts_the_old_run_back(
+    trained: tuple[Path, Path], run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medbalance.training import engine
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(engine, "_run_epoch", broken)
+    before = _snapshot(run)
+    result = invoke("train", trained[0], "--out", run, *FAST, "--overwrite")
+    assert result.exit_code != 0 and "the disk went away" in result.output
+    assert _snapshot(run) == before
+    assert not list(run.glob(".replaced-*"))
+
+
+def test_a_start_killed_before_its_first_checkpoint_restarts(
+    trained: tuple[Path, Path], run: Path, tmp_path: Path
+) -> None:
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("config.json", "history.csv"):  # kill -9 after history.csv, before last.pt
+        shutil.copy(run / name, killed / name)
+    (killed / ".history.csv.x1.part").write_text("half a write")
+    here = Path.cwd()
+    os.chdir(trained[0].parent)  # the same command as the killed one, typed in the same place
+    try:
+        result = invoke("train", "a.npz", "--out", killed, *FAST)
+    finally:
+        os.chdir(here)
+    assert result.exit_code == 0, result.output
+    assert (killed / "last.pt").is_file() and (killed / "metrics.json").is_file()
+    assert not list(killed.glob(".replaced-*")) and not list(killed.glob(".*.part"))
+
+
+def test_a_second_process_is_refused_naming_the_first(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from medbalance.core.locks import "
+         "folder_lock\nwith folder_lock(Path(sys.argv[1])):\n print('held', flush=True); "
+         "time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        message = refused(invoke("train", trained[0], "--out", out, *FAST))
+        assert f"{out} is in use by process {holder.pid}" in message
+        assert [p.name for p in out.iterdir()] == [".medbalance.lock"]  # the holder's only
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    result = invoke("train", trained[0], "--out", out, *FAST, "--epochs", "1")
+    assert result.exit_code == 0, result.output  # the kernel freed the killed holder's lock
 
 
 def test_resume_refuses_a_changed_configuration(trained: tuple[Path, Path], run: Path) -> None:

@@ -39,7 +39,12 @@ from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.evaluation.metrics import classification_metrics
 from medbalance.evaluation.scoring import Scores, autocast, score_split
 from medbalance.training.config import ResolvedConfig, TrainConfig
-from medbalance.training.guard import check_fresh_start
+from medbalance.training.guard import (
+    check_fresh_start,
+    drop_set_aside,
+    restore_set_aside,
+    set_aside,
+)
 from medbalance.training.prepare import prepare_run
 from medbalance.training.trainer import Trainer, load_resume
 
@@ -310,18 +315,34 @@ def _fit(
     dist_info: DistInfo,
     device: torch.device,
 ) -> RunResult:
-    if not resume and dist_info.is_main:  # before the data is read: fail fast
-        check_fresh_start(RunFolder(Path(config.out)), config, overwrite=overwrite)
+    replaced: list[Path] = []
+    if not resume and dist_info.is_main:  # before the data is read: fail fast, change nothing
+        replaced = check_fresh_start(RunFolder(Path(config.out)), config, overwrite=overwrite)
     barrier(dist_info)
     run = prepare_run(config, data=data, device=device, dist_info=dist_info)
     resolved = run.config
     trainer = Trainer(resolved, run.data, device, dist_info)
-    config = resolved
     state = load_resume(trainer) if resume else None
+    aside = None
     if dist_info.is_main:  # only now, with every check passed, the folder is written
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        aside = set_aside(trainer.folder, replaced)  # removed at the first checkpoint
         trainer.folder.remove_orphans()  # of a killed run being resumed
-        config.write(trainer.folder.config)
+    try:
+        if dist_info.is_main:
+            resolved.write(trainer.folder.config)
+        return _train(trainer, state, stop_after_epoch)
+    except BaseException:
+        if not trainer.folder.last.is_file():  # no checkpoint yet: the earlier run comes back
+            restore_set_aside(trainer.folder, aside)
+        raise
+
+
+def _train(
+    trainer: Trainer, state: dict[str, Any] | None, stop_after_epoch: int | None
+) -> RunResult:
+    """The epochs of every phase, from ``state`` when resuming; then the best checkpoint."""
+    config, dist_info = trainer.config, trainer.dist
     done = int(state["epoch"]) + 1 if state is not None else 0
     patience_left = config.patience
     for phase, start, end in _phases(config):
@@ -347,6 +368,8 @@ def _fit(
             trainer.save_state(epoch, phase, optimizer, scheduler)  # the state first, then
             if improved:  # its best.safetensors (a resume rewrites it from the state)
                 trainer.write_best()
+            if dist_info.is_main:
+                drop_set_aside(trainer.folder)  # the replaced run, now that this one has a state
             barrier(dist_info)
             if dist_info.is_main:
                 log.info(_epoch_line(row, config.select) + ("  *" if improved else ""))

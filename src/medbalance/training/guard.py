@@ -1,8 +1,13 @@
 """Nothing lost: the checks a run folder passes before training writes anything into it.
 
 - A fresh run refuses a folder that holds another run (its files would be overwritten, and a
-  run killed half-way would leave a folder mixing two runs), unless ``overwrite``, which first
-  removes that run's files (only the files a run writes; anything else stays).
+  run killed half-way would leave a folder mixing two runs), unless ``overwrite``. Even then
+  nothing moves until every check of the new run has passed: the old run's files (only the files
+  a run writes; anything else stays) are then set aside in ``.replaced-*`` and removed once the
+  new run has written its first checkpoint, or put back if it fails before that. A folder whose
+  files are not a medbalance training run (a cv or ensemble folder, a user's files with run-like
+  names) is never emptied, and the data folder is never an output folder.
+- A run killed before its first checkpoint (``last.pt``) starts again with the same command.
 - ``resume`` continues only the same run: ``last.pt`` must be a readable training state of this
   data, and the configuration may differ only in :data:`RESUME_MAY_CHANGE` (where the run runs
   and how it is reported, never what it learns); any other difference is named and refused.
@@ -14,6 +19,8 @@ import contextlib
 import dataclasses
 import json
 import pickle
+import shutil
+import time
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -28,8 +35,11 @@ __all__ = [
     "RESUME_MAY_CHANGE",
     "check_fresh_start",
     "config_differences",
+    "drop_set_aside",
     "new_run_id",
     "read_training_state",
+    "restore_set_aside",
+    "set_aside",
 ]
 
 # keys that --resume may change: where the run runs, what it is called, how it is reported
@@ -41,30 +51,102 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def check_fresh_start(folder: RunFolder, config: TrainConfig, *, overwrite: bool) -> None:
-    """Refuse a folder holding another run; with ``overwrite`` remove that run's files.
+def check_fresh_start(folder: RunFolder, config: TrainConfig, *, overwrite: bool) -> list[Path]:
+    """The files of an earlier run that a fresh start would replace; nothing is changed here.
 
-    A folder holding only the ``config.json`` of this same configuration (a run killed before
-    its first epoch ended) is started again.
+    A folder holding only the ``config.json`` (and ``history.csv``) of this same configuration
+    without a checkpoint (a run killed before its first ``last.pt``) is started again.
 
     Raises:
-        ValueError: the folder holds a run and ``overwrite`` is off, or ``out`` is a file.
+        ValueError: ``out`` is a file or the data folder, or the folder holds a run and
+            ``overwrite`` is off, or it holds something that is not a medbalance training run.
     """
+    _check_not_the_data(folder, config)
     if folder.path.exists() and not folder.path.is_dir():
         raise ValueError(f"--out {folder.path} is a file; give a folder for the run")
     found = folder.run_files()
-    started = [p for p in found if p != folder.config and not p.name.endswith(PART_SUFFIX)]
+    started = [
+        p
+        for p in found
+        if p not in (folder.config, folder.history) and not p.name.endswith(PART_SUFFIX)
+    ]
     if not found or (not started and _same_config(folder, config)):
-        folder.remove_orphans()
-        return
+        return [p for p in found if p != folder.config]  # removed when the run starts
     if not overwrite:
         names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
         raise ValueError(
             f"{folder.path} already holds a run ({names}); give another --out, --resume to "
             "continue it, or --overwrite to replace it"
         )
-    for path in found:
+    if not _is_training_run(folder):
+        raise ValueError(
+            f"{folder.path} holds {', '.join(p.name for p in found[:4])} but is not a medbalance "
+            "training run (no readable config.json of a run, no checkpoint); --overwrite never "
+            "empties such a folder: give another --out"
+        )
+    return found
+
+
+def _check_not_the_data(folder: RunFolder, config: TrainConfig) -> None:
+    data = Path(config.data).expanduser()
+    if not data.is_dir():
+        return
+    out, data = folder.path.resolve(), data.resolve()
+    if out == data or data in out.parents:
+        raise ValueError(
+            f"--out {folder.path} is inside the data folder {config.data}; the run's files would "
+            "mix with the images: give an --out outside the data"
+        )
+
+
+def _is_training_run(folder: RunFolder) -> bool:
+    """A training run's folder: a checkpoint, or a ``config.json`` a run wrote (not a cv's,
+    an ensemble's or a comparison's, and no ``ensemble.json`` beside it)."""
+    if (folder.path / "ensemble.json").exists() or (folder.path / "comparison.json").exists():
+        return False
+    if folder.last.is_file() or folder.best.is_file():
+        return True
+    try:
+        stored = folder.read_config()
+    except (ValueError, OSError):
+        return False
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {"data", "sampler", "loss"} <= set(stored) and set(stored) <= known
+
+
+SET_ASIDE_PREFIX = ".replaced-"
+
+
+def set_aside(folder: RunFolder, files: Sequence[Path]) -> Path | None:
+    """Move ``files`` (an earlier run's, or a killed start's) into ``FOLDER/.replaced-<time>``,
+    once every check of the new run has passed; None when there is nothing to move."""
+    if not files:
+        return None
+    aside = folder.path / f"{SET_ASIDE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{new_run_id()[:4]}"
+    aside.mkdir()
+    for path in files:
+        if path.exists():
+            path.replace(aside / path.name)
+    return aside
+
+
+def restore_set_aside(folder: RunFolder, aside: Path | None) -> None:
+    """The new run failed before its first checkpoint: remove what it wrote and put the
+    earlier run's files back."""
+    if aside is None or not aside.is_dir():
+        return
+    for path in folder.run_files():
         path.unlink(missing_ok=True)
+    for path in aside.iterdir():
+        path.replace(folder.path / path.name)
+    aside.rmdir()
+
+
+def drop_set_aside(folder: RunFolder) -> None:
+    """The new run has its first checkpoint: the runs it replaced are removed."""
+    for aside in folder.path.glob(f"{SET_ASIDE_PREFIX}*"):
+        if aside.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_training_state(path: Path) -> dict[str, Any]:

@@ -78,6 +78,7 @@ from medbalance.comparison.stats import (
     uncontrolled_notes,
     verdict_text,
 )
+from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.workflows.run_state import run_state
@@ -134,6 +135,7 @@ def _train_in_process(config: TrainConfig, resume: bool, threads: int) -> float:
     return time.perf_counter() - started
 
 
+@locks_folder("out")
 def compare(
     base: TrainConfig,
     remedies: Sequence[Remedy] | str,

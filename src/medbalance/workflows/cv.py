@@ -37,6 +37,7 @@ import numpy as np
 
 from medbalance.core.checkpoint import read_metadata
 from medbalance.core.files import atomic_write_text
+from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
@@ -93,6 +94,7 @@ def fold_masks(
     return masks
 
 
+@locks_folder("out")
 def cross_validate(
     config: TrainConfig,
     *,

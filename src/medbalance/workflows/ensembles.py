@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from medbalance.core.locks import is_lock_file, locks_folder
 from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision
@@ -34,6 +35,7 @@ __all__ = ["ensemble_runs"]
 log = logging.getLogger(__name__)
 
 
+@locks_folder("out")
 def ensemble_runs(
     runs: Sequence[Path],
     out: Path,
@@ -97,7 +99,7 @@ def _check_out(out: Path) -> None:
     never a finished ensemble, a run or anything else of the user's."""
     if (out / ENSEMBLE_FILE).exists():
         raise ValueError(f"{out} already holds an ensemble; choose another --out (nothing changed)")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or all(is_lock_file(p) for p in out.iterdir()):
         return
     config = out / RunFolder.CONFIG
     interrupted = config.is_file() and "runs" in read_json_object(config)

@@ -9,6 +9,7 @@ last three steps for a finished run folder, on its own data or on other data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ def train_and_evaluate(
         data: already prepared data (tests and ``compare`` reuse it).
         stop_after_epoch: stop (as if killed) after this epoch; for tests of ``resume``.
     """
-    with distributed(config.device) as dist:
+    with distributed(config.device) as dist, _locked(Path(config.out), dist[0].is_main):
         result = fit(
             config,
             resume=resume,
@@ -66,6 +67,13 @@ def train_and_evaluate(
             result.evaluation = _decide_and_evaluate(result, result.trainer)
         barrier(dist[0])  # every rank returns once the run folder is complete
     return result
+
+
+def _locked(folder: Path, main: bool) -> contextlib.AbstractContextManager[None]:
+    """The run folder's lock for the whole command (train, decide, evaluate, report)."""
+    from medbalance.core.locks import folder_lock
+
+    return folder_lock(folder) if main else contextlib.nullcontext()
 
 
 def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
