@@ -155,3 +155,38 @@ def test_the_python_api_takes_runs_and_folders(
     assert result["metrics"] == cli["metrics"]  # the same ensemble as the command's
     with pytest.raises(ValueError, match="two or more runs"):
         mb.ensemble([runs[0]], out=tmp_path / "one")
+
+
+def test_the_same_run_twice_is_refused(two_runs: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    _, runs = two_runs
+    link = tmp_path / "alias"
+    link.symlink_to(runs[0], target_is_directory=True)
+    for given in ([runs[0], runs[0]], [runs[0], link]):
+        result = runner.invoke(app, ["ensemble", *map(str, given), "--out", str(tmp_path / "e")])
+        assert result.exit_code == 2, result.output
+        assert "are the same run" in result.output and "give each run once" in result.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_member_retrained_later_is_refused(
+    two_runs: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from medbalance.training.config import TrainConfig
+    from medbalance.workflows.training import train_and_evaluate
+
+    data, runs = two_runs
+    copies = [Path(shutil.copytree(r, tmp_path / r.name)) for r in runs]
+    out = tmp_path / "ens"
+    made = runner.invoke(app, ["ensemble", *map(str, copies), "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    record = json.loads((out / "ensemble.json").read_text())
+    assert len(record["member_run_ids"]) == 2 and None not in record["member_run_ids"]
+    config = TrainConfig(
+        data=str(data), out=str(copies[1]), epochs=1, model="smallcnn", bootstrap=20,
+        device="cpu", seed=5,
+    )  # fmt: skip
+    train_and_evaluate(config, overwrite=True)  # the member is now another run
+    used = runner.invoke(app, ["predict", str(out), str(data), "--out", str(tmp_path / "p.csv")])
+    assert used.exit_code == 2, used.output
+    assert "is another run now" in used.output and "make the ensemble again" in used.output
+    assert not (tmp_path / "p.csv").exists()

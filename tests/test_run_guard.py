@@ -279,3 +279,23 @@ def test_evaluate_from_another_working_folder(
     result = invoke("evaluate", run, "--bootstrap", 20, "--no-report")
     assert result.exit_code == 0, result.output
     assert json.loads((run / "metrics.json").read_text())["warnings"] == []  # same data
+
+
+def test_resume_refuses_other_pixels_under_the_same_file_names(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from conftest import write_tree
+    from medbalance.training.config import TrainConfig
+    from medbalance.training.engine import fit
+
+    data = write_tree(tmp_path / "data", {"train": {"a": 12, "b": 12}, "val": {"a": 6, "b": 6}})
+    config = TrainConfig(
+        data=str(data), out=str(tmp_path / "run"), epochs=3, model="smallcnn", size=32,
+        batch_size=8, device="cpu", precise_bn=0, bootstrap=0,
+    )  # fmt: skip
+    first = fit(config, stop_after_epoch=0)  # as if killed after the first epoch
+    image = data / "train" / "a" / "img_0.png"
+    Image.new("L", (32, 32), color=255).save(image)  # same name, other pixels
+    with pytest.raises(ValueError, match="was trained on other data"):
+        fit(config, resume=True)
+    assert first.trainer is not None

@@ -173,6 +173,7 @@ class Presized:
     where: np.ndarray  # (N, 2): array number, row
     channels: int
     dtype: np.dtype
+    digests: tuple[str, ...] | None = None  # each file's content hash, in catalog order
 
     def __len__(self) -> int:
         return len(self.where)
@@ -444,7 +445,13 @@ class PresizeCache:
         dtype = (
             np.dtype(np.uint16) if any(a.dtype == np.uint16 for a in arrays) else np.dtype(np.uint8)
         )
-        return Presized(arrays=arrays, where=where.reshape(-1, 2), channels=channels, dtype=dtype)
+        return Presized(
+            arrays=arrays,
+            where=where.reshape(-1, 2),
+            channels=channels,
+            dtype=dtype,
+            digests=tuple(digests),
+        )
 
 
 def presize(
@@ -479,4 +486,4 @@ def presize(
     if failures and catalog.paths is not None:
         bad = {path for path, _ in failures}
         catalog = catalog.subset(np.array([str(p) not in bad for p in catalog.paths]))
-    return presized, catalog, failures
+    return presized, catalog.replace(digests=presized.digests), failures

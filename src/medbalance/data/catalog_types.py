@@ -51,6 +51,8 @@ class Catalog:
         paths: absolute image paths (file sources), else ``None``.
         images: the pixel array ``(N, H, W[, C])`` (``.npz`` sources), else ``None``.
         groups: patient (group) id per item, or ``None``.
+        digests: the content hash of each item's file (set when the images are presized), so
+            the data fingerprint changes when a file's pixels do; ``None`` for arrays.
         ignored: entries that were left out, relative to the source: OS junk and hidden
             files, files without an image extension, and below a class folder anything that
             is not a regular file or folder (links to folders, broken links, devices).
@@ -66,6 +68,7 @@ class Catalog:
     images: np.ndarray | None = field(default=None, repr=False)
     groups: np.ndarray | None = None
     ignored: tuple[str, ...] = ()
+    digests: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -76,6 +79,8 @@ class Catalog:
             lengths["images"] = len(self.images)
         if self.groups is not None:
             lengths["groups"] = len(self.groups)
+        if self.digests is not None:
+            lengths["digests"] = len(self.digests)
         wrong = {k: v for k, v in lengths.items() if v != n}
         if wrong:
             raise DataError(f"{self.source}: {n} labels but {wrong}; every field needs one entry")
@@ -114,4 +119,5 @@ class Catalog:
             paths=None if self.paths is None else tuple(self.paths[i] for i in idx),
             images=None if self.images is None else self.images[idx],
             groups=None if self.groups is None else self.groups[idx],
+            digests=None if self.digests is None else tuple(self.digests[i] for i in idx),
         )

@@ -61,13 +61,16 @@ class Prepared:
 
 
 def fingerprint(catalog: Catalog) -> str:
-    """A short hash of what the data is: items, labels, splits (and pixels for arrays)."""
+    """A short hash of what the data is: items, labels, splits and the pixels (the arrays
+    themselves, or each file's content hash from the presize cache)."""
     digest = hashlib.blake2b(digest_size=8)
     digest.update("\n".join(catalog.origins).encode())
     digest.update(catalog.labels.astype(np.int64).tobytes())
     digest.update("\n".join(catalog.splits.tolist()).encode())
     if catalog.images is not None:
         digest.update(np.ascontiguousarray(catalog.images).tobytes())
+    if catalog.digests is not None:
+        digest.update("\n".join(catalog.digests).encode())
     return digest.hexdigest()
 
 

@@ -149,11 +149,15 @@ def write_ensemble(
     """Write ``ensemble.json`` for checkpoints ``members`` (stored relative to ``folder``, with
     ``..`` for members outside it);
     with ``stacker``, the ensemble is stacked and the record holds its numbers."""
+    from medbalance.core.checkpoint import read_metadata
+
     stacked = {"stacker": stacker.to_record()} if stacker is not None else {}
     record = {
         "format": _FORMAT,
         "combine": (Combine.STACK if stacker is not None else Combine.MEAN).value,
         "members": [os.path.relpath(Path(m).resolve(), folder.resolve()) for m in members],
+        # pinned: a member retrained later (--overwrite) is refused, not silently used
+        "member_run_ids": [read_metadata(Path(m)).get("run_id") for m in members],
         "decision": decision.to_record(),
         **stacked,
         **extra,
@@ -186,6 +190,24 @@ def load_model(path: Path, *, device: str = "cpu") -> Trained | Ensemble:
     return load_trained(path, device=device)
 
 
+def _check_pinned(
+    file: Path, record: dict[str, Any], members: list[Path], loaded: list[Trained]
+) -> None:
+    """Each member is still the run the ensemble was made of (records from before pinning
+    have no ids and are taken as they are)."""
+    pinned = record.get("member_run_ids")
+    if not isinstance(pinned, list) or len(pinned) != len(members):
+        return
+    for path, trained, run_id in zip(members, loaded, pinned, strict=True):
+        now = trained.metadata.get("run_id")
+        if run_id is not None and now != run_id:
+            raise ValueError(
+                f"{file}: member {path} is another run now (run id {now}, the ensemble was made "
+                f"of {run_id}): its operating point no longer holds; make the ensemble again "
+                "(medbalance ensemble / cv into a new --out)"
+            )
+
+
 def _load_ensemble(folder: Path, device: str) -> Ensemble:
     file = folder / ENSEMBLE_FILE
     fix = "run medbalance cv again into a new --out to rewrite it"
@@ -199,6 +221,7 @@ def _load_ensemble(folder: Path, device: str) -> Ensemble:
         raise ValueError(f"{file}: an ensemble needs at least one member; {fix}")
     views = int(record["decision"].get("tta", 1) or 1)
     loaded = [load_trained(m, device=device, tta=views) for m in members]
+    _check_pinned(file, record, members, loaded)
     try:
         return Ensemble(loaded, record)
     except ValueError as error:

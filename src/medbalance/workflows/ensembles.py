@@ -72,6 +72,7 @@ def ensemble_runs(
         raise ValueError("an ensemble needs two or more runs; give their folders")
     _check_out(out)
     checkpoints = [RunFolder(Path(r)).best if Path(r).is_dir() else Path(r) for r in runs]
+    _check_distinct(checkpoints)
     members = [load_trained(c, device=device, tta=tta) for c in checkpoints]
     data = [prepare_for_model(m, None) for m in members]
     _check_members(checkpoints, members, data)
@@ -108,6 +109,19 @@ def _check_out(out: Path) -> None:
             f"{out} is not empty (it may hold a run); give a new --out for the ensemble "
             "(nothing changed)"
         )
+
+
+def _check_distinct(checkpoints: list[Path]) -> None:
+    """Each run once: the same checkpoint twice (or once through a link) is one member."""
+    seen: dict[Path, Path] = {}
+    for checkpoint in checkpoints:
+        real = checkpoint.resolve()
+        if real in seen:
+            raise ValueError(
+                f"{checkpoint} and {seen[real]} are the same run; an ensemble of one run twice "
+                "is that run: give each run once"
+            )
+        seen[real] = checkpoint
 
 
 def _check_members(checkpoints: list[Path], members: list[Trained], data: list[Prepared]) -> None:
