@@ -6,6 +6,7 @@ the functions so that ``medbalance --help`` answers at once.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import tempfile
@@ -107,8 +108,8 @@ def fail(error: Exception) -> NoReturn:
     expected type raised inside another library (a ``ValueError`` deep in NumPy, say) is a bug
     and is reported as one (:func:`report_bug`).
     """
-    if not _raised_by_medbalance(error):
-        report_bug(error)
+    if not _raised_by_medbalance(error) or storage_problem(error) is not None:
+        report_bug(error)  # a bug, or (said in one line, exit 2) a problem of the storage
     text = " ".join(str(error).split()) or type(error).__name__
     typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -124,7 +125,12 @@ def _raised_by_medbalance(error: BaseException) -> bool:
 
 
 def report_bug(error: BaseException) -> NoReturn:
-    """One line and a log file with the traceback; exit code 3."""
+    """One line and a log file with the traceback; exit code 3. A full disk, a quota, a
+    read-only or forbidden folder is the user's to fix, not a bug: one line, exit code 2."""
+    storage = storage_problem(error)
+    if storage is not None:
+        typer.secho(f"error: {storage}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
     log = _crash_log(error)
     first = " ".join(str(error).split())[:200] or "(no message)"
     typer.secho(
@@ -134,6 +140,63 @@ def report_bug(error: BaseException) -> NoReturn:
         err=True,
     )
     raise typer.Exit(code=INTERNAL_ERROR)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+# torch's checkpoint writer turns a failed write into these RuntimeError messages
+_TORCH_WRITE = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """The one-line message for an error of the storage (disk full, quota, read-only, no
+    permission, the cache path a file), or None for anything else. Looks through the chain
+    of causes, as libraries wrap the OSError."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            message = _os_message(seen)
+            if message is not None:
+                return message
+        text = str(seen)
+        if isinstance(seen, RuntimeError) and any(t in text for t in _TORCH_WRITE):
+            return _full("a checkpoint")
+        if type(seen).__name__ == "OperationalError" and "disk is full" in text:
+            return _full("the image cache index", cache=True)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _os_message(error: OSError) -> str | None:
+    path = str(error.filename) if error.filename else "a file"
+    cache = _in_cache(path)
+    if error.errno in _FULL:
+        return _full(path, cache=cache)
+    if error.errno in _DENIED:
+        where = "set MEDBALANCE_CACHE to a writable folder" if cache else "give a writable --out"
+        return f"cannot write {path} ({error.strerror}): {where}; nothing else was changed"
+    if error.errno in (errno.ENOTDIR, errno.EEXIST) and cache:
+        return (
+            f"MEDBALANCE_CACHE={os.environ.get('MEDBALANCE_CACHE')} is not a folder ({path}: "
+            f"{error.strerror}): point MEDBALANCE_CACHE at a folder, or unset it"
+        )
+    return None
+
+
+def _full(what: str, *, cache: bool = False) -> str:
+    where = " (the image cache: free space, or set MEDBALANCE_CACHE elsewhere)" if cache else ""
+    return (
+        f"the disk is full (or the quota used up) while writing {what}{where}: free space and "
+        "run the same command again; files written before are intact (a training run "
+        "continues with --resume)"
+    )
+
+
+def _in_cache(path: str) -> bool:
+    root = os.environ.get("MEDBALANCE_CACHE")
+    if not root:
+        return False
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def check_out_folder(out: Path) -> None:
