@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,26 @@ def test_api_predict_matches_the_cli_csv(tiny_tree: Path, tmp_path: Path) -> Non
         (r.label == "pneumonia") == (r.probabilities["pneumonia"] >= decision.threshold)
         for r in rows
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: mb.train("data/", out=None), "out must be a path .* got None"),
+        (lambda: mb.train(None), "data must be a path .* got None"),
+        (lambda: mb.train("data/", out="r", epochs=True), "epochs must be a positive integer"),
+        (lambda: mb.cv("data/", folds="x"), "folds must be a whole number >= 2, got 'x'"),
+        (lambda: mb.cv("data/", folds=1), "folds must be a whole number >= 2, got 1"),
+        (lambda: mb.evaluate(None), "run must be a path .* got None"),
+        (lambda: mb.predict("run/", [None]), "inputs must be a path .* got None"),
+        (lambda: mb.ensemble("run/", out="e"), "runs must be a list of two or more runs"),
+        (lambda: mb.compare("data/", seeds=0), "seeds must be a whole number >= 1, got 0"),
+        (lambda: mb.inspect(3), "data must be a path .* got 3"),
+    ],
+)
+def test_api_misuse_is_a_config_error_naming_the_argument(call: Any, said: str) -> None:
+    from medbalance.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=said):
+        call()
+    assert not Path("None").exists()

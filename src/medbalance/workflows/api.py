@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medbalance.core.run_folder import RunFolder
-from medbalance.training.config import load_config
+from medbalance.training.config import ConfigError, load_config
 
 if TYPE_CHECKING:
     from medbalance.comparison.report import Comparison
@@ -132,8 +132,10 @@ def inspect(
     from medbalance.data.inspection import inspect_catalog, write_inspection
     from medbalance.data.splits import load_split_catalog
 
+    if out is not None:
+        _path("out", out)
     catalog = load_split_catalog(
-        str(data),
+        str(_path("data", data)),
         group_pattern=group_pattern,
         group_column=group_column,
         allow_outside=allow_outside,
@@ -174,7 +176,10 @@ def train(
     """
     from medbalance.workflows.training import train_and_evaluate
 
-    overrides = {**options, "data": str(data), "out": str(out), "drw": drw or None}
+    overrides = {
+        **options, "data": str(_path("data", data)), "out": str(_path("out", out)),
+        "drw": drw or None,
+    }  # fmt: skip
     resolved = load_config(Path(config) if config is not None else None, overrides)
     result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
     return Run(result.run_dir)
@@ -198,10 +203,13 @@ def evaluate(
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
-        raise ValueError(f"split must be test or val, got {split!r}")
+        raise ConfigError(f"split must be test or val, got {split!r}")
+    _count("bootstrap", bootstrap, 0)
+    if tta is not None:
+        _count("tta", tta, 1)
     return evaluate_run(
         _run_path(run),
-        data=None if data is None else str(data),
+        data=None if data is None else str(_path("data", data)),
         split=split,
         policy=threshold,
         n_bootstrap=bootstrap,
@@ -229,6 +237,8 @@ def predict(
     from medbalance.evaluation.predict import iter_predictions
 
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    items = [_path("inputs", item) for item in items]
+    _count("batch_size", batch_size, 1)
     trained = load_model(_run_path(run), device=device)
     return list(iter_predictions(trained, [str(i) for i in items], batch_size=batch_size))
 
@@ -268,12 +278,16 @@ def compare(
 
     base = load_config(
         Path(config) if config is not None else None,
-        {**options, "data": str(data)},
+        {**options, "data": str(_path("data", data))},
     )
+    _count("seeds", seeds, 1)
+    _count("jobs", jobs, 1)
+    if folds is not None:
+        _count("folds", folds, 2)
     return run_compare(
         base,
         remedies if isinstance(remedies, str) else ",".join(remedies),
-        Path(out),
+        _path("out", out),
         seeds=seeds,
         jobs=jobs,
         budget_minutes=budget_minutes,
@@ -307,8 +321,11 @@ def cv(
     """
     from medbalance.workflows.cv import cross_validate
 
-    base = load_config(Path(config) if config is not None else None, {**options, "data": str(data)})
-    return cross_validate(base, folds=folds, out=Path(out), tta=tta, combine=combine)
+    data_path = str(_path("data", data))
+    base = load_config(Path(config) if config is not None else None, {**options, "data": data_path})
+    _count("folds", folds, 2)
+    _count("tta", tta, 1)
+    return cross_validate(base, folds=folds, out=_path("out", out), tta=tta, combine=combine)
 
 
 def ensemble(
@@ -338,11 +355,31 @@ def ensemble(
     """
     from medbalance.workflows.ensembles import ensemble_runs
 
+    if isinstance(runs, str | os.PathLike):
+        raise ConfigError(f"runs must be a list of two or more runs, got {runs!r}")
+    _count("tta", tta, 1)
+    _count("bootstrap", bootstrap, 0)
     return ensemble_runs(
-        [_run_path(r) for r in runs], Path(out), policy=threshold, tta=tta,
+        [_run_path(r, "runs") for r in runs], _path("out", out), policy=threshold, tta=tta,
         n_bootstrap=bootstrap, device=device, report=report,
     )  # fmt: skip
 
 
-def _run_path(run: Run | PathLike) -> Path:
-    return run.path if isinstance(run, Run) else Path(run)
+def _run_path(run: Run | PathLike, name: str = "run") -> Path:
+    return run.path if isinstance(run, Run) else _path(name, run)
+
+
+def _path(name: str, value: object) -> Path:
+    """A path argument: a non-empty ``str`` or ``os.PathLike`` (never ``None`` as "None")."""
+    if isinstance(value, bool) or not isinstance(value, str | os.PathLike) or not str(value):
+        raise ConfigError(
+            f'{name} must be a path (a str or pathlib.Path), got {value!r}; e.g. {name}="runs/a"'
+        )
+    return Path(value)
+
+
+def _count(name: str, value: object, low: int) -> int:
+    """A whole-number argument of at least ``low`` (``True`` is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return value
