@@ -436,6 +436,7 @@ def run_all(
                             f"({record.get('options')}); rename the candidate or delete it"
                         )
                 else:
+                    _wait_while_paused()
                     print(f"running {tier} {candidate.name} {suite_set.name} s{seed} "
                           f"(load {load():.1f})", file=sys.stderr, flush=True)  # fmt: skip
                     record = run_one(candidate, suite_set, tier, seed)
@@ -446,6 +447,14 @@ def run_all(
                     print(f"  {_brief(record)}", file=sys.stderr, flush=True)
                 records.append(record)
     return records
+
+
+def _wait_while_paused() -> None:
+    """A file ``benchmarks/out/suite/PAUSE`` holds the suite between runs (for example while
+    the test suite needs the cores), so no run's wall time includes a pause."""
+    pause = SUITE_OUT / "PAUSE"
+    while pause.exists():
+        time.sleep(5)
 
 
 def _brief(record: dict[str, Any]) -> str:
