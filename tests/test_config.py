@@ -124,3 +124,19 @@ def test_drw_flag_rule_is_one_function() -> None:
     from medbalance.training.config import default_drw_epoch
 
     assert [default_drw_epoch(n) for n in (1, 2, 3, 10, 12)] == [1, 1, 2, 6, 8]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("c.yaml", "data: !!python/object/apply:os.system ['echo hacked']\n", "not a valid YAML"),
+        ("c.toml", "data = 'x.npz\nepochs = 3\n", "not a valid TOML"),
+        ("c.json", "{data: x}", "not a valid JSON"),
+    ],
+)
+def test_a_broken_config_file_is_a_config_error(
+    tmp_path: Path, name: str, text: str, said: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        load_config(tmp_path / name)

@@ -385,3 +385,17 @@ def test_precision_auto_is_chosen_from_the_hardware_and_agrees_with_fp32(
         for r in ("fp32", "auto")
     )
     assert np.abs(p_full - p_auto).mean() <= 0.1
+
+
+def test_a_diverged_run_is_the_users_to_fix_not_a_bug() -> None:
+    import numpy as np
+    import torch
+
+    from medbalance.evaluation.scoring import Scores
+    from medbalance.training.engine import TrainingDiverged, split_metrics
+
+    logits = np.array([[0.1, np.nan], [0.3, 0.2]], dtype=np.float32)
+    scores = Scores("val", np.arange(2), np.array([0, 1]), np.full((2, 2), 0.5), logits)
+    with pytest.raises(TrainingDiverged, match="val outputs are not finite.*lower --lr"):
+        split_metrics(scores, ("a", "b"), torch.nn.CrossEntropyLoss(), 1)
+    assert issubclass(TrainingDiverged, ValueError)  # one line and exit code 2 in the CLI

@@ -340,3 +340,19 @@ def test_real_pneumoniamnist(shared_data: Path) -> None:
     counts = {s: [k.count for k in x.classes.values()] for s, x in result.splits.items()}
     assert counts == {"train": [1214, 3494], "val": [135, 389], "test": [234, 390]}
     assert result.class_names == ("normal", "pneumonia")
+
+
+def test_class_names_differing_only_by_case_are_warned_and_refused_by_train(
+    tmp_path: Path,
+) -> None:
+    import medbalance as mb
+    from conftest import write_tree
+    from medbalance.training.config import ConfigError
+
+    data = write_tree(tmp_path / "data", {"Normal": 8, "normal": 8, "lesion": 8})
+    result = mb.inspect(data)
+    found = [f for f in result.findings if f.code == "look-alike-classes"]
+    assert found and "'Normal' and 'normal'" in found[0].message
+    with pytest.raises(ConfigError, match="differ only by letter case.*--class-order"):
+        mb.train(data, out=tmp_path / "run", epochs=1, device="cpu")
+    assert not (tmp_path / "run").exists()

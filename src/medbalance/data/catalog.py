@@ -96,6 +96,15 @@ def load_catalog(
     return _with_group_pattern(catalog, group_pattern) if group_pattern else catalog
 
 
+def look_alike_classes(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Groups of class names that differ only by letter case or surrounding spaces
+    (``Normal`` and ``normal``): most often one class split in two by a typo."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
 def numeric_order(names: tuple[str, ...]) -> tuple[str, ...] | None:
     """The names in numeric order (``"10"`` after ``"9"``) when every one is a number (grades
     such as ``0`` ... ``4``), else None."""

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from medbalance.data.catalog import SPLITS, Catalog, numeric_order
+from medbalance.data.catalog import SPLITS, Catalog, look_alike_classes, numeric_order
 from medbalance.data.splits import TINY_VAL_CLASS, TINY_VAL_TOTAL, tiny_val_reason
 
 __all__ = [
@@ -82,7 +82,12 @@ class ImageRecord:
 def catalog_findings(catalog: Catalog) -> list[Finding]:
     """The split findings (tiny val, small val classes, missing classes), the patient leaks,
     then the hint that number-named classes may be grades."""
-    return _split_findings(catalog) + _patient_findings(catalog) + _ordinal_findings(catalog)
+    return (
+        _split_findings(catalog)
+        + _patient_findings(catalog)
+        + _look_alike_findings(catalog)
+        + _ordinal_findings(catalog)
+    )
 
 
 def image_findings(
@@ -142,6 +147,20 @@ def _val_findings(catalog: Catalog) -> list[Finding]:
         why = "per-class metrics and the decision chosen on val are noise"
         return [Finding("warning", "small-val-class", f"{under}: {why}; {_RESPLIT_HINT}", items)]
     return []
+
+
+def _look_alike_findings(catalog: Catalog) -> list[Finding]:
+    """A warning for class names that differ only by case or surrounding spaces."""
+    found = look_alike_classes(catalog.class_names)
+    if not found:
+        return []
+    pairs = "; ".join(" and ".join(repr(n) for n in group) for group in found)
+    message = (
+        f"class names {pairs} differ only by letter case or spaces, so they train as different "
+        "classes: merge the folders if they are one class (train refuses them unless "
+        "--class-order lists them all)"
+    )
+    return [Finding("warning", "look-alike-classes", message, [", ".join(g) for g in found])]
 
 
 def _ordinal_findings(catalog: Catalog) -> list[Finding]:

@@ -255,17 +255,26 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     suffix = path.suffix.lower()
-    if suffix == ".toml":
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(path.read_text()) or {}
-    elif suffix == ".json":
-        data = json.loads(path.read_text())
-    else:
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"{path}: config files are .toml, .yaml or .json")
+    import yaml
+
+    try:
+        if suffix == ".toml":
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        elif suffix == ".json":
+            data = json.loads(path.read_text())
+        else:  # safe_load: a !!python tag is refused, never run
+            data = yaml.safe_load(path.read_text()) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
+        what = " ".join(str(error).split())
+        raise ConfigError(
+            f"{path}: not a valid {suffix.lstrip('.').upper()} config ({what}); fix the file "
+            "(plain key = value pairs; no tags such as !!python)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a config is UTF-8 text") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a table of key = value")
     return data

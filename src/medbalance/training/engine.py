@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,6 +51,7 @@ from medbalance.training.trainer import Trainer, load_resume
 
 __all__ = [
     "RunResult",
+    "TrainingDiverged",
     "distributed",
     "fit",
     "split_metrics",
@@ -58,6 +60,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the outputs became NaN or infinite: a setting (the learning rate, fp16) to
+    change, not a bug; the run stops before the epoch's state is saved."""
 
 
 def train_one_epoch(
@@ -98,8 +105,10 @@ def train_one_epoch(
             logits = model(x)
         loss = loss_fn(logits.float(), y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at batch {k}; lower --lr or use fp32"
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at batch {k}: the run diverged; lower "
+                "--lr (or --precision fp32) and start again; last.pt keeps the last finished "
+                "epoch"
             )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -158,6 +167,11 @@ def split_metrics(
 ) -> dict[str, float]:
     """Loss and threshold-free metrics (plus argmax ones) of one scored split."""
     assert scores.logits is not None  # score_split keeps them
+    if not np.isfinite(scores.logits).all():
+        raise TrainingDiverged(
+            f"the model's {scores.split} outputs are not finite numbers: the run diverged; lower "
+            "--lr (or --precision fp32) and start again; last.pt keeps the last finished epoch"
+        )
     labels = scores.labels
     loss = float(loss_fn(torch.from_numpy(scores.logits), torch.from_numpy(labels)).item())
     metrics = classification_metrics(labels, scores.probs, class_names, positive=positive)

@@ -18,7 +18,7 @@ import torch
 from medbalance.core.device import choose_precision, select_device
 from medbalance.core.distributed import DistInfo, barrier
 from medbalance.data.cache import default_presize
-from medbalance.data.catalog import numeric_order, with_class_order
+from medbalance.data.catalog import look_alike_classes, numeric_order, with_class_order
 from medbalance.data.prepared import Prepared, default_positive_class, fingerprint, prepare_data
 from medbalance.training.config import (
     ConfigError,
@@ -138,6 +138,14 @@ def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
     """
     names = tuple(data.class_names)
     order = config.class_order
+    look_alike = look_alike_classes(names)
+    if look_alike and order is None:
+        pairs = "; ".join(" and ".join(repr(n) for n in group) for group in look_alike)
+        raise ConfigError(
+            f"the classes {pairs} of {config.data} differ only by letter case or spaces: merge "
+            "their folders if they are one class, or confirm they are different classes with "
+            f"--class-order {','.join(names)}"
+        )
     if config.ordinal and len(names) < 3:
         raise ConfigError(
             f"--ordinal needs three or more grades, but {config.data} has two classes "
