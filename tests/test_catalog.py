@@ -150,3 +150,17 @@ def test_folder_walk_order_links_and_ignored_entries(tmp_path: Path) -> None:
     assert catalog.paths is not None and root / "b" / "linked.png" in catalog.paths
     assert {"a/.hidden/x.png", "b/broken.png", "b/loop"} <= set(catalog.ignored)
     assert not any(o.startswith("a/.hidden") for o in catalog.origins)
+
+
+def test_link_loops_are_skipped_and_listed(tmp_path: Path) -> None:
+    from conftest import write_tree
+    from medbalance.data.catalog import load_catalog
+
+    data = write_tree(tmp_path / "data", {"a": 4, "b": 4})
+    (data / "a" / "self").symlink_to("self")  # ELOOP
+    (data / "a" / "x1.png").symlink_to("x2")
+    (data / "a" / "x2").symlink_to("x1.png")
+    (data / "loop").symlink_to("loop")  # beside the class folders
+    catalog = load_catalog(str(data))
+    assert len(catalog) == 8
+    assert {"a/self", "a/x1.png", "a/x2", "loop"} <= set(catalog.ignored)

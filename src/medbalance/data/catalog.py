@@ -184,7 +184,8 @@ def _visible_children(folder: Path, ignored: list[str], root: Path) -> list[Path
     children = []
     for child in sorted(folder.iterdir()):
         # a link to a folder is skipped and listed, as everywhere below (no loops, no surprises)
-        if _is_junk(child.name) or (child.is_symlink() and child.is_dir()):
+        dangling = child.is_symlink() and not child.is_file()  # a loop or a broken link
+        if _is_junk(child.name) or (child.is_symlink() and child.is_dir()) or dangling:
             ignored.append(str(child.relative_to(root)))
         else:
             children.append(child)
@@ -275,4 +276,12 @@ def _walk(folder: str, prefix: str, *, junk: bool) -> Iterator[tuple[str, bool, 
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(entry.path, prefix + entry.name + os.sep, junk=hidden)
         else:
-            yield prefix + entry.name, entry.is_file(), hidden
+            yield prefix + entry.name, _is_regular_file(entry), hidden
+
+
+def _is_regular_file(entry: os.DirEntry[str]) -> bool:
+    """A file, or a link that ends at one; a link loop (ELOOP) or a broken link is not."""
+    try:
+        return entry.is_file()
+    except OSError:  # ELOOP: a link that leads back to itself
+        return False
