@@ -269,3 +269,27 @@ def test_a_foreign_value_error_is_a_bug_not_bad_input(
     monkeypatch.setattr("medbalance.reporting.report.report_from_run", numpy_fails)
     message = one_line(invoke("report", tmp_path), 3)
     assert "internal error (ValueError: cannot reshape" in message
+
+
+def test_the_pixel_limit_is_the_same_in_every_thread_and_call(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from medbalance.data.images import UnreadableImageError, probe_image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    assert limit is not None
+    over = _bomb_jpeg(tmp_path / "over.jpg", side=int(limit**0.5) + 2)  # ~89.5 MP: refused
+    under = _bomb_jpeg(tmp_path / "under.jpg", side=int(limit**0.5) - 2)  # header only: read
+
+    def outcome(path: Path) -> str:
+        try:
+            probe_image(path)
+        except UnreadableImageError as error:
+            return "refused" if "decompression bomb" in str(error) else str(error)
+        return "read"
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(outcome, [over, under] * 16))
+    assert got == ["refused", "read"] * 16

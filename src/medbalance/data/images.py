@@ -80,21 +80,29 @@ def probe_image(path: Path) -> ImageProbe:
         width, height = _int_field(path, ds, "Columns", 0), _int_field(path, ds, "Rows", 0)
         return ImageProbe(width, height, mode, bits, n_bytes)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                return ImageProbe(img.width, img.height, img.mode, _bit_depth(img.mode), n_bytes)
+        with Image.open(path) as img:
+            _within_pixel_limit(path, img)
+            return ImageProbe(img.width, img.height, img.mode, _bit_depth(img.mode), n_bytes)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImageError(f"{path}: cannot be read as an image ({error})") from error
 
 
-def _bomb_error(path: Path, error: Exception) -> UnreadableImageError:
+def _bomb_error(path: Path, error: object) -> UnreadableImageError:
     return UnreadableImageError(
         f"{path}: refused as a possible decompression bomb ({error}). Images above "
         f"{Image.MAX_IMAGE_PIXELS:,} pixels are not decoded; downsample the file first."
     )
+
+
+def _within_pixel_limit(path: Path, img: Image.Image) -> None:
+    """The pixel limit, from the header before any decoding: the same answer on every call and
+    in every thread (a ``warnings`` filter is process-wide state, not safe in a thread pool).
+    The limit is Pillow's ``Image.MAX_IMAGE_PIXELS`` (89,478,485 pixels unless changed)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and img.width * img.height > limit:
+        raise _bomb_error(path, f"{img.width} x {img.height} = {img.width * img.height:,} pixels")
 
 
 def read_image(path: Path, *, draft: int | None = None) -> np.ndarray:
@@ -113,13 +121,12 @@ def read_image(path: Path, *, draft: int | None = None) -> np.ndarray:
     if path.suffix.lower() == ".dcm":
         return _read_dicom(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if draft is not None and img.format == "JPEG":
-                    img.draft(img.mode, (draft, draft))
-                img.load()
-                return pil_to_array(img)
+        with Image.open(path) as img:
+            _within_pixel_limit(path, img)
+            if draft is not None and img.format == "JPEG":
+                img.draft(img.mode, (draft, draft))
+            img.load()
+            return pil_to_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError) as error:
