@@ -71,3 +71,33 @@ def test_to_channels() -> None:
     assert to_channels(gray, 3).shape == (3, 5, 6)
     with pytest.raises(ValueError, match="cannot be made single-channel"):
         to_channels(np.zeros((5, 6, 3), np.uint8), 1)
+
+
+def test_a_broken_compressed_dicom_names_the_file_and_keeps_pydicom_quiet(tmp_path: Path) -> None:
+    import logging
+
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, generate_uid
+
+    from medbalance.cli.app import _quiet_pydicom
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = JPEG2000Lossless
+    meta.MediaStorageSOPClassUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = 8, 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 40])  # a broken J2K stream
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
+    with pytest.raises(UnreadableImageError, match="broken.dcm: DICOM pixel data cannot be") as e:
+        read_image(tmp_path / "broken.dcm")
+    assert "pip install" not in str(e.value)  # the decoders are installed: no such advice
+    _quiet_pydicom(verbose=False)
+    assert logging.getLogger("pydicom").propagate is False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,6 +57,25 @@ def _root(
         stream=sys.stderr,
     )
     logging.getLogger("medbalance").setLevel(logging.DEBUG if verbose else logging.INFO)
+    _quiet_pydicom(verbose)
+
+
+def _quiet_pydicom(verbose: bool) -> None:
+    """pydicom logs a full traceback for each decoder it tries on a broken file; medbalance
+    already lists that file as unreadable with the reason, so pydicom's records go to a log
+    file instead of the terminal (to both with -v)."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "medbalance-logs"
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.propagate = verbose
+    if not any(isinstance(h, logging.FileHandler) for h in pydicom_log.handlers):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handler: logging.Handler = logging.FileHandler(folder / "pydicom.log", delay=True)
+        except OSError:
+            handler = logging.NullHandler()
+        pydicom_log.addHandler(handler)
 
 
 app.command()(guarded(inspect))

@@ -208,9 +208,14 @@ def _read_dicom(path: Path) -> np.ndarray:
             pixels = ds.pixel_array
     except Exception as error:  # the decoders raise many types (missing plugin, bad stream)
         first = " ".join(str(error).split())[:200]
+        hint = (
+            "the file's pixel data is damaged or in a form no installed decoder reads"
+            if _dicom_decoders_installed()
+            else "pip install 'medbalance[dicom]' brings the JPEG, JPEG-LS, JPEG 2000 and RLE "
+            "decoders"
+        )
         raise UnreadableImageError(
-            f"{path}: DICOM pixel data cannot be decoded ({type(error).__name__}: {first}); "
-            "pip install 'medbalance[dicom]' brings the JPEG, JPEG-LS, JPEG 2000 and RLE decoders"
+            f"{path}: DICOM pixel data cannot be decoded ({type(error).__name__}: {first}); {hint}"
         ) from None
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     _check_pixels(path, pixels)
@@ -255,6 +260,17 @@ def _no_pixels(path: Path, ds: Any) -> NotAnImageError:
     return NotAnImageError(
         f"{path}: {NOT_AN_IMAGE} (a DICOM {kind} without pixel data, such as a structured "
         "report or an RT plan); it is left out"
+    )
+
+
+def _dicom_decoders_installed() -> bool:
+    """Whether the decoders of the ``dicom`` extra are importable (then installing them again
+    is no advice)."""
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("pylibjpeg", "libjpeg", "openjpeg", "rle")
     )
 
 
