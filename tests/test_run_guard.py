@@ -296,6 +296,10 @@ def test_resume_refuses_other_pixels_under_the_same_file_names(tmp_path: Path) -
     first = fit(config, stop_after_epoch=0)  # as if killed after the first epoch
     image = data / "train" / "a" / "img_0.png"
     Image.new("L", (32, 32), color=255).save(image)  # same name, other pixels
-    with pytest.raises(ValueError, match="was trained on other data"):
+    with pytest.raises(
+        ValueError,
+        match=r"trained on other data .*first differing files: train/a/img_0.png "
+        r"\(other pixels\)",
+    ):
         fit(config, resume=True)
     assert first.trainer is not None

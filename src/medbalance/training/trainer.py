@@ -281,6 +281,8 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "fingerprint": self.data.fingerprint,
+            # what each item was (path and content hash), to name the files that changed
+            "items": _items(self.data.catalog),
             "run_id": self.run_id,
             # the best weights, unless they are this epoch's (then they are "model" above)
             "best_model": self.best_state if self.best_epoch != epoch else None,
@@ -303,9 +305,11 @@ def load_resume(trainer: Trainer) -> dict[str, Any]:
     path = trainer.folder.last
     state = read_training_state(path)
     if state["fingerprint"] != trainer.data.fingerprint:
+        changed = _changed_items(state.get("items"), _items(trainer.data.catalog))
         raise ValueError(
             f"--resume: {path} was trained on other data (fingerprint {state['fingerprint']}, "
-            f"now {trainer.data.fingerprint}); resume with the same data, or start afresh"
+            f"now {trainer.data.fingerprint}{changed}); resume with the same data, or start "
+            "afresh"
         )
     check_resume_config(trainer.folder, trainer.config)
     trainer.model.load_state_dict(state["model"])
@@ -322,6 +326,39 @@ def load_resume(trainer: Trainer) -> dict[str, Any]:
     # best.safetensors that does not belong to this state
     trainer.write_best()
     return state
+
+
+def _items(catalog: Any) -> list[str]:
+    """``origin<TAB>content hash<TAB>label<TAB>split`` per item (arrays: no hash)."""
+    digests = catalog.digests or [""] * len(catalog)
+    rows = zip(
+        catalog.origins, digests, catalog.labels.tolist(), catalog.splits.tolist(), strict=True
+    )
+    return ["\t".join(map(str, row)) for row in rows]
+
+
+def _changed_items(before: Any, now: list[str]) -> str:
+    """``; first differing files: a.png (other pixels), ...`` or nothing when unknown."""
+    if not isinstance(before, list):
+        return ""  # a state written before items were recorded
+    old = {row.split("\t", 1)[0]: row for row in before if isinstance(row, str)}
+    new = {row.split("\t", 1)[0]: row for row in now}
+    notes = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            notes.append(f"{name} (gone)")
+        elif name not in old:
+            notes.append(f"{name} (new)")
+        elif old[name] != new[name]:
+            what = ("other pixels", "another label", "another split")
+            parts_old, parts_new = old[name].split("\t"), new[name].split("\t")
+            diff = [
+                w for w, a, b in zip(what, parts_old[1:], parts_new[1:], strict=False) if a != b
+            ]
+            notes.append(f"{name} ({', '.join(diff) or 'changed'})")
+        if len(notes) == 3:
+            break
+    return f"; first differing files: {', '.join(notes)}" if notes else ""
 
 
 def _resolvable(data: str) -> str:
