@@ -469,3 +469,46 @@ def test_export_never_writes_onto_a_run_file_or_an_existing_file(run: Path, tmp_
     assert "already exists" in message and mine.read_text() == "keep me"
     ok(invoke("export", run, "--format", "torchscript", "--out", mine, "--overwrite"))
     assert mine.stat().st_size > 1000
+
+
+def test_an_images_score_depends_on_that_image_alone(run: Path, tmp_path: Path) -> None:
+    """Any image, in any company (8- and 16-bit, colour, constant), scores the same as alone."""
+    import numpy as np
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from PIL import Image
+
+    from medbalance.evaluation.ensemble import load_model
+    from medbalance.evaluation.predict import iter_predictions
+
+    trained = load_model(run)
+    kinds = st.sampled_from(["u8", "u16", "rgb", "const8", "const16"])
+    images = st.lists(st.tuples(kinds, st.integers(8, 48), st.integers(0, 2**16)), min_size=2,
+                      max_size=5)  # fmt: skip
+
+    def write(k: int, kind: str, side: int, seed: int) -> Path:
+        rng = np.random.default_rng(seed)
+        if kind == "u8":
+            array = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        elif kind == "u16":
+            array = rng.integers(0, 65536, (side, side), dtype=np.uint16)
+        elif kind == "rgb":
+            array = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        else:
+            dtype = np.uint8 if kind == "const8" else np.uint16
+            array = np.full((side, side), seed % 200 + 1, dtype=dtype)
+        path = tmp_path / f"img{k}.png"
+        Image.fromarray(array).save(path)
+        return path
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(images)
+    def check(spec: list[tuple[str, int, int]]) -> None:
+        paths = [write(k, *item) for k, item in enumerate(spec)]
+        together = list(iter_predictions(trained, [str(p) for p in paths], batch_size=64))
+        for path, row in zip(paths, together, strict=True):
+            alone = next(iter_predictions(trained, [str(path)]))
+            for name, value in alone.probabilities.items():
+                assert abs(row.probabilities[name] - value) < 1e-6, (path, spec)
+
+    check()

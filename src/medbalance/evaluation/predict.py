@@ -154,7 +154,7 @@ def iter_predictions(
             loaded = list(pool.map(lambda item: _try_load(item, settings, trained.channels), batch))
             good = [k for k, (array, _) in enumerate(loaded) if array is not None]
             arrays = [a for a, _ in loaded if a is not None]
-            probs = trained.probabilities(np.stack(arrays)) if arrays else np.empty((0, len(names)))
+            probs = _scored_by_dtype(trained, arrays, len(names))
             labels = decision.decide(probs) if len(probs) else np.empty(0, dtype=np.int64)
             row_of = {k: r for r, k in enumerate(good)}
             for k, item in enumerate(batch):
@@ -168,6 +168,17 @@ def iter_predictions(
                     names[labels[row_of[k]]],
                     decision.threshold,
                 )
+
+
+def _scored_by_dtype(trained: Scorer, arrays: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """Probabilities of each array, every bit depth scored in its own batch: stacking 8-bit
+    with 16-bit images would change the 8-bit ones' numbers, and an image's score must not
+    depend on the other files of the call."""
+    probs = np.empty((len(arrays), n_classes))
+    for dtype in sorted({a.dtype.str for a in arrays}):
+        rows = [i for i, a in enumerate(arrays) if a.dtype.str == dtype]
+        probs[rows] = trained.probabilities(np.stack([arrays[i] for i in rows]))
+    return probs
 
 
 def predict(
