@@ -155,7 +155,8 @@ def test_api_predict_matches_the_cli_csv(tiny_tree: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("call", "said"),
     [
-        (lambda: mb.train("data/", out=None), "out must be a path .* got None"),
+        (lambda: mb.train("data/", out=3), "out must be a path .* got 3"),
+        (lambda: mb.train("data/", resume=True), "resume needs out="),
         (lambda: mb.train(None), "data must be a path .* got None"),
         (lambda: mb.train("data/", out="r", epochs=True), "epochs must be a positive integer"),
         (lambda: mb.cv("data/", folds="x"), "folds must be a whole number >= 2, got 'x'"),

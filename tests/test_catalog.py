@@ -164,3 +164,18 @@ def test_link_loops_are_skipped_and_listed(tmp_path: Path) -> None:
     catalog = load_catalog(str(data))
     assert len(catalog) == 8
     assert {"a/self", "a/x1.png", "a/x2", "loop"} <= set(catalog.ignored)
+
+
+def test_medbalance_data_resolves_any_folder_or_file_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import write_tree
+    from medbalance.data.catalog import load_catalog
+
+    write_tree(tmp_path / "shared" / "knee_like", {"0": 4, "1": 4, "2": 4})
+    monkeypatch.setenv("MEDBALANCE_DATA", str(tmp_path / "shared"))
+    monkeypatch.chdir(tmp_path)
+    catalog = load_catalog("knee_like")
+    assert catalog.class_names == ("0", "1", "2") and len(catalog) == 12
+    with pytest.raises((FileNotFoundError, ValueError)):
+        load_catalog("no_such_set")

@@ -303,3 +303,21 @@ def test_resume_refuses_other_pixels_under_the_same_file_names(tmp_path: Path) -
     ):
         fit(config, resume=True)
     assert first.trainer is not None
+
+
+def test_without_out_each_run_gets_a_new_announced_folder(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    first = invoke("train", trained[0], *FAST, "--epochs", "1")
+    assert first.exit_code == 0, first.output
+    time.sleep(1.1)  # the folder name carries the time to the second
+    second = invoke("train", trained[0], *FAST, "--epochs", "1")
+    assert second.exit_code == 0, second.output
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(f.name.startswith("a-") for f in folders)
+    assert all((f / "metrics.json").is_file() for f in folders)
+    resumed = invoke("train", trained[0], *FAST, "--resume")
+    assert resumed.exit_code == 2 and "--resume needs --out" in resumed.output

@@ -150,7 +150,9 @@ def ensemble(
     ] = None,
     tta: Annotated[int, typer.Option(min=1, max=9, help="Test-time views per member.")] = 1,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples (1000).")] = 1000,
-    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
+    ] = "auto",
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
 ) -> None:
     """Combine finished runs (seeds, models or remedies on the same data and splits) into one

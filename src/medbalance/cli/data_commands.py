@@ -353,7 +353,9 @@ def train(
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))
     try:
-        config = load_config(config_file, overrides)
+        if resume and out is None and config_file is None:
+            raise ConfigError("--resume needs --out RUN_DIR, the run folder to continue")
+        config = load_config(config_file, overrides, new_out=True)
         from medbalance.workflows.training import train_and_evaluate
 
         result = train_and_evaluate(config, resume=resume, overwrite=overwrite)

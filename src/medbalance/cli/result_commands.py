@@ -42,7 +42,9 @@ def evaluate(
         ),
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
-    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
+    ] = "auto",
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     tta: Annotated[
         int | None,
@@ -110,7 +112,9 @@ def predict(
         "predictions.csv"
     ),
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    device: Annotated[str, typer.Option(help="cpu | cuda | mps")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
+    ] = "auto",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out file.")
     ] = False,

@@ -73,7 +73,7 @@ def load_catalog(
         DataError: the source breaks a rule; the message says which and how to fix it.
         FileNotFoundError: the path does not exist and is not a MedMNIST name.
     """
-    path = Path(source).expanduser()
+    path = _in_data_folder(Path(source).expanduser())
     if not path.exists():
         if str(source).lower() in MEDMNIST:
             path = resolve_medmnist(str(source), size=medmnist_size)
@@ -174,6 +174,16 @@ def _with_group_pattern(catalog: Catalog, pattern: str) -> Catalog:
 
 
 # --- class-folder trees -------------------------------------------------------------------
+
+
+def _in_data_folder(path: Path) -> Path:
+    """A relative path that does not exist here but does in ``$MEDBALANCE_DATA`` (any folder or
+    file there: ``knee_kl``, ``chest_xray_mini_3class.csv``) is that one."""
+    root = os.environ.get("MEDBALANCE_DATA")
+    if path.exists() or path.is_absolute() or not root:
+        return path
+    there = Path(root).expanduser() / path
+    return there if there.exists() else path
 
 
 def _is_junk(name: str) -> bool:

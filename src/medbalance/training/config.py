@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "check_components",
     "default_drw_epoch",
     "load_config",
+    "new_run_folder",
 ]
 
 # The remedy the benchmarks (benchmarks/RESULTS.md) found best on imbalanced data: oversampling
@@ -345,10 +347,23 @@ class ResolvedConfig(TrainConfig):
     native_size: int | None = None
 
 
+def new_run_folder(data: str, root: str = "runs") -> str:
+    """``runs/<data name>-<date>-<time>``: the run folder when none is named, new each time
+    (so a second run never collides with the first)."""
+    import time
+
+    stem = Path(str(data).rstrip("/\\")).name.split(".")[0] or "run"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40]
+    return f"{root}/{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def load_config(
-    path: Path | None = None, overrides: Mapping[str, Any] | None = None
+    path: Path | None = None, overrides: Mapping[str, Any] | None = None, *, new_out: bool = False
 ) -> TrainConfig:
     """Build a config from a file, then command-line overrides (``None`` values are ignored).
+
+    With ``new_out`` (``train``), a config that names no run folder gets a new one
+    (:func:`new_run_folder`), announced in the log.
 
     Raises:
         ConfigError: an unknown key (with the nearest known one) or a value breaking a rule.
@@ -374,6 +389,9 @@ def load_config(
         raise ConfigError(
             "no data given: pass DATA on the command line or data = '...' in the file"
         )
+    if "out" not in values and new_out:
+        values["out"] = new_run_folder(str(values["data"]))
+        logging.getLogger(__name__).info("no --out given: the run goes to %s", values["out"])
     try:
         return TrainConfig(**values)
     except TypeError as error:

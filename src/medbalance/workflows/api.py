@@ -79,7 +79,7 @@ class Run:
         return self.folder.best
 
     def predict(
-        self, inputs: Sequence[PathLike] | PathLike, *, batch_size: int = 64, device: str = "cpu"
+        self, inputs: Sequence[PathLike] | PathLike, *, batch_size: int = 64, device: str = "auto"
     ) -> list[Prediction]:
         """Score images, folders, CSV manifests or ``.npz`` files (see :func:`predict`)."""
         return predict(self, inputs, batch_size=batch_size, device=device)
@@ -151,7 +151,7 @@ def inspect(
 def train(
     data: PathLike,
     *,
-    out: PathLike = "runs/run",
+    out: PathLike | None = None,
     config: PathLike | None = None,
     drw: bool = False,
     resume: bool = False,
@@ -176,11 +176,13 @@ def train(
     """
     from medbalance.workflows.training import train_and_evaluate
 
+    if resume and out is None:
+        raise ConfigError("resume needs out=, the run folder to continue")
     overrides = {
-        **options, "data": str(_path("data", data)), "out": str(_path("out", out)),
-        "drw": drw or None,
+        **options, "data": str(_path("data", data)),
+        "out": None if out is None else str(_path("out", out)), "drw": drw or None,
     }  # fmt: skip
-    resolved = load_config(Path(config) if config is not None else None, overrides)
+    resolved = load_config(Path(config) if config is not None else None, overrides, new_out=True)
     result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
     return Run(result.run_dir)
 
@@ -193,7 +195,7 @@ def evaluate(
     threshold: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     report: bool = True,
     tta: int | None = None,
 ) -> dict[str, Any]:
@@ -225,7 +227,7 @@ def predict(
     inputs: Sequence[PathLike] | PathLike,
     *,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> list[Prediction]:
     """Score images with a run, its ``best.safetensors`` or a CV folder (the fold ensemble) at
     the stored operating point.
@@ -335,7 +337,7 @@ def ensemble(
     threshold: str | None = None,
     tta: int = 1,
     bootstrap: int = 1000,
-    device: str = "cpu",
+    device: str = "auto",
     report: bool = True,
 ) -> dict[str, Any]:
     """An ensemble of finished runs (``medbalance ensemble``): the mean of their probabilities,
