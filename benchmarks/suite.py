@@ -560,6 +560,83 @@ def grid_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# --- the rules written in RESULTS.md before the runs (2026-12-03) ----------------------------
+
+DEFAULT_DECISION = {
+    "binary": "youden",
+    "multiclass": "offsets:balanced",
+    "ordinal": "offsets:balanced",
+}
+
+
+def _stat(rows: Sequence[dict[str, Any]], pair: str, key: str) -> tuple[float, float]:
+    """Mean and sd over seeds of one grid cell."""
+    values = [r["grid"][pair][key] for r in rows if pair in r.get("grid", {})]
+    if not values:
+        return math.nan, math.nan
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), sd
+
+
+def selection_verdict(records: Sequence[dict[str, Any]], candidate: str = "defaults") -> str:
+    """Rule 2: each selection rule with the task's default decision, headline metric."""
+    runs = [r for r in records if r["candidate"] == candidate and r.get("grid")]
+    lines = [
+        "| set | seeds | " + " | ".join(SELECT_RULES) + " |",
+        "|---" * (2 + len(SELECT_RULES)) + "|",
+    ]
+    ranks: dict[str, list[float]] = {rule: [] for rule in SELECT_RULES}
+    worst: dict[str, float] = {rule: 0.0 for rule in SELECT_RULES}
+    for name, rows in _group(runs, lambda r: r["set"]).items():
+        kind, key = rows[0]["kind"], _headline_key(rows[0]["kind"])
+        cells = {
+            rule: _stat(rows, f"{rule}|{DEFAULT_DECISION[kind]}", key) for rule in SELECT_RULES
+        }
+        for rule, rank in _rank({k: v[0] for k, v in cells.items()}).items():
+            ranks[rule].append(rank)
+        best_mean, best_sd = cells["best"]
+        for rule, (mean, sd) in cells.items():
+            worst[rule] = max(worst[rule], (best_mean - mean) - max(sd, best_sd))
+        row = " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in cells.values())
+        lines.append(f"| {name} ({key}) | {len(rows)} | {row} |")
+    lines.append(
+        "| mean rank | | " + " | ".join(f"{_avg(ranks[r]):.2f}" for r in SELECT_RULES) + " |"
+    )
+    lines.append(
+        "| worst (below best) - sd | | "
+        + " | ".join(f"{worst[r]:+.3f}" for r in SELECT_RULES)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def decision_verdict(records: Sequence[dict[str, Any]], candidate: str = "defaults") -> str:
+    """Rule 3: decision rules on the sets with more than two classes, selection ``best``."""
+    runs = [
+        r
+        for r in records
+        if r["candidate"] == candidate and r.get("grid") and r["kind"] != "binary"
+    ]
+    by_set = _group(runs, lambda r: r["set"])
+    rules = list(DECISIONS["ordinal"])
+    lines = ["| rule | " + " | ".join(f"{n} acc / bal" for n in by_set) + " | mean bal | acc ok |"]
+    lines.append("|---" * (3 + len(by_set)) + "|")
+    for rule in rules:
+        cells, bals, ok = [], [], True
+        for rows in by_set.values():
+            acc, _ = _stat(rows, f"best|{rule}", "accuracy")
+            bal, _ = _stat(rows, f"best|{rule}", "balanced_accuracy")
+            arg, _ = _stat(rows, "best|argmax", "accuracy")
+            cells.append(f"{acc:.3f} / {bal:.3f}" if not math.isnan(acc) else "–")
+            if not math.isnan(bal):
+                bals.append(bal)
+                ok &= acc >= arg - 0.02
+        full = len(bals) == len(by_set)
+        mean = f"{statistics.mean(bals):.3f}" if full else f"({len(bals)} sets)"
+        lines.append(f"| {rule} | " + " | ".join(cells) + f" | {mean} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", action="append", default=None,
@@ -568,6 +645,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="default: quick 1, full 3")
     parser.add_argument("--sets", default=",".join(SET_NAMES))
     parser.add_argument("--grid", action="store_true", help="also the selection x decision grid")
+    parser.add_argument("--verdict", action="store_true",
+                        help="also the selection and decision tables of the written rules")  # fmt: skip
     parser.add_argument("--append", action="store_true", help="append the tables to RESULTS.md")
     parser.add_argument("--title", default=None, help="the RESULTS.md section title")
     parser.add_argument("--out", default=None, help="folder for runs (default benchmarks/out)")
@@ -587,6 +666,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = f"{table(records)}\n"
     if args.grid:
         text += f"\n{grid_table(records)}\n"
+    if args.verdict:
+        text += f"\n{selection_verdict(records)}\n\n{decision_verdict(records)}\n"
     loads = [r["load_start"] for r in records] + [r["load_end"] for r in records]
     text += f"\nTier {args.tier}, {seeds} seed(s); load {min(loads):.1f}-{max(loads):.1f}.\n"
     print(text)
