@@ -20,7 +20,7 @@ LABELS = np.array([0] * 400 + [1] * 146)  # BreastMNIST's training counts
 
 
 def test_default_is_ten_epochs_until_the_suite_chooses_a_budget() -> None:
-    plan = plan_epochs(TrainConfig(data="x"), LABELS)
+    plan = plan_epochs(TrainConfig(data="x", ordinal=False), LABELS)
     assert budget.DEFAULT_STEPS is None  # changed only through benchmarks/suite.py
     assert (plan.epochs, plan.reason) == (10, "the default of 10 epochs")
 
@@ -38,7 +38,7 @@ def test_default_is_ten_epochs_until_the_suite_chooses_a_budget() -> None:
     ],
 )
 def test_plan(changes: dict[str, object], epochs: int, per_epoch: int, said: str) -> None:
-    plan = plan_epochs(TrainConfig(data="x", **changes), LABELS)  # type: ignore[arg-type]
+    plan = plan_epochs(TrainConfig(data="x", ordinal=False, **changes), LABELS)  # type: ignore[arg-type]
     assert (plan.epochs, plan.steps_per_epoch) == (epochs, per_epoch)
     assert said in plan.reason
 

@@ -26,7 +26,7 @@ from medbalance.data.catalog import Catalog, DataError, SourceKind, numeric_orde
 from medbalance.data.prepared import Prepared
 from medbalance.models.backbones import create_model, head_parameters
 from medbalance.models.ordinal import CornLinear, corn_log_probs, use_corn_head
-from medbalance.training.config import ConfigError, TrainConfig
+from medbalance.training.config import GRADES_AS_ORDINAL, ConfigError, TrainConfig
 from medbalance.training.prepare import order_classes
 from medbalance.training.priors import learned_prior
 
@@ -122,11 +122,20 @@ def test_learned_prior_does_not_depend_on_the_head() -> None:
 
 
 def test_the_default_sampler_follows_the_task() -> None:
-    """Oversampling by default; none for ordinal grades (RESULTS.md); a given one is kept."""
-    assert TrainConfig(data="d").sampler == "oversample"
+    """Oversampling by default; none for ordinal grades (RESULTS.md); a given one is kept; with
+    the task still open (ordinal not given) the sampler waits for the classes."""
+    from medbalance.training.prepare import resolve_task
+
+    assert TrainConfig(data="d", ordinal=False).sampler == "oversample"
     assert TrainConfig(data="d", ordinal=True).sampler == "none"
     assert TrainConfig(data="d", ordinal=True, sampler="oversample:0.5").sampler == "oversample:0.5"
-    assert TrainConfig(data="d", sampler="auto").to_dict()["sampler"] == "oversample"
+    assert TrainConfig(data="d", sampler="auto", ordinal=False).to_dict()["sampler"] == "oversample"
+    open_task = TrainConfig(data="d")
+    assert (open_task.ordinal, open_task.sampler) == (None, "auto")
+    plain = resolve_task(open_task, ("normal", "pneumonia"))
+    assert (plain.ordinal, plain.sampler) == (False, "oversample")
+    grades = resolve_task(open_task, ("0", "1", "2"))
+    assert grades.ordinal is GRADES_AS_ORDINAL and grades.sampler != "auto"
 
 
 def test_class_order_is_validated_and_stored_as_a_tuple() -> None:
@@ -261,7 +270,7 @@ def test_an_ordinal_model_exports(ordinal_run: Path, tmp_path: Path) -> None:
     model_file, _ = export_model(best, "torchscript", tmp_path / "export")
     assert model_file.is_file()
     if all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")):
-        model_file, _ = export_model(best, "onnx", tmp_path / "export")
+        model_file, _ = export_model(best, "onnx", tmp_path / "export.onnx")
         assert model_file.is_file()
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "AUTO_SAMPLER",
     "DEFAULT_LOSS",
     "DEFAULT_SAMPLER",
+    "GRADES_AS_ORDINAL",
     "ORDINAL_SAMPLER",
     "ConfigError",
     "ResolvedConfig",
@@ -49,6 +50,9 @@ __all__ = [
 DEFAULT_SAMPLER = "oversample"
 ORDINAL_SAMPLER = "none"
 AUTO_SAMPLER = "auto"  # the field's default: one of the two above, by task
+# Whether classes named by numbers (three or more) train as ordinal grades when --ordinal is not
+# given; chosen by benchmarks/suite.py (RESULTS.md, rule 4 of 2026-12-03)
+GRADES_AS_ORDINAL = False
 DEFAULT_LOSS = "ce"
 
 
@@ -113,7 +117,7 @@ class TrainConfig:
     group_pattern: str | None = None
     group_column: str | None = None
     skip_unreadable: bool = False
-    ordinal: bool = False  # classes are ordered grades: CORN head, ordinal metrics
+    ordinal: bool | None = None  # ordered grades (CORN head, ordinal metrics); None: by the classes
     class_order: tuple[str, ...] | None = None  # the class index order (default: sorted names)
 
     def __post_init__(self) -> None:
@@ -153,7 +157,7 @@ class TrainConfig:
             raise ConfigError(f"crt_epochs must be 0 or more, got {self.crt_epochs}")
         if not 0 < self.backbone_lr_mult <= 1:
             raise ConfigError(f"backbone_lr_mult must be in (0, 1], got {self.backbone_lr_mult}")
-        if self.sampler == AUTO_SAMPLER:
+        if self.sampler == AUTO_SAMPLER and self.ordinal is not None:  # else once it is known
             by_task = ORDINAL_SAMPLER if self.ordinal is True else DEFAULT_SAMPLER
             object.__setattr__(self, "sampler", by_task)
         check_components(self.sampler, self.loss, self.loss_options, self.threshold)
@@ -220,7 +224,7 @@ def _check_epoch_fields(config: TrainConfig) -> None:
 def _check_class_order(config: TrainConfig) -> None:
     """``class_order``: two or more distinct, non-empty names; a list (config file) is stored
     as a tuple."""
-    if not isinstance(config.ordinal, bool):
+    if config.ordinal is not None and not isinstance(config.ordinal, bool):
         raise ConfigError(f"ordinal must be true or false, got {config.ordinal!r}")
     order = config.class_order
     if order is None:
@@ -316,7 +320,8 @@ def check_components(
         raise ConfigError(f"loss_options must be a table of key = value, got {options!r}")
     try:
         auto = f", {AUTO_SAMPLER} ({DEFAULT_SAMPLER}; {ORDINAL_SAMPLER} with --ordinal)"
-        parse_sampler_spec(sampler, also=auto)
+        if sampler != AUTO_SAMPLER:  # auto: chosen once the task is known
+            parse_sampler_spec(sampler, also=auto)
         check_loss_options(loss, {k: v for k, v in options.items() if k != "class_weight"})
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from None
@@ -342,6 +347,7 @@ class ResolvedConfig(TrainConfig):
     model: str
     lr: float
     epochs: int
+    ordinal: bool
     class_names: tuple[str, ...]
     positive_index: int
     native_size: int | None = None

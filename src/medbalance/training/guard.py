@@ -195,7 +195,7 @@ def config_differences(
         (key, stored.get(key), planned.get(key))
         for key in sorted(set(planned) | set(stored))
         if key not in ignore
-        and not (unresolved and planned.get(key) is None)
+        and not (unresolved and planned.get(key) in (None, "auto"))
         and stored.get(key) != planned.get(key)
     ]
 

@@ -21,6 +21,7 @@ from medbalance.data.cache import default_presize
 from medbalance.data.catalog import look_alike_classes, numeric_order, with_class_order
 from medbalance.data.prepared import Prepared, default_positive_class, fingerprint, prepare_data
 from medbalance.training.config import (
+    GRADES_AS_ORDINAL,
     ConfigError,
     ResolvedConfig,
     TrainConfig,
@@ -195,7 +196,7 @@ def _say_task(config: TrainConfig, names: tuple[str, ...]) -> None:
     if len(names) <= 2 or numeric_order(names) is None:
         return
     if config.ordinal:
-        log.info("task: ordinal grades %s (CORN head); without --ordinal they train as "
+        log.info("task: ordinal grades %s (CORN head); --no-ordinal trains them as "
                  "unordered classes", ", ".join(names))  # fmt: skip
     else:
         log.info("task: %d unordered classes (%s are numbers); if they are ordered grades, "
@@ -240,5 +241,16 @@ def prepare_run(
         )
         if info.is_main:
             barrier(info)
+    sized = resolve_task(sized, tuple(data.class_names))
     data = order_classes(sized, data)
     return PreparedRun(resolve_for_data(sized, data, native), data, device)
+
+
+def resolve_task(config: TrainConfig, names: tuple[str, ...]) -> TrainConfig:
+    """``ordinal`` when not given: grades when there are three or more classes all named by
+    numbers and :data:`GRADES_AS_ORDINAL` says so (the suite's choice), else plain classes; the
+    ``auto`` sampler follows the task."""
+    if config.ordinal is not None:
+        return config
+    grades = len(names) > 2 and numeric_order(names) is not None
+    return dataclasses.replace(config, ordinal=GRADES_AS_ORDINAL and grades)
