@@ -297,7 +297,9 @@ def test_ema_scores_and_keeps_the_moving_average(tiny_npz: Path, tmp_path: Path)
     import torch
     from safetensors.torch import load_file
 
-    result = fit(_config(tiny_npz, tmp_path / "ema", epochs=2, model="smallcnn", ema=0.9))
+    result = fit(
+        _config(tiny_npz, tmp_path / "ema", epochs=2, model="smallcnn", ema=0.9, select_rule="best")
+    )
     trainer = result.trainer
     assert trainer is not None and trainer.ema is not None
     best = load_file(str(tmp_path / "ema" / "best.safetensors"))

@@ -214,8 +214,8 @@ def train(
         str | None,
         typer.Option(
             "--select-rule",
-            help=f"{choices(SelectRule)}: within-noise keeps the latest epoch whose value lies "
-            "within one standard error of the best (no chasing of validation noise).",
+            help=f"{choices(SelectRule)} (default last: the final epoch); best: the best val "
+            "value; within-noise: the latest epoch within one standard error of the best.",
         ),
     ] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience.")] = None,

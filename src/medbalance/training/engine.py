@@ -234,9 +234,12 @@ def _keep(
     config: TrainConfig, row: dict[str, float], trainer: Trainer, peak: dict[str, float] | None
 ) -> bool:
     """Whether this epoch becomes the kept checkpoint, given ``peak``, the epoch with the best
-    value so far. ``best``: it beats the peak. ``within-noise``: its value lies within one
-    standard error of the peak's (the later weights are kept unless an earlier epoch was better
-    by more than the noise)."""
+    value so far. ``last`` (the default): always, so the run keeps its final weights (on the
+    suite, best-by-val chased the noise of small validation splits). ``best``: it beats the
+    peak. ``within-noise``: its value lies within one standard error of the peak's (the later
+    weights are kept unless an earlier epoch was better by more than the noise)."""
+    if config.select_rule == "last":
+        return True
     if config.select_rule != "within-noise" or peak is None:
         return _better(config.select, row, peak)
     value = row[f"val_{config.select}"]
@@ -372,7 +375,9 @@ def _train(
                 scheduler.load_state_dict(state["scheduler"])
         for epoch in range(max(start, done), end):
             row = _run_epoch(trainer, epoch, phase, optimizer, scheduler)
-            improved = _keep(config, row, trainer, _peak(config.select, trainer.history))
+            peak = _peak(config.select, trainer.history)
+            improved = _keep(config, row, trainer, peak)
+            progress = _better(config.select, row, peak)  # for early stopping, whatever is kept
             if improved:
                 trainer.best_value, trainer.best_epoch = row[f"val_{config.select}"], epoch
                 val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
@@ -392,7 +397,7 @@ def _train(
                     trainer.run_dir, config, trainer.best_epoch, trainer.best_value, trainer=trainer
                 )
             if config.patience is not None and phase != "crt":
-                patience_left = config.patience if improved else (patience_left or 0) - 1
+                patience_left = config.patience if progress else (patience_left or 0) - 1
                 if patience_left is not None and patience_left < 0:
                     log.info(
                         "early stopping: val_%s did not improve for %d epochs",

@@ -82,6 +82,7 @@ class SelectMetric(StrEnum):
 class SelectRule(StrEnum):
     """How the checkpoint is chosen from the epochs' validation metric."""
 
+    LAST = "last"  # the last epoch (the suite's default: RESULTS.md, rule 2 of 2026-12-03)
     BEST = "best"  # the epoch with the best value
     WITHIN_NOISE = "within-noise"  # the latest epoch within the noise of the best value
 
