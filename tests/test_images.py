@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,21 +41,30 @@ def test_corrupt_truncated_and_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         read_image(tmp_path / "ok.png")
 
 
-def test_dicom_monochrome1_and_rescale(tmp_path: Path) -> None:
+def _dicom(syntax: object, *, side: int, bits: tuple[int, int, int], photometric: str) -> Any:
+    """A single-frame grayscale DICOM dataset without pixel data yet."""
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     meta.MediaStorageSOPClassUID = generate_uid()
     meta.MediaStorageSOPInstanceUID = generate_uid()
     ds = pydicom.Dataset()
     ds.file_meta = meta
-    ds.Rows, ds.Columns = 4, 4
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.Rows = ds.Columns = side
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits
     ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.PhotometricInterpretation = photometric
+    return ds
+
+
+def test_dicom_monochrome1_and_rescale(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = _dicom(ExplicitVRLittleEndian, side=4, bits=(16, 12, 11), photometric="MONOCHROME1")
     ds.RescaleSlope, ds.RescaleIntercept = 2, -1000
     raw = np.arange(16, dtype=np.uint16).reshape(4, 4) * 200
     ds.PixelData = raw.tobytes()
@@ -76,23 +86,13 @@ def test_to_channels() -> None:
 def test_a_broken_compressed_dicom_names_the_file_and_keeps_pydicom_quiet(tmp_path: Path) -> None:
     import logging
 
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
+    pytest.importorskip("pydicom")
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEG2000Lossless, generate_uid
+    from pydicom.uid import JPEG2000Lossless
 
     from medbalance.cli.app import _quiet_pydicom
 
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = JPEG2000Lossless
-    meta.MediaStorageSOPClassUID = generate_uid()
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = 8, 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds = _dicom(JPEG2000Lossless, side=8, bits=(8, 8, 7), photometric="MONOCHROME2")
     ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 40])  # a broken J2K stream
     ds["PixelData"].VR = "OB"
     ds.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
