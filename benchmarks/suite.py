@@ -562,6 +562,7 @@ def grid_table(records: Sequence[dict[str, Any]]) -> str:
 
 # --- the rules written in RESULTS.md before the runs (2026-12-03) ----------------------------
 
+# the task's default decision in the runs the rules were judged on (graded sets as plain heads)
 DEFAULT_DECISION = {
     "binary": "youden",
     "multiclass": "offsets:balanced",

@@ -346,8 +346,10 @@ def test_within_noise_keeps_later_weights_unless_clearly_worse() -> None:
     # SE at AUC 0.95 with 50/50 is about 0.021: 0.935 is within the noise, 0.90 is not
     assert _keep(config, {"val_auroc": 0.935, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
     assert not _keep(config, {"val_auroc": 0.90, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
-    strict = TrainConfig(data="x")
+    strict = TrainConfig(data="x", select_rule="best")
     assert not _keep(strict, {"val_auroc": 0.935, "val_loss": 0.4}, _Trainer(), peak)  # type: ignore[arg-type]
+    last = TrainConfig(data="x")  # the default keeps every epoch, so the run ends on its last
+    assert _keep(last, {"val_auroc": 0.60, "val_loss": 0.9}, _Trainer(), peak)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="within-noise needs a metric"):
         TrainConfig(data="x", select="loss", select_rule="within-noise")
 

@@ -207,6 +207,7 @@ def _defaults() -> dict[str, Any]:
         for f in dataclasses.fields(TrainConfig)
         if f.default is not dataclasses.MISSING
     }
+    values["ordinal"] = False  # a config.json older than the option trained plain classes
     return dict(json.loads(json.dumps(values, default=str)))
 
 
