@@ -31,24 +31,14 @@ __all__ = [
 ]
 
 
-# a folder holding one of these is a medbalance run, cv, ensemble or comparison folder
-_MARKERS = ("config.json", "best.safetensors", "last.pt", "ensemble.json", "comparison.json")
-# the files such a folder owns (besides a run's own, RunFolder.run_files): never written by a
-# command that writes a path the user names
-_OWNED = (
-    "ensemble.json", "folds.csv", "oof_metrics.json", "oof_predictions.csv", "comparison.json",
-    "comparison.csv", "comparison.md", "comparison.html",
-)  # fmt: skip
-
-
 def is_run_file(path: Path) -> bool:
     """Whether ``path`` (or what a link at it points to) is one of the files of a medbalance
     run, cv, ensemble or comparison folder."""
     for candidate in {Path(path).absolute(), Path(path).resolve()}:
-        folder = candidate.parent
-        if not any((folder / marker).is_file() for marker in _MARKERS):
+        folder = RunFolder(candidate.parent)
+        if not any((folder.path / marker).is_file() for marker in RunFolder.MARKERS):
             continue
-        owned = {p.name for p in RunFolder(folder).owned_names()} | set(_OWNED)
+        owned = {p.name for p in folder.owned_names()} | set(RunFolder.FOLDER_FILES)
         if candidate.name in owned or candidate.name.endswith(PART_SUFFIX):
             return True
     return False
@@ -103,6 +93,17 @@ class RunFolder:
     INSPECT_SUMMARY = "inspect/summary.json"
     OOF_METRICS = "oof_metrics.json"  # a cv folder's out-of-fold evaluation
     OOF_PREDICTIONS = "oof_predictions.csv"
+    FOLDS = "folds.csv"  # a cv folder's per-fold table
+    ENSEMBLE = "ensemble.json"  # a cv or ensemble folder's members and decision
+    COMPARISON = "comparison.json"  # a comparison folder's results
+    # a folder holding one of these is a medbalance run, cv, ensemble or comparison folder
+    MARKERS = (CONFIG, BEST, LAST, ENSEMBLE, COMPARISON)
+    # what such a folder owns besides a run's own files (owned_names): never written by a
+    # command that writes a path the user names
+    FOLDER_FILES = (
+        ENSEMBLE, FOLDS, OOF_METRICS, OOF_PREDICTIONS, COMPARISON, "comparison.csv",
+        "comparison.md", "comparison.html",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from medbalance.core.files import atomic_write_text
+from medbalance.core.run_folder import RunFolder
 from medbalance.evaluation._parsing import parse_choice
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
@@ -39,7 +40,7 @@ __all__ = [
     "write_ensemble",
 ]
 
-ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FILE = RunFolder.ENSEMBLE
 # what every member of an ensemble must share: one task, at one input size
 MEMBER_KEYS = ("class_names", "presize", "channels", "image_size")
 _FORMAT = "medbalance-ensemble/1"

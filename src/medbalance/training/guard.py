@@ -102,7 +102,7 @@ def _check_not_the_data(folder: RunFolder, config: TrainConfig) -> None:
 def _is_training_run(folder: RunFolder) -> bool:
     """A training run's folder: a checkpoint, or a ``config.json`` a run wrote (not a cv's,
     an ensemble's or a comparison's, and no ``ensemble.json`` beside it)."""
-    if (folder.path / "ensemble.json").exists() or (folder.path / "comparison.json").exists():
+    if any((folder.path / name).exists() for name in (RunFolder.ENSEMBLE, RunFolder.COMPARISON)):
         return False
     if folder.last.is_file() or folder.best.is_file():
         return True

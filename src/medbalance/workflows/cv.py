@@ -174,7 +174,7 @@ def cross_validate(
         ensemble.result["ensemble"] = {"members": folds, "combine": how.value}
         ensemble.write(RunFolder(out))
         metrics = ensemble.result
-    atomic_write_text(out / "folds.csv", _fold_csv(fold_rows))
+    atomic_write_text(out / RunFolder.FOLDS, _fold_csv(fold_rows))
     write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"}, stacker=stacker)
     write_ensemble_report(out, data, ensemble if test_probs else None)
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
