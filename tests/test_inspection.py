@@ -13,6 +13,7 @@ from conftest import write_npz
 from medbalance.cli.app import app
 from medbalance.data.catalog import load_catalog
 from medbalance.data.inspection import Inspection, inspect_catalog, write_inspection
+from medbalance.data.splits import load_split_catalog
 
 SMALL = {"train": {"a": 6, "b": 2}, "val": {"a": 3, "b": 3}, "test": {"a": 4, "b": 2}}
 
@@ -65,8 +66,27 @@ def test_byte_duplicate_across_splits_is_reported_as_a_leak(tmp_path: Path) -> N
     shutil.copy(root / "train" / "a" / "img_0.png", root / "test" / "a" / "copy.png")
     text = only(inspect(root), "duplicate-bytes")
     assert text.startswith("LEAK: 1 of 1 group(s) of byte-identical files cross splits")
+    assert "keep one copy of each" in text  # the user's own split separates them
     assert "train/a/img_0.png = test/a/copy.png [LEAK across train and test]" in text
     assert not inspect(root).with_code("duplicate-pixels")
+
+
+def test_identical_files_in_a_split_medbalance_made_get_no_keep_one_copy_advice(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "pool"
+    write_images(root / "a", 30)
+    write_images(root / "b", 20)
+    shutil.copy(root / "a" / "img_0.png", root / "a" / "copy.png")
+    shutil.copy(root / "a" / "img_1.png", root / "b" / "copy.png")  # conflicting labels
+    for catalog in (load_catalog(root), load_split_catalog(str(root), seed=4)):
+        text = only(inspect_catalog(catalog, workers=1), "duplicate-bytes")
+        assert text.startswith(
+            "2 group(s) of byte-identical files; medbalance keeps each group in one split when "
+            "it makes the splits, as it does a patient's images; 1 group(s) carry conflicting "
+            "labels; fix the labels"
+        )
+        assert "LEAK" not in text and "keep one copy" not in text
 
 
 def test_byte_duplicate_within_a_split_with_conflicting_labels(tmp_path: Path) -> None:
@@ -238,6 +258,9 @@ def test_size_shortcut_is_found_when_each_class_has_its_own_size(tmp_path: Path)
     assert result.feature_auroc["image width"] == {"a": 1.0, "b": 1.0}
     text = only(result, "shortcut")
     assert text.startswith("image width alone separates a from b (AUROC 1.00)")
+    assert "this may be a shortcut, which a network can learn instead of what the class " in text
+    assert "check whether the classes were imaged or cropped at different sizes" in text
+    assert "disease" not in text  # the classes need not be diseases
     assert "presize every image to one square size" in text
     assert "image file size (AUROC 1.00)" in text  # noise PNGs grow with their size
     assert "aspect ratio" not in result.feature_auroc  # constant features are skipped
@@ -258,8 +281,10 @@ def test_shortcut_names_the_class_among_several(tmp_path: Path) -> None:
     text = only(inspect(tmp_path / "data"), "shortcut")
     assert text.startswith(
         "image file size alone separates c from the other classes (AUROC 1.00), "
-        "and so do colour mode (1.00)"
+        "and so do colour mode (1.00): this may be a shortcut"
     )
+    assert "check whether the difference follows from what the images show" in text
+    assert "disease" not in text and "scanner or the encoder" not in text
     assert "c 4 of 4 colour" in text
 
 
@@ -356,3 +381,76 @@ def test_class_names_differing_only_by_case_are_warned_and_refused_by_train(
     with pytest.raises(ConfigError, match="differ only by letter case.*--class-order"):
         mb.train(data, out=tmp_path / "run", epochs=1, device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+def _knee_like(root: Path, ids: range, sides: str = "LR") -> Path:
+    """Two knees (or ``sides``) of each patient id, their grades (a, b) alternating."""
+    for k, patient in enumerate(ids):
+        for j, side in enumerate(sides):
+            save_image(root / "ab"[(k + j) % 2] / f"{patient}{side}.png", size=(8, 8))
+    return root
+
+
+def test_patient_ids_in_file_names_get_a_group_pattern_hint_that_works(tmp_path: Path) -> None:
+    root = _knee_like(tmp_path / "knees", range(9003170, 9003182))
+    save_image(root / "a" / "9003999.png", size=(8, 8))  # no side: still read by the pattern
+    result = inspect(root)
+    (hint,) = result.with_code("group-pattern")
+    assert hint.level == "info"
+    assert "(9003170L.png and 9003170R.png)" in hint.message
+    assert "--group-pattern '^(\\d+)' would make 12 group(s) of 2 or more files (24 of 25" in (
+        hint.message
+    )
+    assert hint.items[0] == "9003170: 9003170L.png, 9003170R.png"
+    grouped = load_catalog(root, group_pattern=r"^(\d+)")  # the pattern the hint gives works
+    assert grouped.groups is not None and len(set(grouped.groups.tolist())) == 13
+    assert not inspect_catalog(grouped, workers=1).with_code("group-pattern")  # given: no hint
+
+
+@pytest.mark.parametrize(
+    ("names", "pattern"),
+    [
+        (["case7a", "case7b", "case8a", "case8b", "case9a"], r"^(.*\d)[A-Za-z]\."),
+        (["P01_L", "P01_R", "P02_L", "P02_R", "P03_L"], r"^(.+)[_-][A-Za-z0-9]{1,2}\."),
+    ],
+)
+def test_other_suffix_styles_get_their_own_pattern(
+    tmp_path: Path, names: list[str], pattern: str
+) -> None:
+    for k, name in enumerate(names):
+        save_image(tmp_path / "d" / "ab"[k % 2] / f"{name}.png", size=(8, 8))
+    (hint,) = inspect(tmp_path / "d").with_code("group-pattern")
+    assert f"--group-pattern '{pattern}' would make 2 group(s)" in hint.message
+    grouped = load_catalog(tmp_path / "d", group_pattern=pattern)
+    assert grouped.groups is not None
+    assert sorted(grouped.groups.tolist()) == sorted(name[:-1].rstrip("_") for name in names)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"img_{i:04d}" for i in range(12)],  # a counter, no patient
+        [f"{i:04d}" for i in range(12)],  # numbers alone
+        [f"img_{i}" for i in range(12)],  # a shared word and a short counter: one big group
+        [f"BA_{100000 + i}" for i in range(12)],  # blood-cell style ids
+        ["scan_1", "scan_2", "other"],  # too few pairs
+    ],
+)
+def test_names_without_patient_ids_get_no_group_pattern_hint(
+    tmp_path: Path, names: list[str]
+) -> None:
+    for k, name in enumerate(names):
+        save_image(tmp_path / "d" / "ab"[k % 2] / f"{name}.png", size=(8, 8))
+    assert not inspect(tmp_path / "d").with_code("group-pattern")
+
+
+@pytest.mark.realdata
+def test_real_file_names_hint_only_where_they_carry_patient_ids(shared_data: Path) -> None:
+    from medbalance.data.findings import catalog_findings
+
+    knee = catalog_findings(load_catalog(shared_data / "knee_kl"))
+    (hint,) = [f for f in knee if f.code == "group-pattern"]
+    assert "--group-pattern '^(\\d+)' would make 2175 group(s)" in hint.message
+    for name in ("blood_cells_pbc", "chest_xray_mini"):
+        codes = [f.code for f in catalog_findings(load_catalog(shared_data / name))]
+        assert "group-pattern" not in codes, name

@@ -49,6 +49,7 @@ __all__ = [
     "UnreadableImagesError",
     "default_presize",
     "file_digest",
+    "hash_files",
     "presize",
     "presize_array",
 ]
@@ -452,6 +453,25 @@ class PresizeCache:
             dtype=dtype,
             digests=tuple(digests),
         )
+
+
+def hash_files(
+    catalog: Catalog, size: int, *, fit: Fit | str = Fit.PAD, cache_root: Path | None = None
+) -> Catalog:
+    """``catalog`` with each file's content hash in ``digests``, read through the index of the
+    presize cache for ``size`` and ``fit``: only new or changed files are read, and
+    :func:`presize` finds the hashes there next. Unchanged for arrays, when the hashes are
+    known, or when a file is missing or unreadable (:func:`presize` reports it)."""
+    if catalog.paths is None or catalog.digests is not None:
+        return catalog
+    cache = PresizeCache(PresizeSettings(size=size, fit=Fit(fit)), cache_root)
+    try:
+        digests = cache.digests(catalog.paths)
+    except OSError:
+        return catalog
+    finally:
+        cache.close()
+    return catalog.replace(digests=tuple(digests))
 
 
 def presize(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,9 @@ __all__ = [
     "DataError",
     "SourceKind",
     "load_catalog",
+    "look_alike_classes",
     "numeric_order",
+    "patient_ids",
     "with_class_order",
 ]
 
@@ -158,19 +160,27 @@ def _with_group_pattern(catalog: Catalog, pattern: str) -> Catalog:
         raise DataError(
             f"group pattern {pattern!r} is not a valid regular expression ({error})"
         ) from error
-    groups, unmatched = [], []
-    for path in catalog.paths:
-        match = regex.search(path.name)
-        if match is None:
-            unmatched.append(path.name)
-            continue
-        groups.append(next((g for g in match.groups() if g), match.group(0)))
+    names = [path.name for path in catalog.paths]
+    found = patient_ids(regex, names)
+    unmatched = [name for name, group in zip(names, found, strict=True) if group is None]
     if unmatched:
         raise DataError(
             f"group pattern {pattern!r} finds no patient id in {len(unmatched)} file name(s), "
             f"e.g. {', '.join(unmatched[:3])}; widen the pattern so every file matches"
         )
-    return catalog.replace(groups=np.array(groups, dtype=object))
+    return catalog.replace(groups=np.array(found, dtype=object))
+
+
+def patient_ids(regex: re.Pattern[str], names: Sequence[str]) -> list[str | None]:
+    """The patient id ``regex`` finds in each file name: its first non-empty group, else the
+    whole match; None where it finds nothing. The one reading of ``--group-pattern``."""
+    found: list[str | None] = []
+    for name in names:
+        match = regex.search(name)
+        found.append(
+            None if match is None else next((g for g in match.groups() if g), match.group(0))
+        )
+    return found
 
 
 # --- class-folder trees -------------------------------------------------------------------

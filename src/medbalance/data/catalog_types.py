@@ -51,8 +51,12 @@ class Catalog:
         paths: absolute image paths (file sources), else ``None``.
         images: the pixel array ``(N, H, W[, C])`` (``.npz`` sources), else ``None``.
         groups: patient (group) id per item, or ``None``.
-        digests: the content hash of each item's file (set when the images are presized), so
-            the data fingerprint changes when a file's pixels do; ``None`` for arrays.
+        digests: the content hash of each item's file (set when the splits are made or the
+            images presized), so the data fingerprint changes when a file's pixels do and the
+            splits keep identical files together; ``None`` for arrays.
+        carved: the splits medbalance made itself (``train``, ``val`` and ``test`` when it
+            assigned them all, ``train`` and ``val`` when it carved a val split); the others
+            came with the data. Advice about a split is for the user only when it is theirs.
         ignored: entries that were left out, relative to the source: OS junk and hidden
             files, files without an image extension, and below a class folder anything that
             is not a regular file or folder (links to folders, broken links, devices).
@@ -69,6 +73,7 @@ class Catalog:
     groups: np.ndarray | None = None
     ignored: tuple[str, ...] = ()
     digests: tuple[str, ...] | None = None
+    carved: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.labels)

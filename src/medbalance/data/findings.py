@@ -10,23 +10,33 @@ Each check reads the catalog (labels, splits, patients) and, for the image check
 - ``ordinal-classes`` (info): more than two classes, all named by numbers (grades), which
   ``--ordinal`` can train as ordered grades;
 - ``patient-leak``: a patient with images in more than one split;
+- ``group-pattern`` (info): file names that carry a patient id (``9003175L.png`` and
+  ``9003175R.png``, two knees of one person) when no patient ids were given, with the
+  ``--group-pattern`` that would read them;
 - ``duplicate-bytes`` and ``duplicate-pixels``: groups of byte-identical files, or of
   pixel-identical images in differently encoded files, each marked as a leak when it crosses
-  splits and as a conflict when its labels differ;
+  splits and as a conflict when its labels differ; "keep one copy" is advised only where the
+  user's own splits hold them, as medbalance keeps identical files together in the splits it
+  makes;
 - ``shortcut``: image properties (width, height, aspect ratio, file size, bit depth, colour
   mode) that alone separate a class with a one-vs-rest AUROC above :data:`SHORTCUT_AUROC`.
+
+:func:`run_warnings` gives the findings that hold for a training run, one line each, cheap
+enough for every run (no decoding): the split, patient, class-name and identical-file checks and
+the group-pattern hint.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from medbalance.data.catalog import SPLITS, Catalog, look_alike_classes, numeric_order
+from medbalance.data.identical import identical_groups, item_digests
+from medbalance.data.name_groups import suggest_group_pattern
 from medbalance.data.splits import TINY_VAL_CLASS, TINY_VAL_TOTAL, tiny_val_reason
 
 __all__ = [
@@ -38,6 +48,8 @@ __all__ = [
     "catalog_findings",
     "format_bytes",
     "image_findings",
+    "run_findings",
+    "run_warnings",
 ]
 
 SHORTCUT_AUROC = 0.8  # one image property separating a class better than this is a likely shortcut
@@ -46,13 +58,19 @@ VAL_PER_CLASS = TINY_VAL_CLASS  # fewer val images of a class make its metrics n
 _RESPLIT_HINT = (
     "pass --resplit-val 0.2 to pool train and val and carve a stratified val split of 20%"
 )
+_CARVED_HINT = (
+    "medbalance carved this val split: give it a larger share (--resplit-val 0.3) or add images"
+)
+_EXAMPLE_CODES = ("duplicate-bytes", "duplicate-pixels", "patient-leak")  # one example per line
 _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "MONOCHROME1", "MONOCHROME2"}
 _SIZE_FEATURES = {"image width", "image height", "aspect ratio"}
 _REMEDIES = {
-    "size": "presize every image to one square size (letterbox padding still shows the aspect "
-    "ratio, a squish fit hides it)",
-    "source": "check whether the classes come from different scanners, sites or export settings, "
-    "and test on data where they do not",
+    "size": "check whether the classes were imaged or cropped at different sizes; if so, presize "
+    "every image to one square size (letterbox padding still shows the aspect ratio, a squish "
+    "fit hides it)",
+    "source": "check whether the difference follows from what the images show (a small object "
+    "on plain background compresses to a small file) or from different scanners, sites or "
+    "export settings, and if the latter, test on data where they do not differ",
 }
 
 
@@ -64,6 +82,13 @@ class Finding:
     code: str
     message: str
     items: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The finding in one line: the message, and the first item as an example where the
+        message only counts the cases (duplicates, patients in two splits)."""
+        if self.code in _EXAMPLE_CODES and self.items:
+            return f"{self.message}; e.g. {self.items[0]}"
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -81,13 +106,39 @@ class ImageRecord:
 
 def catalog_findings(catalog: Catalog) -> list[Finding]:
     """The split findings (tiny val, small val classes, missing classes), the patient leaks,
-    then the hint that number-named classes may be grades."""
+    look-alike class names, then the hints: patient ids in file names, number-named classes
+    that may be grades."""
     return (
         _split_findings(catalog)
         + _patient_findings(catalog)
         + _look_alike_findings(catalog)
+        + _group_pattern_findings(catalog)
         + _ordinal_findings(catalog)
     )
+
+
+def run_findings(catalog: Catalog) -> list[Finding]:
+    """The findings that hold for a training run on ``catalog`` (its final splits), cheap
+    enough for every run: no image is decoded, files are hashed only when ``catalog.digests``
+    does not hold their hashes.
+
+    They are the split, patient and class-name warnings of :func:`catalog_findings`, identical
+    files that cross the user's own splits or carry conflicting labels, and the
+    ``group-pattern`` hint.
+    """
+    found = [f for f in catalog_findings(catalog) if f.level != "info" or f.code == "group-pattern"]
+    code, what = (
+        ("duplicate-bytes", "byte-identical files")
+        if catalog.images is None
+        else ("duplicate-pixels", "pixel-identical images")
+    )
+    groups = identical_groups(item_digests(catalog))
+    return found + _identical_findings(catalog, groups, code, what, run=True)
+
+
+def run_warnings(catalog: Catalog) -> list[str]:
+    """:func:`run_findings`, one line each (what ``Prepared.warnings`` holds)."""
+    return [finding.line() for finding in run_findings(catalog)]
 
 
 def image_findings(
@@ -139,13 +190,14 @@ def _val_findings(catalog: Catalog) -> list[Finding]:
         f"(under {VAL_PER_CLASS} per class)"
     )
     reason = tiny_val_reason(catalog)
+    hint = _CARVED_HINT if "val" in catalog.carved else _RESPLIT_HINT
     if reason is not None and total < TINY_VAL_TOTAL:
         if small:
             reason += f"; {under}, so per-class metrics are noise too"
-        return [Finding("warning", "tiny-val", f"{reason}; {_RESPLIT_HINT}", items)]
+        return [Finding("warning", "tiny-val", f"{reason}; {hint}", items)]
     if small:
         why = "per-class metrics and the decision chosen on val are noise"
-        return [Finding("warning", "small-val-class", f"{under}: {why}; {_RESPLIT_HINT}", items)]
+        return [Finding("warning", "small-val-class", f"{under}: {why}; {hint}", items)]
     return []
 
 
@@ -161,6 +213,29 @@ def _look_alike_findings(catalog: Catalog) -> list[Finding]:
         "--class-order lists them all)"
     )
     return [Finding("warning", "look-alike-classes", message, [", ".join(g) for g in found])]
+
+
+def _group_pattern_findings(catalog: Catalog) -> list[Finding]:
+    """An info finding when no patient ids were given but the file names seem to carry them:
+    the ``--group-pattern`` that reads them and the groups it would make."""
+    if catalog.groups is not None or catalog.paths is None:
+        return []
+    names = [path.name for path in catalog.paths]
+    suggested = suggest_group_pattern(names)
+    if suggested is None:
+        return []
+    pattern, groups = suggested
+    n_files = sum(len(files) for files in groups.values())
+    example = " and ".join(sorted(next(iter(groups.values())))[:3])
+    message = (
+        f"file names seem to carry a patient or subject id ({example}) but no patient ids were "
+        f"given: --group-pattern '{pattern}' would make {len(groups)} group(s) of 2 or more "
+        f"files ({n_files} of {len(names)} files); if each group is one patient, pass it, so "
+        "that splits keep a patient's images together and inspect looks for patients in two "
+        "splits"
+    )
+    items = [f"{key}: {', '.join(files)}" for key, files in groups.items()]
+    return [Finding("info", "group-pattern", message, items)]
 
 
 def _ordinal_findings(catalog: Catalog) -> list[Finding]:
@@ -196,43 +271,58 @@ def _patient_findings(catalog: Catalog) -> list[Finding]:
     return [Finding("warning", "patient-leak", message, items)]
 
 
-def _hash_groups(hashes: Sequence[str | None]) -> list[list[int]]:
-    by_hash: defaultdict[str, list[int]] = defaultdict(list)
-    for i, h in enumerate(hashes):
-        if h is not None:
-            by_hash[h].append(i)
-    return [g for g in by_hash.values() if len(g) > 1]
-
-
 def _duplicate_findings(catalog: Catalog, records: list[ImageRecord]) -> list[Finding]:
     pixel_groups = [
         g
-        for g in _hash_groups([r.pixel_hash for r in records])
+        for g in identical_groups([r.pixel_hash for r in records])
         if records[g[0]].byte_hash is None or len({records[i].byte_hash for i in g}) > 1
     ]
     encoded = " in differently encoded files" if catalog.paths is not None else ""
-    findings = []
-    for code, groups, what in (
-        ("duplicate-bytes", _hash_groups([r.byte_hash for r in records]), "byte-identical files"),
-        ("duplicate-pixels", pixel_groups, "pixel-identical images" + encoded),
-    ):
-        if not groups:
-            continue
-        described = sorted((_describe_group(catalog, g) for g in groups), key=lambda d: not d[1])
-        n_leak = sum(leak for _, leak, _ in described)
-        n_conflict = sum(conflict for _, _, conflict in described)
-        if n_leak:
-            parts = [
-                f"LEAK: {n_leak} of {len(groups)} group(s) of {what} cross splits, so the model "
-                "is evaluated on images it was trained on and scores come out too high"
-            ]
-        else:
-            parts = [f"{len(groups)} group(s) of {what}, each within one split"]
-        if n_conflict:
-            parts.append(f"{n_conflict} group(s) carry conflicting labels")
+    byte_groups = identical_groups([r.byte_hash for r in records])
+    return _identical_findings(
+        catalog, byte_groups, "duplicate-bytes", "byte-identical files"
+    ) + _identical_findings(
+        catalog, pixel_groups, "duplicate-pixels", "pixel-identical images" + encoded
+    )
+
+
+def _identical_findings(
+    catalog: Catalog, groups: list[list[int]], code: str, what: str, *, run: bool = False
+) -> list[Finding]:
+    """One finding about ``groups`` of identical items; with ``run`` only when one crosses
+    splits or carries conflicting labels (what matters for a training run).
+
+    "Keep one copy" is advised when a group crosses splits or lies in a split the user gave;
+    groups in splits medbalance made (or will make) are kept in one split there already.
+    """
+    if not groups:
+        return []
+    described = sorted((_describe_group(catalog, g) for g in groups), key=lambda d: not d[1])
+    n_leak = sum(leak for _, leak, _ in described)
+    n_conflict = sum(conflict for _, _, conflict in described)
+    if run and not (n_leak or n_conflict):
+        return []
+    made_here = {*catalog.carved, ""}
+    ours = all({str(catalog.splits[i]) for i in g} <= made_here for g in groups)
+    if n_leak:
+        parts = [
+            f"LEAK: {n_leak} of {len(groups)} group(s) of {what} cross splits, so the model "
+            "is evaluated on images it was trained on and scores come out too high"
+        ]
+    elif ours:
+        parts = [
+            f"{len(groups)} group(s) of {what}; medbalance keeps each group in one split when "
+            "it makes the splits, as it does a patient's images"
+        ]
+    else:
+        parts = [f"{len(groups)} group(s) of {what}, each within one split"]
+    if n_conflict:
+        parts.append(f"{n_conflict} group(s) carry conflicting labels")
+    if n_leak or not ours:
         parts.append("keep one copy of each" + (" and fix the labels" if n_conflict else ""))
-        findings.append(Finding("warning", code, "; ".join(parts), [d[0] for d in described]))
-    return findings
+    elif n_conflict:
+        parts.append("fix the labels")
+    return [Finding("warning", code, "; ".join(parts), [d[0] for d in described])]
 
 
 def _describe_group(catalog: Catalog, group: list[int]) -> tuple[str, bool, bool]:
@@ -298,7 +388,9 @@ def _shortcut_findings(
     if len(hits) > 1:
         message += ", and so do " + ", ".join(f"{f} ({a:.2f})" for a, f, _ in hits[1:])
     kinds = {"size" if f in _SIZE_FEATURES else "source" for _, f, _ in hits}
-    message += ": a network may learn the scanner or the encoder instead of the disease; "
+    message += (
+        ": this may be a shortcut, which a network can learn instead of what the class stands for; "
+    )
     message += "; ".join(_REMEDIES[k] for k in ("size", "source") if k in kinds)
     items = [f"{f} (AUROC {a:.2f}): {_describe(catalog, f, features[f])}" for a, f, _ in hits]
     return [Finding("warning", "shortcut", message, items)]

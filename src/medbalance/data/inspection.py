@@ -4,10 +4,10 @@
 and hashes its bytes and its pixels; ``.npz`` images are hashed from the array. From those
 records it counts the classes of each split and raises :class:`Finding` s: a tiny val split, a
 class missing from a split, byte- or pixel-identical images (and whether they leak across
-splits), a patient in several splits, unreadable files, and image properties (size, file size,
-bit depth, colour mode) that alone separate the classes, which a network can learn instead of
-the disease. :func:`write_inspection` writes ``summary.json``, ``class_counts.png`` and
-``samples.png``.
+splits), a patient in several splits, file names that carry patient ids, unreadable files, and
+image properties (size, file size, bit depth, colour mode) that alone separate the classes, which
+a network may learn instead of what the classes stand for. :func:`write_inspection` writes
+``summary.json``, ``class_counts.png`` and ``samples.png``.
 
 The checks behind the findings live in :mod:`medbalance.data.findings`, the figures in
 :mod:`medbalance.data.inspection_plots`; this module decodes, counts and writes.
@@ -15,7 +15,6 @@ The checks behind the findings live in :mod:`medbalance.data.findings`, the figu
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -41,6 +40,7 @@ from medbalance.data.findings import (
     format_bytes,
     image_findings,
 )
+from medbalance.data.identical import array_digest
 from medbalance.data.images import (
     IMAGE_EXTENSIONS,
     NOT_AN_IMAGE,
@@ -237,13 +237,6 @@ def _modes(k: ClassSummary) -> str:
 # --- decoding and hashing -----------------------------------------------------------------
 
 
-def _pixel_hash(pixels: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{pixels.shape}|{pixels.dtype.str}|".encode())
-    digest.update(np.ascontiguousarray(pixels).tobytes())
-    return digest.hexdigest()
-
-
 def _record_file(path: str) -> ImageRecord | str:
     """One file's record, or why it cannot be decoded (runs in worker processes)."""
     try:
@@ -253,7 +246,7 @@ def _record_file(path: str) -> ImageRecord | str:
     except (UnreadableImageError, OSError) as error:
         return str(error).removeprefix(f"{path}: ")
     height, width = pixels.shape[:2]
-    pixel_hash = _pixel_hash(pixels)
+    pixel_hash = array_digest(pixels)
     return ImageRecord(
         width, height, probe.mode, probe.bit_depth, probe.n_bytes, byte_hash, pixel_hash
     )
@@ -273,7 +266,7 @@ def _record_arrays(images: np.ndarray) -> list[ImageRecord | str]:
     height, width = images.shape[1:3]
     mode = "L" if images.ndim == 3 or images.shape[-1] == 1 else "RGB"
     bits = images.dtype.itemsize * 8
-    return [ImageRecord(width, height, mode, bits, None, None, _pixel_hash(im)) for im in images]
+    return [ImageRecord(width, height, mode, bits, None, None, array_digest(im)) for im in images]
 
 
 # --- the inspection -----------------------------------------------------------------------

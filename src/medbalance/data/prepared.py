@@ -10,7 +10,6 @@ cache, with one batch prefetched on a background thread.
 from __future__ import annotations
 
 import hashlib
-import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medbalance.data.cache import Presized, presize
+from medbalance.data.cache import Presized, hash_files, presize
 from medbalance.data.catalog import Catalog, load_catalog
-from medbalance.data.splits import assign_splits, resplit_val, tiny_val_reason
+from medbalance.data.findings import run_findings
+from medbalance.data.splits import assign_splits, resplit_val
 
 __all__ = [
     "BatchLoader",
@@ -31,19 +31,30 @@ __all__ = [
     "prepare_data",
 ]
 
-log = logging.getLogger(__name__)
 _AUTO_VAL = 0.2  # the val fraction carved from train when the data has no val split
 _NEGATIVE_WORDS = ("normal", "benign", "healthy", "negative", "no finding", "no_finding", "nevus")
 
 
 @dataclass
 class Prepared:
-    """A data set ready for training and evaluation."""
+    """A data set ready for training and evaluation.
+
+    Attributes:
+        catalog: the items with their final splits (without the unreadable ones when skipped).
+        images: the presized images, in catalog order.
+        fingerprint: :func:`fingerprint` of the catalog.
+        unreadable: ``(path, reason)`` of each file left out as unreadable.
+        warnings: each data warning that holds for a run trained on this data, one line each
+            (no val split, a tiny val split, identical files or patients across the given
+            splits, look-alike class names, patient ids in file names); empty unless prepared
+            for training.
+    """
 
     catalog: Catalog
     images: Presized
     fingerprint: str
     unreadable: list[tuple[str, str]]
+    warnings: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -100,25 +111,24 @@ def prepare_data(
 ) -> Prepared:
     """Load, split and presize a data set (decoding only images not cached yet).
 
-    ``for_training=False`` (evaluating other data) accepts data without train or val images:
-    an external test set laid out as ``ROOT/test/CLASS``.
+    The splits medbalance makes keep each patient's images and each group of identical files
+    together; files are hashed once, through the presize cache's index. ``for_training=False``
+    (evaluating other data) accepts data without train or val images: an external test set laid
+    out as ``ROOT/test/CLASS``.
     """
     catalog = load_catalog(source, group_pattern=group_pattern, group_column=group_column)
-    catalog = assign_splits(catalog, seed=seed)
+    catalog = assign_splits(hash_files(catalog, presize_to), seed=seed)
+    warnings: list[str] = []
     no_val = not len(catalog.indices("val")) and len(catalog.indices("train"))
     if for_training and no_val and resplit_val_fraction is None:
-        log.warning(
-            "warning: %s has no val split; carving a stratified, patient-grouped %d%% of train "
-            "as val (as --resplit-val %s does)",
-            catalog.source,
-            round(100 * _AUTO_VAL),
-            _AUTO_VAL,
+        warnings.append(
+            f"{catalog.source} has no val split; carving a stratified, patient-grouped "
+            f"{_AUTO_VAL:.0%} of train as val (as --resplit-val {_AUTO_VAL} does), identical "
+            "files kept together"
         )
         resplit_val_fraction = _AUTO_VAL
     if resplit_val_fraction is not None:
         catalog = resplit_val(catalog, resplit_val_fraction, seed=seed)
-    elif for_training and (reason := tiny_val_reason(catalog)) is not None:
-        log.warning("warning: %s; consider --resplit-val 0.2", reason)
     for split in ("train", "val") if for_training else ():
         counts = catalog.class_counts(split)
         if counts.sum() and (counts == 0).any():
@@ -130,7 +140,9 @@ def prepare_data(
     if for_training and not len(catalog.indices("train")):
         raise ValueError(f"{catalog.source}: no train split; give one or let medbalance split")
     images, catalog, unreadable = presize(catalog, presize_to, skip_unreadable=skip_unreadable)
-    return Prepared(catalog, images, fingerprint(catalog), unreadable)
+    if for_training:  # said by the run (its header), carried into metrics.json and the report
+        warnings += [finding.line() for finding in run_findings(catalog)]
+    return Prepared(catalog, images, fingerprint(catalog), unreadable, tuple(warnings))
 
 
 class BatchLoader:
