@@ -174,3 +174,23 @@ def test_api_misuse_is_a_config_error_naming_the_argument(call: Any, said: str) 
     with pytest.raises(ConfigError, match=said):
         call()
     assert not Path("None").exists()
+
+
+@pytest.mark.slow
+def test_a_decision_rechosen_on_the_runs_val_moves_every_file_of_the_run(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    import json
+
+    run = mb.train(tiny_npz, out=tmp_path / "r", epochs=1, size=28, bootstrap=20, verbose=False)
+    assert run.decision.policy == "youden"
+    mb.evaluate(run, split="val", threshold="sensitivity>=0.95", report=False, bootstrap=20)
+    # the checkpoint, the test metrics, the val metrics and the report all show the new decision
+    assert run.decision.policy == "sensitivity>=0.95"
+    for name in ("metrics.json", "metrics_val.json"):
+        record = json.loads((run.path / name).read_text())["threshold"]
+        assert record["policy"] == "sensitivity>=0.95", name
+    assert "sensitivity&gt;=0.95" in (run.path / "report.html").read_text()
+    # chosen on other data's val split: for that evaluation only; the checkpoint keeps its own
+    mb.evaluate(run, tiny_npz, threshold="f1", report=False, bootstrap=20, verbose=False)
+    assert run.decision.policy == "sensitivity>=0.95"

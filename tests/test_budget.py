@@ -75,7 +75,8 @@ def test_a_planned_run_trains_the_planned_epochs(
     assert len(result.history) == 15
     stored = json.loads((out / "config.json").read_text())
     assert (stored["epochs"], stored["steps"], stored["drw_epoch"]) == (15, 60, 10)
-    assert "epochs: 15 (--steps 60 optimizer steps, 4 per epoch; 60 optimizer steps)" in caplog.text
+    said = "epochs     15 (--steps 60 optimizer steps, 4 per epoch; 60 optimizer steps)"
+    assert said in caplog.text  # the run header's line
     # the one-cycle schedule was planned for exactly that length: it ends at its final rate
     assert result.history[-1]["lr"] < result.history[0]["lr"] / 100
 

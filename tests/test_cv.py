@@ -343,3 +343,23 @@ def test_a_broken_stacker_record_is_a_one_line_error(
     assert "ensemble.json" in result.output and "stacker" in result.output
     assert "run medbalance cv again" in result.output
     assert "Traceback" not in result.output
+
+
+def test_folds_keep_identical_images_together() -> None:
+    from medbalance.data.catalog_types import Catalog, SourceKind
+    from medbalance.data.identical import item_digests, split_groups
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(40, int), np.ones(20, int)]
+    images = rng.integers(0, 255, (60, 8, 8), dtype=np.uint8)
+    images[1::2] = images[0::2]  # every odd row repeats the row before it
+    catalog = Catalog(
+        Path("x.npz"), SourceKind.NPZ, ("a", "b"), labels, np.array(["train"] * 60),
+        tuple(f"train_images[{i}]" for i in range(60)), images=images,
+    )  # fmt: skip
+    pool = np.arange(60)
+    groups, pairs = split_groups(catalog, pool, item_digests(catalog))
+    assert pairs == 30 and groups is not None
+    for seed in range(3):
+        for mask in fold_masks(labels, groups, 5, seed=seed):
+            assert (mask[0::2] == mask[1::2]).all()  # each pair in one fold

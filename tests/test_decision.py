@@ -67,10 +67,11 @@ def test_binary_policy_on_multiclass_falls_back_to_tuned_offsets_with_a_warning(
     probs = np.array([[0.5, 0.3, 0.2]])
     kwargs = {"class_names": ("a", "b", "c"), "positive": None, "train_counts": (1, 1, 1)}
     with caplog.at_level("INFO", logger="medbalance"):
-        decision = choose_decision("youden", [0], probs, **kwargs)  # the default: said
-    assert [r.levelname for r in caplog.records] == ["INFO"]
-    caplog.clear()
-    choose_decision("f1", [0], probs, **kwargs)  # a binary policy the user chose: warned
+        decision = choose_decision("auto", [0], probs, **kwargs)  # the default: nothing to say
+    assert caplog.records == []
+    assert decision.policy == "offsets:balanced"
+    assert choose_decision("auto", [0], probs, **kwargs, ordinal=True).policy == "expected-grade"
+    decision = choose_decision("f1", [0], probs, **kwargs)  # a binary policy the user chose
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert decision.policy == "offsets:balanced"
     assert decision.to_record()["offsets"] is not None

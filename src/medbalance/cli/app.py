@@ -1,8 +1,9 @@
 """The ``medbalance`` command line: thin typer commands that build a config and call the library.
 
-This module holds the typer app, its root options (``--version``, ``--verbose``) and the
-registration of every command, in the order ``medbalance --help`` lists them. The commands live
-in :mod:`medbalance.cli.data_commands` (inspect, presize, train, lr-find) and
+This module holds the typer app, its root options (``--version``, ``--verbose``, ``--quiet``)
+and the registration of every command, in the order ``medbalance --help`` lists them. The
+commands live in :mod:`medbalance.cli.data_commands` (inspect, presize, lr-find),
+:mod:`medbalance.cli.train_command` (train) and
 :mod:`medbalance.cli.result_commands` (evaluate, predict, report, export, compare, demo), the shared
 option types and helpers in :mod:`medbalance.cli.options`. Heavy modules (torch, matplotlib,
 scikit-learn) are imported inside the commands so that ``medbalance --help`` answers at once.
@@ -19,9 +20,11 @@ import typer
 
 from medbalance import __version__
 from medbalance.cli.cv_command import cv, ensemble
-from medbalance.cli.data_commands import inspect, lr_find_command, presize_command, train
+from medbalance.cli.data_commands import inspect, lr_find_command, presize_command
 from medbalance.cli.options import guarded
 from medbalance.cli.result_commands import compare, demo, evaluate, export, predict, report
+from medbalance.cli.train_command import train
+from medbalance.core.feedback import set_bars
 
 __all__ = ["app", "main"]
 
@@ -47,7 +50,15 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log more (debug lines, other libraries).")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Warnings and errors only: no header, epoch lines or bars."
+        ),
+    ] = False,
 ) -> None:
     # medbalance's own messages at INFO (DEBUG with -v); other libraries' only from WARNING
     # (e.g. the ONNX exporter's pass manager chatter), unless -v
@@ -56,7 +67,9 @@ def _root(
         format="%(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("medbalance").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger("medbalance").setLevel(level)
+    set_bars(not quiet)
     _quiet_pydicom(verbose)
 
 

@@ -38,7 +38,9 @@ def cv(
     ] = None,
     model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
     size: Annotated[int | None, typer.Option(help="Training image size (auto).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per batch (64).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     sampler: Annotated[
         str | None, typer.Option(help=f"{choices(SamplerName)} | oversample:ALPHA")
@@ -60,7 +62,10 @@ def cv(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (folds and training).")] = None,
     device: Annotated[str | None, typer.Option(help=choices(Device))] = None,
-    positive_class: Annotated[str | None, typer.Option("--positive-class")] = None,
+    positive_class: Annotated[
+        str | None,
+        typer.Option("--positive-class", help="The positive class of a binary task (the rarer)."),
+    ] = None,
     ema: Annotated[
         float | None, typer.Option(help="Moving average of the weights (decay).")
     ] = None,
@@ -134,7 +139,8 @@ def cv(
 
 def ensemble(
     runs: Annotated[
-        list[Path], typer.Argument(help="Two or more finished run folders on the same data.")
+        list[Path],
+        typer.Argument(metavar="RUN", help="Two or more finished run folders on the same data."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble folder.")] = Path(
         "ensemble"

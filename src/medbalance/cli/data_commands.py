@@ -1,4 +1,5 @@
-"""The ``medbalance`` commands that read data and train: inspect, presize, train and lr-find.
+"""The ``medbalance`` commands that read data: inspect, presize and lr-find (train has its own
+module, :mod:`medbalance.cli.train_command`).
 
 Plain functions; :mod:`medbalance.cli.app` registers them on the typer app. Heavy modules (torch,
 matplotlib, scikit-learn) are imported inside the commands so that ``medbalance --help`` answers
@@ -8,8 +9,6 @@ at once.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,33 +16,16 @@ import typer
 
 from medbalance.cli.options import (
     AllowOutside,
-    ClassOrder,
     DataArg,
     GroupColumn,
     GroupPattern,
-    Ordinal,
     ResplitVal,
     SkipUnreadable,
     check_out_folder,
     fail,
-    parse_class_order,
-    parse_options,
-)
-from medbalance.cli.result_commands import print_metrics
-from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
-from medbalance.training.names import (
-    Device,
-    LossName,
-    Normalization,
-    Precision,
-    SamplerName,
-    Schedule,
-    SelectMetric,
-    SelectRule,
-    choices,
 )
 
-__all__ = ["inspect", "lr_find_command", "presize_command", "train"]
+__all__ = ["inspect", "lr_find_command", "presize_command"]
 
 log = logging.getLogger("medbalance")
 
@@ -150,271 +132,16 @@ def presize_command(
         typer.echo(f"skipped unreadable {path}: {reason}", err=True)
 
 
-def train(
-    data: Annotated[
-        str | None, typer.Argument(help="Data (as for inspect); or data = in --config.")
-    ] = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Run folder.")] = None,
-    config_file: Annotated[
-        Path | None, typer.Option("--config", help="TOML/YAML config; options below override it.")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
-    size: Annotated[int | None, typer.Option(help="Training image size in pixels (auto).")] = None,
-    presize: Annotated[
-        int | None,
-        typer.Option(
-            help="Presize cache size (auto: 1.25 x size; arrays: at most their native size)."
-        ),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs (default: planned from the data; see --steps).")
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(help="Optimizer steps to plan the epochs for (instead of --epochs)."),
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (one-cycle).")] = None,
-    sampler: Annotated[
-        str | None,
-        typer.Option(
-            help=f"{choices(SamplerName)} | oversample:ALPHA | auto (default: oversample; "
-            "none with --ordinal)"
-        ),
-    ] = None,
-    loss: Annotated[
-        str | None,
-        typer.Option(help=choices(LossName)),
-    ] = None,
-    loss_option: Annotated[
-        list[str] | None,
-        typer.Option("--loss-option", help="KEY=VALUE for the loss, e.g. gamma=2 or tau=1."),
-    ] = None,
-    drw_epoch: Annotated[
-        int | None, typer.Option("--drw-epoch", help="Deferred re-weighting from this epoch.")
-    ] = None,
-    drw: Annotated[bool, typer.Option("--drw", help="DRW at 2/3 of the epochs.")] = False,
-    crt: Annotated[
-        int | None, typer.Option("--crt", help="Classifier re-training epochs after the run.")
-    ] = None,
-    augment: Annotated[bool | None, typer.Option("--augment/--no-augment")] = None,
-    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
-    pretrained: Annotated[bool | None, typer.Option("--pretrained/--no-pretrained")] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="Local pretrained weights (.safetensors or .pth).")
-    ] = None,
-    freeze_epochs: Annotated[
-        int | None, typer.Option("--freeze-epochs", help="Head-only epochs first.")
-    ] = None,
-    select: Annotated[
-        str | None,
-        typer.Option(help=choices(SelectMetric)),
-    ] = None,
-    select_rule: Annotated[
-        str | None,
-        typer.Option(
-            "--select-rule",
-            help=f"{choices(SelectRule)} (default last: the final epoch); best: the best val "
-            "value; within-noise: the latest epoch within one standard error of the best.",
-        ),
-    ] = None,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience.")] = None,
-    positive_class: Annotated[
-        str | None, typer.Option("--positive-class", help="Positive class of a binary task.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
-    device: Annotated[str | None, typer.Option(help=choices(Device))] = None,
-    precision: Annotated[str | None, typer.Option(help=choices(Precision))] = None,
-    threshold: Annotated[
-        str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            help="Operating point, chosen on val at the end (default youden; multi-class "
-            "offsets:balanced; ordinal expected-grade): "
-            f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}.",
-        ),
-    ] = None,
-    bootstrap: Annotated[
-        int | None, typer.Option(min=0, help="Bootstrap resamples for the 95% CIs (1000).")
-    ] = None,
-    schedule: Annotated[str | None, typer.Option(help=choices(Schedule))] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
-    epoch_samples: Annotated[
-        int | None,
-        typer.Option("--epoch-samples", min=1, help="Images drawn per epoch by the sampler."),
-    ] = None,
-    normalization: Annotated[
-        str | None, typer.Option(help=f"{choices(Normalization)} (minmax: per image; X-rays)")
-    ] = None,
-    channels_last: Annotated[
-        bool | None, typer.Option("--channels-last/--no-channels-last", help="GPU memory layout.")
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue RUN_DIR/last.pt: the same run (only --device, --bootstrap, --compile "
-            "and the data's path may change).",
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace the run that RUN_DIR holds (refused otherwise)."),
-    ] = False,
-    resplit_val: ResplitVal = None,
-    group_pattern: GroupPattern = None,
-    group_column: GroupColumn = None,
-    skip_unreadable: Annotated[bool | None, typer.Option("--skip-unreadable")] = None,
-    sync_bn: Annotated[
-        bool | None, typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm under DDP.")
-    ] = None,
-    compile_model: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
-    ] = None,
-    precise_bn: Annotated[
-        int | None,
-        typer.Option(
-            "--precise-bn",
-            min=0,
-            help="Re-estimate BatchNorm statistics on this many training images before each "
-            "validation (default 1024; 0 = off).",
-        ),
-    ] = None,
-    ema: Annotated[
-        float | None,
-        typer.Option(
-            help="Validate and keep a moving average of the weights with this decay "
-            "(e.g. 0.999; timm's ModelEmaV3 with warm-up). Off by default."
-        ),
-    ] = None,
-    nproc: Annotated[
-        int | None,
-        typer.Option(
-            "--nproc", min=1, help="Processes on this machine (DDP via torchrun); one per GPU."
-        ),
-    ] = None,
-    ordinal: Ordinal = None,
-    class_order: ClassOrder = None,
-) -> None:
-    """Train a classifier with an imbalance remedy; writes the run folder.
-
-    RUN_DIR holds config.json, history.csv, best.safetensors (the checkpoint chosen on
-    validation data), last.pt (for --resume) and metrics.json (val and test).
-    """
-    from medbalance.training.config import ConfigError, load_config
-
-    overrides = dict(
-        data=data,
-        out=out,
-        model=model,
-        size=size,
-        presize=presize,
-        epochs=epochs,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        sampler=sampler,
-        loss=loss,
-        loss_options=parse_options(loss_option),
-        drw=drw or None,
-        drw_epoch=drw_epoch,
-        crt_epochs=crt,
-        augment=augment,
-        hflip=hflip,
-        pretrained=pretrained,
-        weights=weights,
-        freeze_epochs=freeze_epochs,
-        select=select,
-        select_rule=select_rule,
-        patience=patience,
-        positive_class=positive_class,
-        seed=seed,
-        device=device,
-        precision=precision,
-        resplit_val=resplit_val,
-        group_pattern=group_pattern,
-        group_column=group_column,
-        skip_unreadable=skip_unreadable,
-        sync_bn=sync_bn,
-        compile=compile_model,
-        precise_bn=precise_bn,
-        threshold=threshold,
-        bootstrap=bootstrap,
-        schedule=schedule,
-        weight_decay=weight_decay,
-        epoch_samples=epoch_samples,
-        normalization=normalization,
-        channels_last=channels_last,
-        ema=ema,
-        ordinal=ordinal,
-        class_order=parse_class_order(class_order),
-    )
-    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(code=_relaunch_with_torchrun(nproc))
-    try:
-        if resume and out is None and config_file is None:
-            raise ConfigError("--resume needs --out RUN_DIR, the run folder to continue")
-        config = load_config(config_file, overrides, new_out=True)
-        from medbalance.workflows.training import train_and_evaluate
-
-        result = train_and_evaluate(config, resume=resume, overwrite=overwrite)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
-        fail(error)
-    _print_result(result)
-
-
-def _relaunch_with_torchrun(nproc: int) -> int:
-    """Run this same ``train`` command under torchrun with ``nproc`` processes."""
-    import subprocess
-
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if arg == "--nproc":
-            skip = True
-            continue
-        if not arg.startswith("--nproc="):
-            args.append(arg)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "medbalance",
-        *args,
-    ]
-    log.info("launching: %s", " ".join(command))
-    return subprocess.call(command)
-
-
-def _print_result(result: object) -> None:
-    from medbalance.training.engine import RunResult
-
-    if not isinstance(result, RunResult) or os.environ.get("RANK", "0") != "0":
-        return  # under torchrun only rank 0 reports
-    typer.echo(
-        f"best epoch {result.best_epoch} by val {result.config.select} = {result.best_value:.4f}"
-    )
-    if result.evaluation:
-        print_metrics(result.evaluation)
-    typer.echo(f"run folder: {result.run_dir} (report.html, metrics.json, predictions.csv)")
-
-
 def lr_find_command(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for lr_find.png.")] = Path("."),
     model: Annotated[str | None, typer.Option(help="timm model name or smallcnn (auto).")] = None,
     size: Annotated[int | None, typer.Option(help="Training image size (auto).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    sampler: Annotated[str, typer.Option()] = "oversample",
-    loss: Annotated[str, typer.Option()] = "ce",
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option()] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 64,
+    sampler: Annotated[str, typer.Option(help="The sampler of the run to plan.")] = "oversample",
+    loss: Annotated[str, typer.Option(help="The loss of the run to plan.")] = "ce",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
     steps: Annotated[int, typer.Option(min=5, help="Batches in the sweep.")] = 100,
     resplit_val: ResplitVal = None,
     group_pattern: GroupPattern = None,

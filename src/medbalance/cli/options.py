@@ -32,6 +32,7 @@ __all__ = [
     "GroupColumn",
     "GroupPattern",
     "Ordinal",
+    "Panel",
     "ResplitVal",
     "SkipUnreadable",
     "fail",
@@ -41,9 +42,23 @@ __all__ = [
     "report_bug",
 ]
 
+
+class Panel:
+    """The help panels of the commands with many options (``rich_help_panel``)."""
+
+    DATA = "Data"
+    MODEL = "Model and images"
+    REMEDY = "Imbalance remedy"
+    SCHEDULE = "Schedule"
+    DECISION = "Selection and decision"
+    OUTPUT = "Output"
+    HARDWARE = "Hardware"
+
+
 DataArg = Annotated[
     str,
     typer.Argument(
+        metavar="DATA",
         help="A class-folder tree, a CSV manifest, a MedMNIST .npz file or a MedMNIST name "
         "(e.g. pneumoniamnist, looked up in $MEDBALANCE_DATA).",
         show_default=False,
@@ -53,22 +68,41 @@ GroupPattern = Annotated[
     str | None,
     typer.Option(
         "--group-pattern",
+        metavar="REGEX",
+        rich_help_panel=Panel.DATA,
         help="Regular expression that finds the patient id in a file name (first group).",
     ),
 ]
 GroupColumn = Annotated[
-    str | None, typer.Option("--group-column", help="CSV column holding the patient id.")
+    str | None,
+    typer.Option(
+        "--group-column",
+        metavar="NAME",
+        rich_help_panel=Panel.DATA,
+        help="CSV column holding the patient id.",
+    ),
 ]
 AllowOutside = Annotated[
     bool, typer.Option("--allow-outside", help="Let CSV paths leave the CSV's folder.")
 ]
+
+
+def _fraction(value: float | None) -> float | None:
+    """--resplit-val's range, said in the help instead of a ``[0.01<=x<=0.9]`` column."""
+    if value is not None and not 0.01 <= value <= 0.9:
+        raise typer.BadParameter(f"{value} is not a fraction between 0.01 and 0.9")
+    return value
+
+
 ResplitVal = Annotated[
     float | None,
     typer.Option(
         "--resplit-val",
-        min=0.01,
-        max=0.9,
-        help="Pool train+val and carve a stratified, patient-grouped val split of this fraction.",
+        metavar="FRACTION",
+        callback=_fraction,
+        rich_help_panel=Panel.DATA,
+        help="Pool train+val and carve a stratified, patient-grouped val split of this fraction "
+        "(0.01 to 0.9).",
     ),
 ]
 SkipUnreadable = Annotated[
@@ -83,6 +117,8 @@ Ordinal = Annotated[
     bool | None,
     typer.Option(
         "--ordinal/--no-ordinal",
+        metavar="",
+        rich_help_panel=Panel.DATA,
         help="The classes are ordered grades: CORN head, quadratic kappa, mean absolute error.",
     ),
 ]
@@ -90,6 +126,8 @@ ClassOrder = Annotated[
     str | None,
     typer.Option(
         "--class-order",
+        metavar="A,B,C",
+        rich_help_panel=Panel.DATA,
         help="The class order, lowest grade first, e.g. none,mild,severe (default: sorted; "
         "with --ordinal, number names in numeric order).",
     ),

@@ -27,9 +27,10 @@ __all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", 
 
 
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A training run folder.")],
     data: Annotated[
-        str | None, typer.Argument(help="Other data to evaluate on (default: the run's).")
+        str | None,
+        typer.Argument(metavar="DATA", help="Other data to evaluate on (default: the run's)."),
     ] = None,
     split: Annotated[str, typer.Option(help="Split to report: test or val.")] = "test",
     threshold: Annotated[
@@ -105,13 +106,18 @@ def print_metrics(result: dict[str, object]) -> None:
 def predict(
     checkpoint: Annotated[
         Path,
-        typer.Argument(help="best.safetensors of a run, a run folder, or a cv folder (ensemble)."),
+        typer.Argument(
+            metavar="MODEL",
+            help="best.safetensors of a run, a run folder, or a cv folder (ensemble).",
+        ),
     ],
-    inputs: Annotated[list[str], typer.Argument(help="Images, folders, CSV manifests, .npz.")],
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT", help="Images, folders, CSV manifests, .npz.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
         "predictions.csv"
     ),
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images scored at a time.")] = 64,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
     ] = "auto",
@@ -140,7 +146,7 @@ def predict(
 
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder with metrics.json.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder with metrics.json.")],
 ) -> None:
     """Re-draw RUN_DIR/report.html from the run's files (no galleries)."""
     from medbalance.reporting.report import report_from_run
@@ -154,7 +160,10 @@ def report(
 
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="best.safetensors of a run, a run folder, or a cv folder.")
+        Path,
+        typer.Argument(
+            metavar="MODEL", help="best.safetensors of a run, a run folder, or a cv folder."
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="onnx | torchscript")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
@@ -182,7 +191,8 @@ def export(
 
 def compare(
     data: Annotated[
-        str | None, typer.Argument(help="Data (as for train); or data = in --config.")
+        str | None,
+        typer.Argument(metavar="DATA", help="Data (as for train); or data = in --config."),
     ] = None,
     remedies: Annotated[
         str | None,

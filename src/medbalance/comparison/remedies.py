@@ -162,7 +162,7 @@ def _check_values(remedy: Remedy, path: Path) -> None:
             str(values.get("sampler", "none")),
             str(values.get("loss", "ce")),
             options,
-            str(values.get("threshold", "youden")),
+            str(values.get("threshold", "auto")),
         )
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -31,8 +31,8 @@ from medbalance.evaluation.multiclass_rules import (
 from medbalance.evaluation.thresholds import choose_threshold, parse_policy
 
 __all__ = [
-    "BINARY_DEFAULT", "METADATA_KEY", "MULTICLASS_DEFAULT", "ORDINAL_DEFAULT", "Decision",
-    "choose_decision", "read_decision",
+    "AUTO_POLICY", "BINARY_DEFAULT", "METADATA_KEY", "MULTICLASS_DEFAULT", "ORDINAL_DEFAULT",
+    "Decision", "choose_decision", "policy_for_task", "read_decision",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ BINARY_DEFAULT = "youden"  # every run's default policy; with more classes it st
 # on both and never lost much accuracy; the report shows accuracy beside argmax's.
 MULTICLASS_DEFAULT = "offsets:balanced"
 ORDINAL_DEFAULT = "expected-grade"  # the same for ordinal (graded) tasks
+AUTO_POLICY = "auto"  # a run's default: the task's policy above, once its classes are known
 _TUNED_KEYS = {RuleKind.OFFSETS: "offsets", RuleKind.EXPECTED_GRADE: "cut_points"}
 
 
@@ -230,8 +231,9 @@ def choose_decision(
 ) -> Decision:
     """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
 
-    A binary policy on multi-class data falls back to the default rule (``offsets:balanced``; for
-    ordinal tasks ``expected-grade``), with a warning; a multi-class rule on binary data is an error
+    ``auto`` is the task's default (:func:`policy_for_task`). A binary policy on multi-class data
+    falls back to the default rule (``offsets:balanced``; for ordinal tasks ``expected-grade``),
+    with a warning; a multi-class rule on binary data is an error
     (``TrainConfig`` and ``prepare_run`` refuse it before training). Tuned rules (``offsets``,
     ``expected-grade``) find their values on these data.
     """
@@ -240,6 +242,7 @@ def choose_decision(
     names = tuple(str(n) for n in class_names)
     y, p = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     counts = tuple(int(c) for c in train_counts)
+    policy = policy_for_task(policy, len(names), ordinal=ordinal)
     if len(names) == 2:
         if positive is None:
             raise ValueError("a binary decision needs the positive class")
@@ -253,20 +256,6 @@ def choose_decision(
             val_rates=(point.sensitivity, point.specificity),
             tta=tta,
         )
-    if not is_multiclass_rule(policy):
-        default = ORDINAL_DEFAULT if ordinal else MULTICLASS_DEFAULT
-        # the default policy standing for the per-task default is no mistake: said, not warned
-        level = logging.INFO if policy == BINARY_DEFAULT else logging.WARNING
-        log.log(
-            level,
-            "threshold policy %r needs two classes; with %d classes the decision is %s "
-            "(or give --threshold with a multi-class rule: %s)",
-            policy,
-            len(names),
-            default,
-            " | ".join(RULE_FORMS),
-        )
-        policy = default
     rule = parse_multiclass_rule(policy)
     if rule.ordinal and not ordinal:
         log.warning(
@@ -289,6 +278,28 @@ def choose_decision(
         ordinal=ordinal,
         tuned=tuned,
     )
+
+
+def policy_for_task(policy: str, n_classes: int, *, ordinal: bool) -> str:
+    """The policy a task of ``n_classes`` decides by: ``auto`` is :data:`BINARY_DEFAULT` for
+    two classes, :data:`ORDINAL_DEFAULT` for grades and :data:`MULTICLASS_DEFAULT` otherwise; a
+    binary policy given for more classes falls back to that default, with a warning."""
+    if policy == AUTO_POLICY:
+        default = BINARY_DEFAULT
+    elif n_classes == 2 or is_multiclass_rule(policy):
+        return policy
+    else:
+        default = None
+    if n_classes > 2:
+        task = ORDINAL_DEFAULT if ordinal else MULTICLASS_DEFAULT
+        if default is None:
+            log.warning(
+                "threshold policy %r needs two classes; with %d classes the decision is %s "
+                "(or give --threshold with a multi-class rule: %s)",
+                policy, n_classes, task, " | ".join(RULE_FORMS),
+            )  # fmt: skip
+        return task
+    return default or policy
 
 
 def is_multiclass_rule(policy: str) -> bool:

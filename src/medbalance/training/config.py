@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from medbalance.evaluation.decision import BINARY_DEFAULT
+from medbalance.evaluation.decision import AUTO_POLICY
 from medbalance.training.names import (
     Device,
     Normalization,
@@ -102,7 +102,7 @@ class TrainConfig:
     select_rule: str = "last"  # the suite's choice over best and within-noise (RESULTS.md)
     patience: int | None = None
     positive_class: str | None = None
-    threshold: str = BINARY_DEFAULT
+    threshold: str = AUTO_POLICY  # youden, offsets:balanced or expected-grade by task
     bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -143,6 +143,11 @@ class TrainConfig:
         # once on the device (the cache never stores upsampled pixels)
         if self.presize is not None and not 8 <= self.presize <= 4096:
             raise ConfigError(f"presize must be between 8 and 4096 pixels, got {self.presize}")
+        if self.resplit_val is not None and not 0.01 <= self.resplit_val <= 0.9:
+            raise ConfigError(
+                f"resplit_val is the fraction of train+val to carve as val, between 0.01 and "
+                f"0.9, got {self.resplit_val}"
+            )
         if self.lr is not None and not 0 < self.lr < 10:
             raise ConfigError(f"lr must be a positive learning rate below 10, got {self.lr}")
         _check_epoch_fields(self)
@@ -291,6 +296,8 @@ def _check_threshold(text: str) -> None:
     multi-class operating point understands."""
     from medbalance.evaluation.thresholds import parse_multiclass_rule, parse_policy
 
+    if text == AUTO_POLICY:
+        return
     try:
         parse_policy(text)
     except ValueError as binary:
@@ -304,7 +311,7 @@ def _check_threshold(text: str) -> None:
 
 
 def check_components(
-    sampler: str, loss: str, options: Mapping[str, Any], threshold: str = BINARY_DEFAULT
+    sampler: str, loss: str, options: Mapping[str, Any], threshold: str = AUTO_POLICY
 ) -> None:
     """Fail now, not when the run starts, on an unknown sampler, loss or threshold policy, or an
     option the loss does not take (each with the nearest name).

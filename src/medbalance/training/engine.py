@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from torch import nn
 
 from medbalance.core.device import select_device
 from medbalance.core.distributed import DistInfo, barrier, mean_over_ranks
+from medbalance.core.feedback import bars_wanted
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.evaluation.metrics import classification_metrics
@@ -46,7 +46,7 @@ from medbalance.training.guard import (
     restore_set_aside,
     set_aside,
 )
-from medbalance.training.prepare import prepare_run
+from medbalance.training.prepare import PreparedRun, prepare_run
 from medbalance.training.trainer import Trainer, load_resume
 
 __all__ = [
@@ -338,6 +338,8 @@ def _fit(
     barrier(dist_info)
     run = prepare_run(config, data=data, device=device, dist_info=dist_info)
     resolved = run.config
+    if dist_info.is_main:
+        _say_header(config, run, resume)
     trainer = Trainer(resolved, run.data, device, dist_info)
     state = load_resume(trainer) if resume else None
     aside = None
@@ -353,6 +355,25 @@ def _fit(
         if not trainer.folder.last.is_file():  # no checkpoint yet: the earlier run comes back
             restore_set_aside(trainer.folder, aside)
         raise
+
+
+def _say_header(given: TrainConfig, run: PreparedRun, resume: bool) -> None:
+    """The run header (:func:`~medbalance.training.header.header_lines`), one log line each."""
+    from medbalance.training.header import header_lines
+
+    counts = {s: run.data.catalog.class_counts(s).tolist() for s in ("train", "val", "test")}
+    lines = header_lines(
+        given,
+        run.config,
+        plan=run.plan,
+        counts=counts,
+        device=str(run.device),
+    )
+    log.info("%s %s", "resuming" if resume else "training", run.config.out)
+    for line in lines:
+        log.info("  %s", line)
+    for warning in run.data.warnings:  # warnings: shown with --quiet too
+        log.warning("  warning    %s", warning)
 
 
 def _train(
@@ -478,17 +499,19 @@ def _run_epoch(
 
 
 class _progress:
-    """A rich progress bar on a terminal; nothing otherwise (the epoch line is logged)."""
+    """A rich progress bar where :func:`~medbalance.core.feedback.bars_wanted` (a terminal,
+    Jupyter); nothing otherwise (the epoch line is logged)."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total = label, total
         self._bar: Any = None
 
     def __enter__(self) -> Callable[[int, int], None]:
-        if sys.stderr.isatty():
+        if bars_wanted():
+            from rich.console import Console
             from rich.progress import Progress
 
-            self._bar = Progress(transient=True)
+            self._bar = Progress(console=Console(stderr=True), transient=True)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total)
         return self.update

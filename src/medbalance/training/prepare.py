@@ -20,6 +20,8 @@ from medbalance.core.distributed import DistInfo, barrier
 from medbalance.data.cache import default_presize
 from medbalance.data.catalog import look_alike_classes, numeric_order, with_class_order
 from medbalance.data.prepared import Prepared, default_positive_class, fingerprint, prepare_data
+from medbalance.evaluation.decision import policy_for_task
+from medbalance.training.budget import Plan, plan_epochs
 from medbalance.training.config import (
     GRADES_AS_ORDINAL,
     ConfigError,
@@ -35,11 +37,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreparedRun:
-    """A resolved config, its prepared data and the device it runs on."""
+    """A resolved config, its prepared data, the device it runs on and its planned length."""
 
     config: ResolvedConfig
     data: Prepared
     device: torch.device
+    plan: Plan
 
 
 def native_size(source: str) -> int | None:
@@ -81,7 +84,6 @@ def resolve_sizes(config: TrainConfig, native: int | None, device: torch.device)
     changes: dict[str, object] = dict(size=size, presize=presize, model=model, lr=lr)
     if config.precision == "auto":
         precision, channels_last, reason = choose_precision(device)
-        log.info("precision auto: %s%s (%s)", precision, " + channels_last" * channels_last, reason)
         changes.update(
             precision=precision,
             channels_last=config.channels_last or channels_last,
@@ -164,43 +166,30 @@ def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
     if order is None or order == names:
         return data
     catalog = with_class_order(data.catalog, order)
-    log.info("class order: %s", ", ".join(order))
+    log.debug("class order: %s", ", ".join(order))  # the run header lists the classes in order
     return dataclasses.replace(data, catalog=catalog, fingerprint=fingerprint(catalog))
 
 
-def resolve_for_data(config: TrainConfig, data: Prepared, native: int | None) -> ResolvedConfig:
-    """The config checked against and completed by the prepared data."""
-    from medbalance.training.budget import plan_epochs
-
+def resolve_for_data(
+    config: TrainConfig, data: Prepared, native: int | None
+) -> tuple[ResolvedConfig, Plan]:
+    """The config checked against and completed by the prepared data, and its epoch plan."""
     names = tuple(data.class_names)
+    policy = policy_for_task(config.threshold, len(names), ordinal=bool(config.ordinal))
+    config = dataclasses.replace(config, threshold=policy)
     _check_policy(config, names)
     values = config.to_dict()
     plan = plan_epochs(config, data.catalog.labels[data.indices("train")])
     values["epochs"] = plan.epochs
     if config.drw and config.drw_epoch is None:
         values["drw_epoch"] = default_drw_epoch(plan.epochs)
-    if config.epochs is None:
-        log.info("epochs: %d (%s; %d optimizer steps)", plan.epochs, plan.reason, plan.steps)
-    _say_task(config, names)
-    return ResolvedConfig(
+    resolved = ResolvedConfig(
         **values,
         class_names=names,
         positive_index=_positive_index(config, data),
         native_size=native,
     )
-
-
-def _say_task(config: TrainConfig, names: tuple[str, ...]) -> None:
-    """One header line when the classes are numbers (grades?): how they are trained, and the
-    option that changes it."""
-    if len(names) <= 2 or numeric_order(names) is None:
-        return
-    if config.ordinal:
-        log.info("task: ordinal grades %s (CORN head); --no-ordinal trains them as "
-                 "unordered classes", ", ".join(names))  # fmt: skip
-    else:
-        log.info("task: %d unordered classes (%s are numbers); if they are ordered grades, "
-                 "--ordinal trains them as grades", len(names), ", ".join(names))  # fmt: skip
+    return resolved, plan
 
 
 def prepare_run(
@@ -243,7 +232,8 @@ def prepare_run(
             barrier(info)
     sized = resolve_task(sized, tuple(data.class_names))
     data = order_classes(sized, data)
-    return PreparedRun(resolve_for_data(sized, data, native), data, device)
+    resolved, plan = resolve_for_data(sized, data, native)
+    return PreparedRun(resolved, data, device, plan)
 
 
 def resolve_task(config: TrainConfig, names: tuple[str, ...]) -> TrainConfig:

@@ -202,6 +202,7 @@ class Trainer:
             "model_prior": learned_prior(config, self.data.train_counts()),
             "ordinal": config.ordinal,  # a CORN head; grades in class_names order
             "data_fingerprint": self.data.fingerprint,
+            "data_warnings": list(self.data.warnings),  # evaluate carries them on
             "data_path": _resolvable(config.data),
             "run_id": self.run_id,
             "epoch": epoch,

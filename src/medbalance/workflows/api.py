@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medbalance.core.feedback import speaking
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, load_config
 
@@ -156,6 +157,7 @@ def train(
     drw: bool = False,
     resume: bool = False,
     overwrite: bool = False,
+    verbose: bool = True,
     **options: Any,
 ) -> Run:
     """Train, choose the operating point on val, evaluate and report (``medbalance train``).
@@ -168,6 +170,8 @@ def train(
         resume: continue a killed run from ``out/last.pt`` (the same configuration; only
             ``device``, ``bootstrap``, ``compile`` and the data's path may change).
         overwrite: replace the run that ``out`` holds; without it such a folder is refused.
+        verbose: show the run's header, one line per epoch and a progress bar (in Jupyter with
+            ipywidgets); ``False`` shows warnings only.
         **options: any :class:`~medbalance.training.config.TrainConfig` field, e.g.
             ``epochs=10, sampler="oversample", loss="ce", threshold="sensitivity>=0.95"``.
 
@@ -183,7 +187,8 @@ def train(
         "out": None if out is None else str(_path("out", out)), "drw": drw or None,
     }  # fmt: skip
     resolved = load_config(Path(config) if config is not None else None, overrides, new_out=True)
-    result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
+    with speaking(verbose):
+        result = train_and_evaluate(resolved, resume=resume, overwrite=overwrite)
     return Run(result.run_dir)
 
 
@@ -198,10 +203,12 @@ def evaluate(
     device: str = "auto",
     report: bool = True,
     tta: int | None = None,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint (or a CV folder's ensemble) on its own or other data
     (``medbalance evaluate``); returns the content of ``metrics.json`` (``metrics_val.json``
-    for ``split="val"``). ``tta`` views re-choose the operating point on val with them."""
+    for ``split="val"``). ``tta`` views re-choose the operating point on val with them;
+    ``verbose=False`` shows warnings only."""
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
@@ -209,17 +216,18 @@ def evaluate(
     _count("bootstrap", bootstrap, 0)
     if tta is not None:
         _count("tta", tta, 1)
-    return evaluate_run(
-        _run_path(run),
-        data=None if data is None else str(_path("data", data)),
-        split=split,
-        policy=threshold,
-        n_bootstrap=bootstrap,
-        seed=seed,
-        device=device,
-        report=report,
-        tta=tta,
-    )
+    with speaking(verbose):
+        return evaluate_run(
+            _run_path(run),
+            data=None if data is None else str(_path("data", data)),
+            split=split,
+            policy=threshold,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            device=device,
+            report=report,
+            tta=tta,
+        )
 
 
 def predict(
@@ -256,6 +264,7 @@ def compare(
     metric: str | None = None,
     config: PathLike | None = None,
     folds: int | None = None,
+    verbose: bool = True,
     **options: Any,
 ) -> Comparison:
     """Train each remedy with the same data, splits, model and seeds, and compare them on the
@@ -273,6 +282,7 @@ def compare(
             ordinal, else AUROC, macro one-vs-rest for multi-class runs).
         config: a config file for what every run shares; ``options`` override it.
         folds: run every remedy and seed as a K-fold cv and pair them on the out-of-fold cases.
+        verbose: show each run's header and epoch lines; ``False`` shows warnings only.
         **options: shared :class:`~medbalance.training.config.TrainConfig` fields
             (``epochs``, ``model``, ``size`` ...).
     """
@@ -286,16 +296,17 @@ def compare(
     _count("jobs", jobs, 1)
     if folds is not None:
         _count("folds", folds, 2)
-    return run_compare(
-        base,
-        remedies if isinstance(remedies, str) else ",".join(remedies),
-        _path("out", out),
-        seeds=seeds,
-        jobs=jobs,
-        budget_minutes=budget_minutes,
-        metric=metric,
-        folds=folds,
-    )
+    with speaking(verbose):
+        return run_compare(
+            base,
+            remedies if isinstance(remedies, str) else ",".join(remedies),
+            _path("out", out),
+            seeds=seeds,
+            jobs=jobs,
+            budget_minutes=budget_minutes,
+            metric=metric,
+            folds=folds,
+        )
 
 
 def cv(
@@ -306,6 +317,7 @@ def cv(
     config: PathLike | None = None,
     tta: int = 1,
     combine: str = "mean",
+    verbose: bool = True,
     **options: Any,
 ) -> CVResult:
     """K-fold cross-validation (``medbalance cv``): K fold models, the operating point chosen
@@ -319,6 +331,7 @@ def cv(
         combine: ``mean`` of the fold models' probabilities, or ``stack``: that mean through a
             logistic regression fit on the out-of-fold probabilities.
         config: a config file every fold shares; ``options`` override it.
+        verbose: show each fold's header and epoch lines; ``False`` shows warnings only.
         **options: :class:`~medbalance.training.config.TrainConfig` fields.
     """
     from medbalance.workflows.cv import cross_validate
@@ -327,7 +340,8 @@ def cv(
     base = load_config(Path(config) if config is not None else None, {**options, "data": data_path})
     _count("folds", folds, 2)
     _count("tta", tta, 1)
-    return cross_validate(base, folds=folds, out=_path("out", out), tta=tta, combine=combine)
+    with speaking(verbose):
+        return cross_validate(base, folds=folds, out=_path("out", out), tta=tta, combine=combine)
 
 
 def ensemble(
@@ -339,6 +353,7 @@ def ensemble(
     bootstrap: int = 1000,
     device: str = "auto",
     report: bool = True,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """An ensemble of finished runs (``medbalance ensemble``): the mean of their probabilities,
     the decision chosen on val, evaluated once on test; ``predict(out, ...)`` uses it.
@@ -351,6 +366,7 @@ def ensemble(
         bootstrap: resamples for the 95% CIs.
         device: where the members run.
         report: also write ``report.html``.
+        verbose: ``False`` shows warnings only.
 
     Returns:
         The content of ``out/metrics.json``.
@@ -361,10 +377,11 @@ def ensemble(
         raise ConfigError(f"runs must be a list of two or more runs, got {runs!r}")
     _count("tta", tta, 1)
     _count("bootstrap", bootstrap, 0)
-    return ensemble_runs(
-        [_run_path(r, "runs") for r in runs], _path("out", out), policy=threshold, tta=tta,
-        n_bootstrap=bootstrap, device=device, report=report,
-    )  # fmt: skip
+    with speaking(verbose):
+        return ensemble_runs(
+            [_run_path(r, "runs") for r in runs], _path("out", out), policy=threshold, tta=tta,
+            n_bootstrap=bootstrap, device=device, report=report,
+        )  # fmt: skip
 
 
 def _run_path(run: Run | PathLike, name: str = "run") -> Path:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import logging
 import math
@@ -39,6 +40,7 @@ from medbalance.core.checkpoint import read_metadata
 from medbalance.core.files import atomic_write_text
 from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
+from medbalance.data.identical import item_digests, split_groups
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.decision import Decision, choose_decision
 from medbalance.evaluation.ensemble import Combine, Ensemble, parse_combine, write_ensemble
@@ -70,7 +72,8 @@ class CVResult:
 def fold_masks(
     labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
 ) -> list[np.ndarray]:
-    """K boolean masks over ``labels``: stratified folds, patient-grouped when ``groups``."""
+    """K boolean masks over ``labels``: stratified folds, grouped when ``groups`` (patients and
+    identical files: :func:`~medbalance.data.identical.split_groups`)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
@@ -126,7 +129,8 @@ def cross_validate(
     base = prepare_run(config)
     data, resolved = base.data, base.config
     pool = np.flatnonzero(np.isin(data.catalog.splits, ("train", "val")))
-    groups = None if data.catalog.groups is None else data.catalog.groups[pool]
+    # a patient's images and identical files stay in one fold, as in the splits
+    groups, _ = split_groups(data.catalog, pool, item_digests(data.catalog))
     masks = fold_masks(data.catalog.labels[pool], groups, folds, resolved.seed)
     shared = TrainConfig(**{**resolved.to_dict(), "out": str(out / "folds")})
     RunFolder(out).write_json(out / "config.json", {**shared.to_dict(), "folds": folds})
@@ -161,7 +165,10 @@ def cross_validate(
         model_prior=prior,  # the same for every fold; the OOF prior once stacked
         ordinal=bool(read_metadata(members[0]).get("ordinal", False)),
     )
-    oof_eval = evaluate_scores(data, oof_scores, decision, n_bootstrap=boot, seed=resolved.seed)
+    evaluate = functools.partial(
+        evaluate_scores, n_bootstrap=boot, seed=resolved.seed, warnings=data.warnings
+    )
+    oof_eval = evaluate(data, oof_scores, decision)
     oof_eval.result["folds"] = folds
     oof_eval.write_to(out / RunFolder.OOF_METRICS, out / RunFolder.OOF_PREDICTIONS)
     metrics: dict[str, Any] = {}
@@ -170,7 +177,7 @@ def cross_validate(
         mean = np.mean(test_probs, axis=0)  # average the members, then stack
         probs = mean if stacker is None else stacker.apply(mean)
         scores = Scores("test", idx, data.catalog.labels[idx], probs)
-        ensemble = evaluate_scores(data, scores, decision, n_bootstrap=boot, seed=resolved.seed)
+        ensemble = evaluate(data, scores, decision)
         ensemble.result["ensemble"] = {"members": folds, "combine": how.value}
         ensemble.write(RunFolder(out))
         metrics = ensemble.result

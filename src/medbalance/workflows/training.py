@@ -19,7 +19,7 @@ from medbalance.core.checkpoint import read_metadata, save_checkpoint
 from medbalance.core.distributed import barrier
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
-from medbalance.evaluation.decision import BINARY_DEFAULT, METADATA_KEY, Decision, choose_decision
+from medbalance.evaluation.decision import AUTO_POLICY, METADATA_KEY, Decision, choose_decision
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
@@ -33,7 +33,7 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
-DEFAULT_POLICY = BINARY_DEFAULT
+DEFAULT_POLICY = AUTO_POLICY
 
 
 def train_and_evaluate(
@@ -102,6 +102,7 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         n_bootstrap=resolved.bootstrap,
         seed=resolved.seed,
         checkpoint_epoch=metadata.get("epoch"),
+        warnings=trainer.data.warnings,
         run_id=metadata.get("run_id"),
     )
     _finish(folder, trained, trainer.data, evaluation, report=True)
@@ -128,12 +129,15 @@ def evaluate_run(
         split: the split to report (``test`` by default; ``val`` allowed).
         policy: choose a new decision on validation data with this policy (default: the one
             stored in the checkpoint at the end of training). Chosen on the run's own val
-            split, it is stored in the checkpoint, so predict and export apply it too; chosen
-            on other data's val split, it is used for this evaluation only.
+            split, it replaces the run's decision, and every file of the run follows it: the
+            checkpoint (so predict and export apply it), ``metrics.json`` and
+            ``predictions.csv`` (the test split is evaluated again when ``split`` is val) and
+            ``report.html`` (redrawn even with ``report=False``). Chosen on other data's val
+            split, it is used for this evaluation only and the run's files keep their own.
         n_bootstrap: bootstrap resamples for the 95% confidence intervals.
         seed: seed of the bootstrap.
         device: where the model runs.
-        report: also write ``report.html``.
+        report: also write ``report.html`` (always redrawn when the run's decision changes).
         tta: average over this many test-time augmentation views; the decision is re-chosen
             on val with them (and stored with them, for predict). Default: the stored number.
 
@@ -159,30 +163,40 @@ def evaluate_run(
     if not len(prepared.indices(split)):
         raise ValueError(f"the data has no {split!r} split; choose --split val or test")
     meta = trained.metadata
-    warnings = []
+    warnings = list(meta.get("data_warnings") or []) if data is None else []
     if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
         warnings.append("the data changed since training (fingerprint differs)")
     decision = trained.decision
     new_tta = tta is not None and tta != decision.tta
+    stored = False  # whether the run's own decision changed: then every file of it follows
     if policy is not None or meta.get(METADATA_KEY) is None or new_tta:
         policy = policy or (decision.policy if meta.get(METADATA_KEY) else DEFAULT_POLICY)
         val = _score(trained, prepared, "val")
         decision = choose_on_val(trained, val, policy, tta=tta or decision.tta)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
+            stored = decision.to_record() != meta.get(METADATA_KEY)
             meta = {**meta, METADATA_KEY: decision.to_record()}
             save_checkpoint(folder.best, unwrap(trained.model), meta)
-    evaluation = evaluate_scores(
-        prepared,
-        _score(trained, prepared, split),
-        decision,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        checkpoint_epoch=meta.get("epoch"),
-        warnings=warnings,
-        run_id=meta.get("run_id"),
-    )
-    _finish(folder, trained, prepared, evaluation, report=report)
-    return evaluation.result
+    splits = [split]
+    if stored and split != "test" and len(prepared.indices("test")):
+        splits.append("test")  # metrics.json and the report follow the stored decision
+    if stored and not report:
+        log.info("the run's decision changed: report.html is redrawn with it")
+    results = {}
+    for name in splits:
+        evaluation = evaluate_scores(
+            prepared,
+            _score(trained, prepared, name),
+            decision,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            checkpoint_epoch=meta.get("epoch"),
+            warnings=warnings,
+            run_id=meta.get("run_id"),
+        )
+        _finish(folder, trained, prepared, evaluation, report=report or stored)
+        results[name] = evaluation.result
+    return results[split]
 
 
 def prepare_for_model(trained: Trained, data: str | None) -> Prepared:
