@@ -157,7 +157,7 @@ def test_bootstrap_nan_handling() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"n_resamples": 0}, "n_resamples=0"), ({"alpha": 1.0}, "alpha=1.0")],
+    [({"n_resamples": -1}, "n_resamples=-1"), ({"alpha": 1.0}, "alpha=1.0")],
 )
 def test_bootstrap_rejects_bad_options(kwargs: dict[str, float], match: str) -> None:
     y, score = scored(10, 10, seed=13)
@@ -235,3 +235,15 @@ def test_paired_bootstrap_of_several_arrays_runs_vectorised_and_matches_the_slow
 
 
 # --- the re-export in medbalance.evaluation.metrics (goes when compare's imports move)
+
+
+def test_zero_resamples_name_every_metric_without_an_interval() -> None:
+    import functools
+    import math
+
+    from medbalance.evaluation.bootstrap import bootstrap_ci
+    from medbalance.evaluation.metrics import binary_metrics
+
+    y = np.array([0, 0, 1, 1, 1])
+    cis = bootstrap_ci(functools.partial(binary_metrics, threshold=0.5), y, y * 0.8, n_resamples=0)
+    assert "auroc" in cis and all(math.isnan(lo) and math.isnan(hi) for lo, hi in cis.values())

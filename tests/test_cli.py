@@ -271,6 +271,8 @@ def test_predict_scores_folders_files_and_manifests(run: Path, data: Path, tmp_p
         "id",
         "prob_normal",
         "prob_pneumonia",
+        "calibrated_normal",
+        "calibrated_pneumonia",
         "predicted_label",
         "threshold",
         "error",
@@ -280,6 +282,8 @@ def test_predict_scores_folders_files_and_manifests(run: Path, data: Path, tmp_p
         assert row["error"] == ""
         p0, p1 = float(row["prob_normal"]), float(row["prob_pneumonia"])
         assert p0 + p1 == pytest.approx(1.0, abs=1e-5)
+        c0, c1 = float(row["calibrated_normal"]), float(row["calibrated_pneumonia"])
+        assert c0 + c1 == pytest.approx(1.0, abs=1e-5)
         threshold = float(row["threshold"])
         assert threshold == pytest.approx(stored, abs=1e-5)
         assert row["predicted_label"] == ("pneumonia" if p1 >= threshold else "normal")

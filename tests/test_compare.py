@@ -267,3 +267,48 @@ def test_compare_with_folds_pairs_remedies_on_out_of_fold_cases(
     assert "## Paired comparison on out-of-fold cases (n=140)" in markdown
     run = tmp_path / "cmp" / "runs" / "oversample" / "seed0"
     assert (run / "ensemble.json").is_file() and (run / "oof_predictions.csv").is_file()
+
+
+def test_comparison_page_keeps_the_legend_off_the_bars_and_the_ci_on_its_own_line(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.transforms import Bbox
+
+    from medbalance.comparison.report import bar_figure
+
+    for remedy, shift in (("baseline", 0.0), ("oversample", 0.15), ("weighted-ce", 0.3)):
+        for seed in (0, 1):
+            _fake_run(tmp_path, remedy, seed, shift=shift)
+    result = collect(tmp_path)
+    figure = bar_figure(result)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    found = [*figure.legends, *(ax.get_legend() for ax in figure.axes)]
+    legends = [legend for legend in found if legend is not None]
+    assert len(legends) == 1
+    legend = legends[0].get_window_extent(renderer)
+    (ax,) = figure.axes
+    bars = [patch.get_window_extent(renderer) for patch in ax.patches]
+    assert len(bars) == 3 * 6  # 3 remedies x 6 binary metrics drawn as bars
+    # error bars too: each bar's line (a segment of a collection) and its caps (markers)
+    segments = [seg for c in ax.collections for seg in c.get_segments()]  # type: ignore[attr-defined]
+    errors = [Bbox(ax.transData.transform(seg)) for seg in segments if len(seg) == 2]
+    errors += [
+        line.get_window_extent(renderer) for line in ax.lines if np.asarray(line.get_xdata()).size
+    ]
+    assert len(segments) == len(bars)
+    covered = [b for b in [*bars, *errors] if Bbox.intersection(legend, b) is not None]
+    assert not covered, f"the legend {legend} covers {covered[:3]}"
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # beside the axes
+    page = (tmp_path / "comparison.html").read_text(encoding="utf-8")
+    assert "<title>medbalance: remedy comparison — x (2 classes)</title>" in page
+    baseline = page.split("<tbody>")[1].split("</tr>")[0]
+    auroc = result.rows[0]
+    low, high = auroc["auroc_ci_low"], auroc["auroc_ci_high"]
+    cell = f"{auroc['auroc_mean']:.3f} ±&nbsp;{auroc['auroc_sd']:.3f}<small>[{low:.3f}, {high:.3f}]"
+    assert cell in baseline
+    # the verdict's metric leads the table (here sensitivity, not the usual AUROC)
+    head, _ = collect(tmp_path, metric="sensitivity").summary_table()
+    assert head[:4] == ["remedy", "seeds", "Sensitivity", "AUROC"]
+    html_head = (tmp_path / "comparison.html").read_text(encoding="utf-8").split("</thead>")[0]
+    assert html_head.index("Sensitivity") < html_head.index("AUROC")

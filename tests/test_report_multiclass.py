@@ -191,6 +191,20 @@ def test_ordinal_report_has_kappa_and_the_grade_errors(tmp_path: Path) -> None:
     assert 'href="#ordinal"' in page and "Quadratic weighted kappa" in page.split("<section")[0]
 
 
+def test_ordinal_report_leads_with_quadratic_kappa(tmp_path: Path) -> None:
+    page = write_report(_ordinal_run(tmp_path)).read_text(encoding="utf-8")
+    cards = re.findall(r'<div class="card"><b>([^<]+)</b>', page)
+    assert cards[0] == "Quadratic weighted kappa" and "Balanced accuracy" in cards[1:]
+    rows = re.findall(r"<tr><td>([^<]+)</td>", _section(page, "metrics"))
+    assert rows[:3] == [
+        "Quadratic weighted kappa",
+        "Mean absolute grade error",
+        "Within-one-grade accuracy",
+    ]
+    nominal = write_report(_three_class_run(tmp_path / "nominal")).read_text(encoding="utf-8")
+    assert re.findall(r'<div class="card"><b>([^<]+)</b>', nominal)[0] == "Balanced accuracy"
+
+
 def test_ordinal_section_without_predictions_says_what_is_missing(tmp_path: Path) -> None:
     run = _ordinal_run(tmp_path)
     (run / "predictions.csv").unlink()
@@ -225,6 +239,11 @@ def test_cv_report_has_galleries_with_ensemble_gradcam(three_class_cv: Path) -> 
         assert "<figure>" in _section(page, key), key
     cams = _section(page, "gradcam")
     assert '<div class="gallery cam">' in cams and "called right" in cams
+    # every probability in a caption says which class it is for
+    for key in ("errors", "confusions", "gradcam"):
+        captions = re.findall(r"<figcaption>(.*?)</figcaption>", _section(page, key))
+        assert captions and all(re.search(r": p\([abc]\)=[01]\.\d\d", c) for c in captions), key
+        assert not any("p=" in c for c in captions), key
     assert "Not available" not in _section(page, "confusions")
     metrics = json.loads((three_class_cv / "metrics.json").read_text())
     off_diagonal = np.array(metrics["confusion_matrix"])

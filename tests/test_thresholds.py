@@ -18,7 +18,10 @@ from medbalance.evaluation.thresholds import (
     RuleKind,
     adjust_probabilities,
     apply_multiclass_rule,
+    cases_needed,
+    check_guarantee,
     choose_threshold,
+    lower_bound,
     parse_multiclass_rule,
     parse_policy,
 )
@@ -225,6 +228,141 @@ def test_operating_point_round_trips_through_json() -> None:
         OperatingPoint.from_dict({**never.to_dict(), "extra": 1})
     with pytest.raises(AttributeError):
         never.value = 0.5  # type: ignore[misc]
+
+
+# --- guaranteed constraints ------------------------------------------------------------------
+
+
+def _clopper_pearson_by_root(k: int, n: int, level: float) -> float:
+    """The lower bound from its definition, independently of the beta quantile: the p at which
+    P(Bin(n, p) >= k) = 1 - level (0 for k = 0)."""
+    from scipy.optimize import brentq
+    from scipy.stats import binom
+
+    if k == 0:
+        return 0.0
+    return float(
+        brentq(lambda p: binom.sf(k - 1, n, p) - (1 - level), 1e-12, 1 - 1e-12, xtol=1e-14)
+    )
+
+
+def test_lower_bound_equals_clopper_pearson_reference_values() -> None:
+    # n of n: (1 - level) ** (1 / n); 29 of 29 at 0.95 -> 0.05 ** (1/29) = 0.90186
+    assert lower_bound(29, 29, 0.95)[()] == pytest.approx(0.9018553723, abs=1e-9)
+    # 8 of 10: the lower end of the textbook 90% two-sided interval (0.4931, 0.9632)
+    assert lower_bound(8, 10, 0.95)[()] == pytest.approx(0.49310, abs=5e-5)
+    assert lower_bound(0, 10, 0.95)[()] == 0.0
+    for k, n, level in [(1, 20, 0.95), (45, 50, 0.95), (17, 30, 0.9), (99, 100, 0.99)]:
+        assert lower_bound(k, n, level)[()] == pytest.approx(
+            _clopper_pearson_by_root(k, n, level), abs=1e-9
+        )
+    assert lower_bound([0, 5, 10], 10, 0.95).shape == (3,)
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        lower_bound(11, 10, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("rate", "level", "needed"),
+    [(0.9, 0.95, 29), (0.95, 0.95, 59), (0.8, 0.9, 11), (0.99, 0.95, 299)],
+)
+def test_cases_needed_is_the_fewest_n_of_n_reaching_the_bound(
+    rate: float, level: float, needed: int
+) -> None:
+    assert cases_needed(rate, level) == needed
+    assert _clopper_pearson_by_root(needed, needed, level) >= rate
+    assert _clopper_pearson_by_root(needed - 1, needed - 1, level) < rate
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("policy", ["sensitivity>=0.8", "specificity>=0.9"])
+def test_guaranteed_threshold_meets_the_bound_and_is_the_best_such(seed: int, policy: str) -> None:
+    y, score = overlapping(seed, n_neg=300, n_pos=120)
+    bf = brute_force(y, score)
+    rate = "sens" if policy.startswith("sens") else "spec"
+    other = "spec" if rate == "sens" else "sens"
+    kept = bf["tp"] if rate == "sens" else (y == 0).sum() - bf["fp"]
+    n = int((y == 1).sum() if rate == "sens" else (y == 0).sum())
+    bounds = np.array([_clopper_pearson_by_root(int(k), n, 0.95) for k in kept])
+    feasible = bounds >= float(policy.split(">=")[1])
+    op = choose_threshold(policy, y, score, guarantee=0.95)
+    plain = choose_threshold(policy, y, score)
+    chosen = binary_metrics(y, score, op.value)
+    assert op.guarantee == 0.95 and op.lower_bound is not None
+    assert op.lower_bound >= float(policy.split(">=")[1])
+    k = round(chosen[{"sens": "sensitivity", "spec": "specificity"}[rate]] * n)
+    assert op.lower_bound == pytest.approx(_clopper_pearson_by_root(k, n, 0.95), abs=1e-9)
+    best_other = bf[other][feasible].max()
+    assert getattr(op, {"sens": "specificity", "spec": "sensitivity"}[rate]) == pytest.approx(
+        best_other
+    )
+    # the bound is stricter than the rate: never a better other rate than the plain policy
+    assert getattr(op, {"sens": "specificity", "spec": "sensitivity"}[rate]) <= getattr(
+        plain, {"sens": "specificity", "spec": "sensitivity"}[rate]
+    )
+
+
+def test_the_guarantee_holds_over_repeated_validation_draws() -> None:
+    # scores: negatives Beta(2, 5), positives Beta(5, 2); the true sensitivity at t is the
+    # positives' survival function. A threshold chosen on 60 positives for sensitivity >= 0.9
+    # misses 0.9 about half the time; with the 95% guarantee at most about 5% of the time.
+    from scipy.stats import beta
+
+    rng = np.random.default_rng(0)
+    misses = {None: 0, 0.95: 0}
+    repeats = 300
+    for _ in range(repeats):
+        y = np.r_[np.zeros(150, int), np.ones(60, int)]
+        score = np.r_[rng.beta(2, 5, 150), rng.beta(5, 2, 60)]
+        for level in misses:
+            op = choose_threshold("sensitivity>=0.9", y, score, guarantee=level)
+            misses[level] += beta.sf(op.value, 5, 2) < 0.9
+    assert misses[0.95] / repeats <= 0.07
+    assert misses[None] / repeats >= 0.3
+
+
+def test_too_few_tuning_cases_are_refused_with_the_count_needed() -> None:
+    y, score = overlapping(0, n_neg=120, n_pos=20)
+    with pytest.raises(
+        ValueError, match=r"needs at least 29 positive tuning cases .* val holds 20"
+    ):
+        choose_threshold("sensitivity>=0.9", y, score, guarantee=0.95)
+    with pytest.raises(
+        ValueError, match=r"needs at least 59 negative tuning cases .* oof holds 20"
+    ):
+        choose_threshold(
+            "specificity>=0.95", 1 - y[80:], score[80:], chosen_on="oof", guarantee=0.95
+        )
+    assert (
+        choose_threshold("sensitivity>=0.9", *overlapping(0, n_pos=29), guarantee=0.95).sensitivity
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "level", "match"),
+    [
+        ("youden", 0.95, "use it with 'sensitivity>=X' or 'specificity>=X'"),
+        ("auto", 0.95, "the threshold policy is 'auto'"),
+        ("0.3", 0.95, "bounds a constrained rate"),
+        ("sensitivity>=0.9", 1.0, "guarantee=1.0 is invalid: it is a confidence level in"),
+        ("sensitivity>=0.9", 0.3, "guarantee=0.3 is invalid"),
+        ("specificity>=1", 0.95, "specificity>=1.0 cannot be guaranteed"),
+    ],
+)
+def test_guarantees_a_policy_cannot_take_are_refused(policy: str, level: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        check_guarantee(policy, level)
+
+
+def test_a_guaranteed_operating_point_round_trips_and_old_ones_keep_their_keys() -> None:
+    y, score = overlapping(1, n_pos=60)
+    op = choose_threshold("sensitivity>=0.9", y, score, guarantee=0.95)
+    assert set(op.to_dict()) >= {"guarantee", "lower_bound"}
+    assert OperatingPoint.from_dict(json.loads(json.dumps(op.to_dict()))) == op
+    plain = choose_threshold("sensitivity>=0.9", y, score)
+    assert set(plain.to_dict()) == {"policy", "value", "chosen_on", "sensitivity", "specificity"}
+    with pytest.raises(ValueError, match="guarantee and lower_bound together"):
+        OperatingPoint("sensitivity>=0.9", 0.5, "val", 0.9, 0.5, guarantee=0.95)
 
 
 # --- multi-class decision rules --------------------------------------------------------------

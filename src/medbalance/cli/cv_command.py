@@ -57,6 +57,14 @@ def cv(
             help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}.",
         ),
     ] = None,
+    guarantee: Annotated[
+        float | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="With 'sensitivity>=X' or 'specificity>=X': the rate's lower confidence bound "
+            "(Clopper-Pearson) at LEVEL, e.g. 0.95, on the out-of-fold cases is at least X.",
+        ),
+    ] = None,
     bootstrap: Annotated[
         int | None, typer.Option(min=0, help="Bootstrap resamples (1000).")
     ] = None,
@@ -106,6 +114,7 @@ def cv(
         loss=loss,
         loss_options=parse_options(loss_option),
         threshold=threshold,
+        guarantee=guarantee,
         bootstrap=bootstrap,
         seed=seed,
         device=device,

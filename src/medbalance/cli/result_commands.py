@@ -8,7 +8,7 @@ at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,40 @@ def evaluate(
             f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training.",
         ),
     ] = None,
+    guarantee: Annotated[
+        float | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Re-choose a 'sensitivity>=X' or 'specificity>=X' operating point (--threshold "
+            "or the stored one) so that the rate's lower confidence bound on val "
+            "(Clopper-Pearson) at LEVEL, e.g. 0.95, is at least X.",
+        ),
+    ] = None,
+    prevalence: Annotated[
+        float | None,
+        typer.Option(
+            metavar="P",
+            help="The positive class's prevalence where the model will be used: PPV and NPV "
+            "at it, with CIs (metrics.json 'site').",
+        ),
+    ] = None,
+    class_prior: Annotated[
+        str | None,
+        typer.Option(
+            "--class-prior",
+            metavar="A=P,B=Q",
+            help="The class prior where the model will be used (every class, summing to 1): "
+            "each class's PPV at it.",
+        ),
+    ] = None,
+    estimate_prevalence: Annotated[
+        bool,
+        typer.Option(
+            "--estimate-prevalence",
+            help="Estimate the evaluated images' class prior from their calibrated "
+            "probabilities (EM, bootstrap CI), beside the true and the training prior.",
+        ),
+    ] = False,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
@@ -63,6 +97,8 @@ def evaluate(
 
     if split not in ("test", "val"):
         fail(ValueError(f"--split must be test or val, got {split!r}"))
+    if prevalence is not None and class_prior is not None:
+        fail(ValueError("give --prevalence (two classes) or --class-prior, not both"))
     try:
         result = evaluate_run(
             run_dir,
@@ -73,16 +109,22 @@ def evaluate(
             device=device,
             report=not no_report,
             tta=tta,
+            guarantee=guarantee,
+            prior=prevalence if prevalence is not None else class_prior,
+            estimate_prior=estimate_prevalence,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(error)
     print_metrics(result)
+    print_site(result.get("site"))
 
 
 def print_metrics(result: dict[str, object]) -> None:
     """Print an evaluation (metrics with 95% CIs at its operating point) as a table."""
     from rich.console import Console
     from rich.table import Table
+
+    from medbalance.reporting.format import guarantee_text
 
     point = result["threshold"]
     assert isinstance(point, dict)
@@ -92,6 +134,8 @@ def print_metrics(result: dict[str, object]) -> None:
         + (f" = {value:.3f}" if isinstance(value, float) else "")
         + f", chosen on {point['chosen_on']}"
     )
+    bound = guarantee_text(point)
+    title += f"; {bound}" if bound else ""
     table = Table(title=title)
     for column in ("metric", "value", "95% CI"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -101,6 +145,29 @@ def print_metrics(result: dict[str, object]) -> None:
         lo, hi = entry["ci"]
         table.add_row(name, f"{entry['value']:.4f}", f"{lo:.4f} – {hi:.4f}")
     Console().print(table)
+
+
+def print_site(site: object) -> None:
+    """Print ``metrics.json``'s ``site``: the PPV (and NPV) at the prior given, and the prior
+    estimated from the images, each with its 95% CI."""
+    if not isinstance(site, dict):
+        return
+
+    def said(entry: dict[str, Any]) -> str:
+        lo, hi = entry["ci"]
+        return f"{entry['value']:.3f} ({lo:.3f}-{hi:.3f})"
+
+    if "at_prior" in site:
+        at = site["at_prior"]
+        prior = ", ".join(f"{k} {v:g}" for k, v in at["prior"].items())
+        ppv = ", ".join(f"{k} {said(v)}" for k, v in at["ppv"].items())
+        npv = f"; NPV {said(at['npv'])}" if "npv" in at else ""
+        typer.echo(f"at the prior {prior}: PPV {ppv}{npv}")
+    if "estimated_prior" in site:
+        found = ", ".join(f"{k} {said(v)}" for k, v in site["estimated_prior"].items())
+        known = ", ".join(f"{k} {v:.3f}" for k, v in site["evaluated_prior"].items())
+        train = ", ".join(f"{k} {v:.3f}" for k, v in site["training_prior"].items())
+        typer.echo(f"estimated prior: {found}; true {known}; training {train}")
 
 
 def predict(

@@ -220,6 +220,13 @@ def train(
              "offsets:balanced (multi-class default), argmax, prior, 'cost:0,1;5,0'; "
              "expected-grade (ordinal default). See the README."),
     ] = None,
+    guarantee: Annotated[
+        float | None,
+        _opt("--guarantee", panel=Panel.DECISION, metavar="LEVEL",
+             help="With 'sensitivity>=X' or 'specificity>=X': choose the threshold so that "
+             "the rate's lower confidence bound on val (Clopper-Pearson) at LEVEL, e.g. "
+             "0.95, is at least X; refused when val has too few cases for it."),
+    ] = None,
     out: Annotated[
         str | None,
         _opt("--out", "-o", panel=Panel.OUTPUT, metavar="DIR",
@@ -292,7 +299,8 @@ def train(
         positive_class=positive_class, seed=seed, device=device, precision=precision,
         resplit_val=resplit_val, group_pattern=group_pattern, group_column=group_column,
         skip_unreadable=skip_unreadable, sync_bn=sync_bn, compile=compile_model,
-        precise_bn=precise_bn, threshold=threshold, bootstrap=bootstrap, schedule=schedule,
+        precise_bn=precise_bn, threshold=threshold, guarantee=guarantee, bootstrap=bootstrap,
+        schedule=schedule,
         weight_decay=weight_decay, epoch_samples=epoch_samples, normalization=normalization,
         channels_last=channels_last, ema=ema, ordinal=ordinal,
         class_order=parse_class_order(class_order),

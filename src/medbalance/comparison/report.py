@@ -3,8 +3,10 @@
 :class:`Comparison` holds the summary rows (they mirror ``comparison.csv``), the paired
 comparisons against the reference remedy, the verdict and the notes. :func:`write_outputs`
 writes the four files to the comparison folder, each atomically. The HTML page adds a bar chart
-of the test metrics per remedy and, for binary tasks, the ROC curves and operating points of every
-run (drawn with :mod:`medbalance.core.figures`), and links each run's ``report.html``.
+of the test metrics per remedy (:func:`bar_figure`, its legend beside the bars) and, for binary
+tasks, the ROC curves and operating points of every run (drawn with
+:mod:`medbalance.core.figures`), and links each run's ``report.html``. Its tables fit a 1,280 px
+screen: each summary cell puts the CI on a line under mean ± sd, and headers wrap.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +28,10 @@ from medbalance.core.figures import figure_img, new_figure
 from medbalance.core.files import atomic_write_text, spreadsheet_safe
 from medbalance.core.run_folder import strict_json
 
-__all__ = ["Comparison", "write_outputs"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Comparison", "bar_figure", "write_outputs"]
 
 
 @dataclass
@@ -66,11 +71,12 @@ section{background:#fff;border-radius:10px;padding:20px 24px;margin:0 0 18px;
 box-shadow:0 1px 3px #0002}.callout{background:#e8f3fb;border-left:5px solid #20639b;
 padding:12px 16px;border-radius:6px;margin:0 0 18px}.callout.warn{background:#fff4e0;
 border-color:#d9822b}.note{color:#5b6b7d;font-style:italic}
-table{border-collapse:collapse;margin:6px 0 12px;width:100%}th,td{padding:6px 10px;
+table{border-collapse:collapse;margin:6px 0 12px;width:100%;font-size:14px}th,td{padding:6px 8px;
 border-bottom:1px solid #dde3ea;text-align:left;vertical-align:top}th{background:#f1f4f8}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th.num,td.value{white-space:normal}td.value small{display:block;color:#5b6b7d;white-space:nowrap}
 img.plot{width:100%;height:auto;display:block;margin:8px 0}
-.wide{overflow-x:auto;max-width:100%}.wide th{white-space:nowrap}
+.wide{overflow-x:auto;max-width:100%}
 """
 _SHORT = {
     "balanced_accuracy": "Bal. acc.",
@@ -115,7 +121,9 @@ def _value_cell(row: dict[str, Any], key: str, compact: bool = False) -> str:
 
 
 def _keys(comparison: Comparison) -> list[str]:
-    return [k for k in METRICS if any(f"{k}_mean" in r for r in comparison.rows)]
+    """The metrics of the rows, the verdict's first (quadratic kappa leads for grades)."""
+    keys = [k for k in METRICS if any(f"{k}_mean" in r for r in comparison.rows)]
+    return sorted(keys, key=lambda k: k != comparison.metric)
 
 
 def _tables(
@@ -260,7 +268,39 @@ def _oof_section(comparison: Comparison, table: Any) -> str:
     )
 
 
-def _plot_bars(comparison: Comparison) -> str:
+def _summary_html(comparison: Comparison) -> str:
+    """The summary table for the page: each cell holds mean ± sd, then the CI on a line of its
+    own, so that the table fits a 1,280 px screen without scrolling sideways."""
+    keys = _keys(comparison)
+    head = ["remedy", "seeds", *(comparison.label(k) for k in keys), "train time (s)"]
+    cells = "".join(
+        f"<th{'' if k == 0 else ' class=num'}>{html.escape(h)}</th>" for k, h in enumerate(head)
+    )
+    body = []
+    for row in comparison.rows:
+        values = []
+        for key in keys:
+            mean = format_value(row.get(f"{key}_mean", math.nan))
+            sd, lo = row.get(f"{key}_sd", math.nan), row.get(f"{key}_ci_low", math.nan)
+            text = html.escape(mean) + (f" ±&nbsp;{format_value(sd)}" if not math.isnan(sd) else "")
+            if not math.isnan(lo):
+                hi = format_value(row.get(f"{key}_ci_high", math.nan))
+                text += f"<small>[{format_value(lo)}, {html.escape(hi)}]</small>"
+            values.append(f"<td class='num value'>{text}</td>")
+        seconds, sd = row["train_seconds_mean"], row["train_seconds_sd"]
+        time = "n/a" if math.isnan(seconds) else f"{seconds:.1f}"
+        time += f" ±&nbsp;{sd:.1f}" if not math.isnan(sd) else ""
+        body.append(
+            f"<tr><td>{html.escape(str(row['remedy']))}</td><td class=num>{row['seeds']}</td>"
+            f"{''.join(values)}<td class='num value'>{time}</td></tr>"
+        )
+    table = f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="wide">{table}</div>'
+
+
+def bar_figure(comparison: Comparison) -> Figure:
+    """Grouped bars of the test metrics per remedy, with ± sd over seeds (one seed: the run's
+    95% CI) as error bars, and the legend beside the axes, where it covers no bar."""
     keys = [k for k in _BARS if k in _keys(comparison)]
     figure, (ax,) = new_figure(11, 4.6)
     n = len(comparison.rows)
@@ -284,8 +324,12 @@ def _plot_bars(comparison: Comparison) -> str:
     ax.set(ylim=tuple(span), ylabel="test value", title="Test metrics per remedy")
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=9, ncols=min(n, 5), loc="lower right")
-    return figure_img(figure, "bar chart of test metrics per remedy", dpi=130)
+    figure.legend(fontsize=9, loc="outside right upper", title="remedy", title_fontsize=9)
+    return figure
+
+
+def _plot_bars(comparison: Comparison) -> str:
+    return figure_img(bar_figure(comparison), "bar chart of test metrics per remedy", dpi=130)
 
 
 def _plot_roc(comparison: Comparison, runs: Mapping[str, list[FinishedRun]]) -> str:
@@ -329,6 +373,14 @@ def _plot_points(comparison: Comparison, runs: Mapping[str, list[FinishedRun]]) 
     return figure_img(figure, alt, dpi=130)
 
 
+def _data_title(runs: Mapping[str, list[FinishedRun]]) -> str:
+    """``synthetic_xrays (2 classes)``: the data's short name and its number of classes."""
+    run = next(iter(runs.values()))[0]
+    data = str(run.config.get("data") or "unknown data").rstrip("/\\")
+    classes = run.result.get("class_names") or []
+    return (Path(data).name or data) + (f" ({len(classes)} classes)" if classes else "")
+
+
 def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: str | None) -> str:
     def e(text: object) -> str:
         return html.escape(str(text))
@@ -344,7 +396,7 @@ def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: s
         table = f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
         return f'<div class="wide">{table}</div>'  # a wide table scrolls inside its box
 
-    head, body, paired_head, paired_body = _tables(comparison)
+    _, _, paired_head, paired_body = _tables(comparison)
     binary = all(r.positive is not None for rs in runs.values() for r in rs)
     plots = _plot_bars(comparison)
     if binary:
@@ -359,13 +411,13 @@ def _html(comparison: Comparison, runs: Mapping[str, list[FinishedRun]], note: s
     )
     warn = f'<div class="callout warn"><b>{e(note)}</b></div>' if note else ""
     notes = "".join(f"<li>{e(n)}</li>" for n in comparison.notes)
-    title = "medbalance: remedy comparison"
+    title = f"medbalance: remedy comparison — {_data_title(runs)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><div><h1>{e(title)}</h1><div>{e(_context(runs))}</div></div></header><main>"
         f'{warn}<div class="callout"><b>{e(comparison.verdict)}</b></div>'
-        f"<section><h2>Test metrics at each run's operating point</h2>{table(head, body)}"
+        f"<section><h2>Test metrics at each run's operating point</h2>{_summary_html(comparison)}"
         f'<p class="note">{e(_reading(comparison))}</p></section>'
         f"<section><h2>Paired comparison against {e(comparison.reference)}</h2>"
         f"{table(paired_head, paired_body) if paired_body else '<p>No other remedy.</p>'}"

@@ -302,7 +302,7 @@ def bootstrap_ci(
         metric_fn: ``(labels, *arrays) -> dict[str, float]``.
         labels: class per item; the strata.
         *arrays: per-item arrays (scores, probabilities, predictions), resampled alongside.
-        n_resamples: number of bootstrap resamples.
+        n_resamples: number of bootstrap resamples (0: every interval is ``(nan, nan)``).
         seed: seed of ``numpy.random.default_rng``; the same seed gives the same intervals.
         alpha: 1 - coverage; the interval spans the ``alpha/2`` and ``1 - alpha/2`` quantiles.
         stratified: resample within each class.
@@ -311,6 +311,9 @@ def bootstrap_ci(
         ``{metric: (lo, hi)}``. NaN resamples are ignored, but a metric NaN in more than half
         of them gets ``(nan, nan)``.
     """
+    if n_resamples == 0:  # --bootstrap 0: no intervals, every metric still named
+        point = metric_fn(np.asarray(labels), *(np.asarray(a) for a in arrays))
+        return {key: (_NAN, _NAN) for key in point}
     values = _draw(metric_fn, labels, arrays, n_resamples, seed, alpha, stratified)
     return {key: _interval(v, alpha) for key, v in values.items()}
 

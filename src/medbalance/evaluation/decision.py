@@ -72,6 +72,10 @@ class Decision:
         ordinal: the classes are ordered grades (class order = grade order).
         tuned: a tuned rule's values, chosen on the tuning split: per-class log-probability
             offsets (``offsets:...``) or the expected grade's cut-points (``expected-grade``).
+        guarantee: binary ``sensitivity>=X`` / ``specificity>=X`` only: the confidence level
+            at which the constrained rate's lower bound on the tuning split meets ``X``.
+        lower_bound: with ``guarantee``: that one-sided lower Clopper–Pearson bound (the point
+            estimate is in ``val_rates``).
     """
 
     class_names: tuple[str, ...]
@@ -85,10 +89,20 @@ class Decision:
     model_prior: tuple[float, ...] | None = None
     ordinal: bool = False
     tuned: tuple[float, ...] | None = None
+    guarantee: float | None = None
+    lower_bound: float | None = None
 
     def __post_init__(self) -> None:
         if self.chosen_on == "test":
             raise ValueError("a decision is never chosen on the test split; use val")
+        if (self.guarantee is None) != (self.lower_bound is None) or (
+            self.guarantee is not None and self.threshold is None
+        ):
+            raise ValueError(
+                f"guarantee={self.guarantee!r} with lower_bound={self.lower_bound!r}: a "
+                "guarantee belongs to a binary threshold and comes with the bound it reached; "
+                "re-choose it (medbalance evaluate RUN --threshold POLICY --guarantee LEVEL)"
+            )
         if self.threshold is not None:
             if len(self.class_names) != 2 or self.positive not in (0, 1):
                 raise ValueError("a threshold needs two classes and a positive class (0 or 1)")
@@ -154,12 +168,21 @@ class Decision:
         tta = {"tta": self.tta} if self.tta > 1 else {}  # absent: the format of old records
         if self.threshold is not None:
             sens, spec = self.val_rates if self.val_rates is not None else (math.nan, math.nan)
+            guaranteed: dict[str, Any] = {}  # absent without one: old records' format
+            if self.guarantee is not None:
+                kind = parse_policy(self.policy).kind
+                guaranteed["guarantee"] = {
+                    "level": self.guarantee,
+                    "lower_bound": self.lower_bound,
+                    "estimate": sens if kind == "sensitivity" else spec,
+                }
             return {
                 "policy": self.policy,
                 "value": self.threshold,
                 "chosen_on": self.chosen_on,
                 "sensitivity": sens,
                 "specificity": spec,
+                **guaranteed,
                 **tta,
             }
         counts = list(self.train_counts) if self.train_counts is not None else None
@@ -228,6 +251,7 @@ def choose_decision(
     tta: int = 1,
     model_prior: Sequence[float] | None = None,
     ordinal: bool = False,
+    guarantee: float | None = None,
 ) -> Decision:
     """Choose the decision from ``policy`` on tuning data (validation or out-of-fold).
 
@@ -235,7 +259,9 @@ def choose_decision(
     falls back to the default rule (``offsets:balanced``; for ordinal tasks ``expected-grade``),
     with a warning; a multi-class rule on binary data is an error
     (``TrainConfig`` and ``prepare_run`` refuse it before training). Tuned rules (``offsets``,
-    ``expected-grade``) find their values on these data.
+    ``expected-grade``) find their values on these data. ``guarantee`` (binary
+    ``sensitivity>=X`` / ``specificity>=X`` only) bounds the constrained rate at that
+    confidence (:func:`~medbalance.evaluation.thresholds.choose_threshold`).
     """
     if chosen_on == "test":
         raise ValueError("thresholds are chosen on validation data only, not on 'test'")
@@ -243,10 +269,17 @@ def choose_decision(
     y, p = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     counts = tuple(int(c) for c in train_counts)
     policy = policy_for_task(policy, len(names), ordinal=ordinal)
+    if guarantee is not None and len(names) != 2:
+        raise ValueError(
+            f"guarantee={guarantee!r} bounds a binary sensitivity or specificity; these data "
+            f"have {len(names)} classes; drop the guarantee"
+        )
     if len(names) == 2:
         if positive is None:
             raise ValueError("a binary decision needs the positive class")
-        point = choose_threshold(policy, y == positive, p[:, positive], chosen_on=chosen_on)
+        point = choose_threshold(
+            policy, y == positive, p[:, positive], chosen_on=chosen_on, guarantee=guarantee
+        )
         return Decision(
             names,
             point.policy,
@@ -255,6 +288,8 @@ def choose_decision(
             positive=positive,
             val_rates=(point.sensitivity, point.specificity),
             tta=tta,
+            guarantee=point.guarantee,
+            lower_bound=point.lower_bound,
         )
     rule = parse_multiclass_rule(policy)
     if rule.ordinal and not ordinal:
@@ -346,6 +381,12 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
             )
         sens, spec = record.get("sensitivity"), record.get("specificity")
         val_rates = (float(sens), float(spec)) if sens is not None and spec is not None else None
+        guaranteed = record.get("guarantee")  # absent in records older than the option
+        level, bound = (
+            (float(guaranteed["level"]), float(guaranteed["lower_bound"]))
+            if isinstance(guaranteed, Mapping)
+            else (None, None)
+        )
         return Decision(
             names,
             policy,
@@ -354,6 +395,8 @@ def read_decision(metadata: Mapping[str, Any]) -> Decision:
             positive=positive,
             val_rates=val_rates,
             tta=tta,
+            guarantee=level,
+            lower_bound=bound,
         )
     counts = record.get("train_counts") or metadata.get("train_counts")
     if len(names) == 2:

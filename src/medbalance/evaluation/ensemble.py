@@ -24,6 +24,7 @@ import torch
 from medbalance.core.files import atomic_write_text
 from medbalance.core.run_folder import RunFolder
 from medbalance.evaluation._parsing import parse_choice
+from medbalance.evaluation.calibration import Calibration, read_calibration
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.stacking import Stacker
@@ -72,6 +73,9 @@ class Scorer(Protocol):
 
     @property
     def decision(self) -> Decision: ...
+
+    @property
+    def calibration(self) -> Calibration | None: ...
 
     def probabilities(self, batch_uint: np.ndarray) -> np.ndarray: ...
 
@@ -126,6 +130,11 @@ class Ensemble:
     def decision(self) -> Decision:
         meta = {**self.members[0].metadata, "threshold": self.record["decision"]}
         return read_decision(meta)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration of the ensemble's own probabilities (None in older records)."""
+        return read_calibration(self.record)
 
     @torch.no_grad()
     def probabilities(self, batch_uint: np.ndarray) -> np.ndarray:

@@ -24,12 +24,14 @@ import numpy as np
 from medbalance.core.files import atomic_write_text, spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
+from medbalance.evaluation.calibration import Calibration
 from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.scoring import Scores
 
 __all__ = ["Evaluation", "evaluate_scores"]
-# the decision as metrics.json shows it; the tuned values of offsets and expected-grade too
-_THRESHOLD_KEYS = ("policy", "value", "chosen_on", "tta", "offsets", "cut_points")
+# the decision as metrics.json shows it; the tuned values of offsets and expected-grade too, and
+# a guaranteed constraint's level, lower bound and point estimate on the tuning cases
+_THRESHOLD_KEYS = ("policy", "value", "chosen_on", "tta", "offsets", "cut_points", "guarantee")
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,10 @@ def evaluate_scores(
     checkpoint_epoch: int | None = None,
     warnings: Sequence[str] = (),
     run_id: str | None = None,
+    calibration: Calibration | None = None,
 ) -> Evaluation:
-    """Metrics with CIs of ``scores`` (one split of ``data``) at ``decision``."""
+    """Metrics with CIs of ``scores`` (one split of ``data``) at ``decision``; with
+    ``calibration``, also how calibrated the probabilities are before and after it."""
     names = list(decision.class_names)
     if list(data.class_names) != names:
         raise ValueError(
@@ -89,12 +93,29 @@ def evaluate_scores(
         "ordinal": decision.ordinal,
         **block,
         "counts": _counts(data),
+        "calibration": _calibration(scores, calibration, names, n_bootstrap, seed),
         "warnings": list(warnings),
         "checkpoint_epoch": checkpoint_epoch,
         "run_id": run_id,
     }
     rows = _predictions_csv(data, names, scores, preds, decision.threshold)
     return Evaluation(result, scores, preds, rows)
+
+
+def _calibration(
+    scores: Scores,
+    calibration: Calibration | None,
+    names: Sequence[str],
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    from medbalance.evaluation.calibration import calibration_report
+
+    if calibration is None:
+        return None
+    return calibration_report(
+        scores.labels, scores.probs, calibration, names, n_bootstrap=n_bootstrap, seed=seed
+    )
 
 
 def _metrics_block(

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
 from medbalance.evaluation._parsing import parse_choice
+from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.decision import METADATA_KEY, read_decision
 from medbalance.evaluation.stacking import Stacker
 from medbalance.models.tta import as_logits, mean_softmax
@@ -184,6 +185,8 @@ def _sidecar(
         "threshold": decision.threshold,
         "decision": decision.describe(),
         "operating_point": metadata.get(METADATA_KEY),
+        # calibrated = softmax((log p + log prior_weights) / temperature); null: not stored
+        "calibration": metadata.get(CALIBRATION_KEY),
         "channels": channels,
         "image_size": size,
         "presize": int(metadata["presize"]),

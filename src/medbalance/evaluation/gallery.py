@@ -8,6 +8,9 @@
 - for more than two classes, the top confusions: the most frequent (true, called) pairs, with
   their most confident wrong images, titled ``"virus called bacteria"``.
 
+Every caption names the class of each probability it gives (``p(lesion)=0.83``): the called
+class first, then for an error the true class.
+
 For an :class:`~medbalance.evaluation.ensemble.Ensemble` every member's Grad-CAM map of an image
 is computed on that member's own input transform and the maps are averaged
 (:func:`model_gradcam`); the errors and confusions are the ensemble's, from the ``preds`` given.
@@ -125,10 +128,18 @@ def _errors(
         GalleryItem(
             title=f"{names[scores.labels[row]]} called {names[preds[row]]}",
             image=_display_image(data, scores.indices[row]),
-            caption=f"{data.catalog.origins[scores.indices[row]]}: p={confidence[row]:.2f}",
+            caption=f"{data.catalog.origins[scores.indices[row]]}: "
+            + _probabilities(names, scores.probs[row], [preds[row], scores.labels[row]]),
         )
         for row in worst
     ]
+
+
+def _probabilities(names: list[str], probs: np.ndarray, classes: list[int]) -> str:
+    """``p(lesion)=0.83, p(normal)=0.17``: the probabilities of ``classes``, each named."""
+    return ", ".join(
+        f"p({names[c]})={probs[c]:.2f}" for c in dict.fromkeys(int(c) for c in classes)
+    )
 
 
 def _confusions(
@@ -153,9 +164,8 @@ def _confusions(
             GalleryItem(
                 title=f"{names[t]} called {names[p]}",
                 image=_display_image(data, scores.indices[row]),
-                caption=f"{data.catalog.origins[scores.indices[row]]}: p({names[p]})="
-                f"{scores.probs[row, p]:.2f}, p({names[t]})={scores.probs[row, t]:.2f} "
-                f"({share})",
+                caption=f"{data.catalog.origins[scores.indices[row]]}: "
+                f"{_probabilities(names, scores.probs[row], [p, t])} ({share})",
             )
             for row in rows
         ]
@@ -197,7 +207,7 @@ def _cams(
                 image=image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0),
                 heatmap=maps[k],
                 caption=f"{data.catalog.origins[scores.indices[row]]}: "
-                f"p={scores.probs[row, target[k]]:.2f}",
+                + _probabilities(names, scores.probs[row], [target[k]]),
             )
         )
     return cams

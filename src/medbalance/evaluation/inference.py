@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from medbalance.core.checkpoint import load_checkpoint
+from medbalance.evaluation.calibration import Calibration, read_calibration
 from medbalance.evaluation.decision import Decision, read_decision
 
 __all__ = ["Trained", "load_trained"]
@@ -42,6 +43,11 @@ class Trained:
     def decision(self) -> Decision:
         """The operating point stored in the checkpoint (argmax when none was stored)."""
         return read_decision(self.metadata)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration fitted with the decision (None for older checkpoints)."""
+        return read_calibration(self.metadata)
 
     @property
     def presize(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -123,18 +123,25 @@ def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input's result: probabilities per class and the decision, or why it was unreadable."""
+    """One input's result: probabilities per class and the decision, or why it was unreadable.
+
+    ``probabilities`` are the model's own (the decision reads them); ``calibrated`` are the same
+    at the natural prior and temperature-scaled (:mod:`~medbalance.evaluation.calibration`),
+    empty for a checkpoint stored without a calibration.
+    """
 
     id: str
     probabilities: dict[str, float]
     label: str | None
     threshold: float | None
     error: str = ""
+    calibrated: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             **{f"prob_{k}": v for k, v in self.probabilities.items()},
+            **{f"calibrated_{k}": v for k, v in self.calibrated.items()},
             "predicted_label": self.label,
             "threshold": self.threshold,
             "error": self.error,
@@ -148,7 +155,7 @@ def iter_predictions(
     decision."""
     settings = PresizeSettings(size=trained.presize)
     names = trained.class_names
-    decision = trained.decision
+    decision, calibration = trained.decision, trained.calibration
     with ThreadPoolExecutor(workers) as pool:
         for batch in _batches(iter_inputs(inputs), batch_size):
             loaded = list(pool.map(lambda item: _try_load(item, settings, trained.channels), batch))
@@ -156,17 +163,20 @@ def iter_predictions(
             arrays = [a for a, _ in loaded if a is not None]
             probs = _scored_by_dtype(trained, arrays, len(names))
             labels = decision.decide(probs) if len(probs) else np.empty(0, dtype=np.int64)
+            calibrated = calibration.apply(probs) if calibration and len(probs) else None
             row_of = {k: r for r, k in enumerate(good)}
             for k, item in enumerate(batch):
                 if k not in row_of:
                     yield Prediction(item.id, {}, None, None, loaded[k][1])
                     continue
                 p = probs[row_of[k]]
+                cal = calibrated[row_of[k]] if calibrated is not None else ()
                 yield Prediction(
                     item.id,
                     {n: float(v) for n, v in zip(names, p, strict=True)},
                     names[labels[row_of[k]]],
                     decision.threshold,
+                    calibrated={n: float(v) for n, v in zip(names, cal, strict=False)},
                 )
 
 
@@ -209,15 +219,17 @@ def predict(
         nonlocal scored
         with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
+            calibrated = [f"calibrated_{n}" for n in names]
             writer.writerow(
-                ["id", *[f"prob_{n}" for n in names], "predicted_label", "threshold", "error"]
-            )
+                ["id", *[f"prob_{n}" for n in names], *calibrated, "predicted_label",
+                 "threshold", "error"]
+            )  # fmt: skip
             rows = iter_predictions(trained, inputs, batch_size=batch_size, workers=workers)
             for row in rows:
                 if row.error:
                     failures.append((row.id, row.error))
                     writer.writerow(
-                        [spreadsheet_safe(row.id), *[""] * len(names), "", "", row.error]
+                        [spreadsheet_safe(row.id), *[""] * (2 * len(names)), "", "", row.error]
                     )
                     continue
                 threshold = row.threshold
@@ -225,6 +237,7 @@ def predict(
                     [
                         spreadsheet_safe(row.id),
                         *[f"{row.probabilities[n]:.6f}" for n in names],
+                        *[f"{row.calibrated[n]:.6f}" if row.calibrated else "" for n in names],
                         spreadsheet_safe(row.label or ""),
                         "" if threshold is None else f"{threshold:.6f}",
                         "",

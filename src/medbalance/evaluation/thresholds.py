@@ -25,6 +25,13 @@ scores a little lower; midway, 0.65, splits the margin).
 
 :func:`choose_threshold` refuses ``chosen_on="test"``: the test split never chooses anything.
 
+A guarantee (``guarantee=0.95`` with ``sensitivity>=X`` or ``specificity>=X``) replaces the
+constrained rate by its one-sided lower Clopper–Pearson bound at that confidence
+(:func:`lower_bound`): among the thresholds whose bound is at least ``X``, the one best for the
+other rate, as the plain policy. It needs :func:`cases_needed` cases of the constrained class
+(``X=0.9`` at 0.95: 29, the smallest ``n`` for which ``n`` of ``n`` reaches the bound); with
+fewer it is refused (:func:`check_guarantee_cases`), never silently missed.
+
 Multi-class decision rules (``argmax``, ``accuracy``, ``balanced``, ``prior``,
 ``logit-adjust:TAU``, tuned ``offsets:...``, ``cost:MATRIX``, ordinal ``expected-grade`` and
 ``median-grade``) live in :mod:`medbalance.evaluation.multiclass_rules`; their names are
@@ -63,7 +70,11 @@ __all__ = [
     "RuleKind",
     "adjust_probabilities",
     "apply_multiclass_rule",
+    "cases_needed",
+    "check_guarantee",
+    "check_guarantee_cases",
     "choose_threshold",
+    "lower_bound",
     "parse_multiclass_rule",
     "parse_policy",
 ]
@@ -238,6 +249,9 @@ class OperatingPoint:
         chosen_on: the split it was tuned on; never ``test``.
         sensitivity: sensitivity at ``value`` on that split.
         specificity: specificity at ``value`` on that split.
+        guarantee: the confidence level of a guaranteed constraint (None: none).
+        lower_bound: with ``guarantee``: the constrained rate's one-sided lower
+            Clopper–Pearson bound at that level on that split.
     """
 
     policy: str
@@ -245,6 +259,8 @@ class OperatingPoint:
     chosen_on: str
     sensitivity: float
     specificity: float
+    guarantee: float | None = None
+    lower_bound: float | None = None
 
     def __post_init__(self) -> None:
         _check_split(self.chosen_on)
@@ -255,30 +271,43 @@ class OperatingPoint:
             rate = getattr(self, name)
             if not is_number(rate) or not 0.0 <= rate <= 1.0:
                 raise ValueError(f"OperatingPoint {name}={rate!r} must lie in [0, 1]")
+        if self.guarantee is not None:
+            check_guarantee(self.policy, self.guarantee)
+        if (self.guarantee is None) != (self.lower_bound is None):
+            raise ValueError("OperatingPoint: give guarantee and lower_bound together, or neither")
 
     def predict(self, scores: ArrayLike) -> NDArray[np.int64]:
         """1 where ``score >= value``, else 0."""
         return (np.asarray(scores, dtype=np.float64) >= self.value).astype(np.int64)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON (``inf`` is written ``Infinity`` by :mod:`json`)."""
-        return asdict(self)
+        """Plain values for JSON (``inf`` is written ``Infinity`` by :mod:`json`); without a
+        guarantee, the five keys of every earlier record."""
+        values = asdict(self)
+        if self.guarantee is None:
+            del values["guarantee"], values["lower_bound"]
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OperatingPoint:
         """Read :meth:`to_dict` output back; unknown or missing keys are errors."""
         fields = {"policy", "value", "chosen_on", "sensitivity", "specificity"}
-        if set(data) != fields:
+        optional = {"guarantee", "lower_bound"}
+        if not fields <= set(data) <= fields | optional:
             raise ValueError(
-                f"an operating point has keys {sorted(fields)}; missing "
-                f"{sorted(fields - set(data))}, unknown {sorted(set(data) - fields)}"
+                f"an operating point has keys {sorted(fields)} (and {sorted(optional)} with a "
+                f"guarantee); missing {sorted(fields - set(data))}, unknown "
+                f"{sorted(set(data) - fields - optional)}"
             )
+        level, bound = data.get("guarantee"), data.get("lower_bound")
         return cls(
             policy=str(data["policy"]),
             value=float(data["value"]),
             chosen_on=str(data["chosen_on"]),
             sensitivity=float(data["sensitivity"]),
             specificity=float(data["specificity"]),
+            guarantee=None if level is None else float(level),
+            lower_bound=None if bound is None else float(bound),
         )
 
 
@@ -303,7 +332,12 @@ def _tuning_data(y_true: ArrayLike, scores: ArrayLike) -> tuple[NDArray[np.int64
 
 
 def choose_threshold(
-    policy: str | Policy, y_true: ArrayLike, scores: ArrayLike, *, chosen_on: str = "val"
+    policy: str | Policy,
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    *,
+    chosen_on: str = "val",
+    guarantee: float | None = None,
 ) -> OperatingPoint:
     """Choose a binary threshold on tuning data by a policy (module docstring).
 
@@ -318,15 +352,25 @@ def choose_threshold(
         y_true: 1 positive, 0 negative, on the tuning split (both classes needed).
         scores: positive-class probabilities on that split.
         chosen_on: the split's name, recorded in the result; ``"test"`` is refused.
+        guarantee: a confidence level such as 0.95 for a ``sensitivity>=`` or
+            ``specificity>=`` policy: the constraint must hold for the rate's one-sided lower
+            Clopper–Pearson bound at that level, not only for the rate (module docstring).
 
     Returns:
-        The frozen :class:`OperatingPoint` with its tuning sensitivity and specificity.
+        The frozen :class:`OperatingPoint` with its tuning sensitivity and specificity (and,
+        with a guarantee, the level and the bound reached).
+
+    Raises:
+        ValueError: a guarantee with another policy, or too few tuning cases of the constrained
+            class to reach the bound (naming how many are needed and how many there are).
     """
     from sklearn.metrics import roc_curve
 
     _check_split(chosen_on)
     rule = parse_policy(policy) if isinstance(policy, str) else policy
     y, s = _tuning_data(y_true, scores)
+    if guarantee is not None:
+        check_guarantee_cases(rule, guarantee, y, split=chosen_on)
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if rule.kind is PolicyKind.FIXED:
         assert rule.bound is not None  # Policy.__post_init__ guarantees it
@@ -338,11 +382,23 @@ def choose_threshold(
     fp = np.rint(fpr * n_neg)
     sens, spec = tp / n_pos, 1.0 - fp / n_neg
     objective, secondary = _objective(rule, sens, spec, tp, fp, n_pos, n_neg)
+    bound = None
+    if guarantee is not None:  # feasible: the bound, not only the rate, meets the constraint
+        kept, n_kept = (tp, n_pos) if rule.kind is PolicyKind.SENSITIVITY else (n_neg - fp, n_neg)
+        bound = lower_bound(kept, n_kept, guarantee)
+        assert rule.bound is not None  # check_guarantee_cases: a rate policy, enough cases
+        objective = np.where(bound >= rule.bound - _TOL, objective, -np.inf)
     best = np.flatnonzero(objective >= np.max(objective) - _TOL)
     best = best[secondary[best] >= np.max(secondary[best]) - _TOL]
     i = int(best[0])  # the highest threshold among the remaining ties
     return OperatingPoint(
-        str(rule), _midway(thresholds, i), chosen_on, float(sens[i]), float(spec[i])
+        str(rule),
+        _midway(thresholds, i),
+        chosen_on,
+        float(sens[i]),
+        float(spec[i]),
+        guarantee=guarantee,
+        lower_bound=None if bound is None else float(bound[i]),
     )
 
 
@@ -380,3 +436,126 @@ def _objective(
     prevalence = n_pos / (n_pos + n_neg) if rule.prevalence is None else rule.prevalence
     cost = rule.fn_cost * prevalence * (1 - sens) + rule.fp_cost * (1 - prevalence) * (1 - spec)
     return -cost, np.zeros_like(sens)
+
+
+# --- guaranteed constraints ------------------------------------------------------------------
+# Why Clopper–Pearson. Once the threshold is fixed, the tuning positives it calls positive are a
+# binomial draw from its true sensitivity (negatives and specificity alike), so a one-sided
+# lower confidence bound on a binomial proportion is what "sensitivity >= X with 95%
+# confidence" needs. Clopper–Pearson inverts the binomial test exactly: its coverage is at
+# least the level for every true rate and every n (conservative, never approximate), whereas
+# Wald and Wilson bounds under-cover near 1, where sensitivity constraints live, and with the
+# few positives of a medical validation split. It assumes only that new cases are exchangeable
+# with the tuning ones (the same site and case mix). scipy.stats.beta gives it: the bound for
+# k of n is the alpha quantile of Beta(k, n - k + 1) (0 for k = 0).
+# Relation to the Neyman–Pearson umbrella algorithm (Tong, Feng & Li, Science Advances 2018):
+# the umbrella threshold is the k-th order statistic of held-out scores of the constrained
+# class, with k the smallest rank whose binomial tail P(Bin(n, X) >= n - k + 1) is at most
+# alpha; that is the violation probability P(true rate < X) of that order statistic, for any
+# continuous score distribution. The Clopper–Pearson bound of n - k + 1 of n is >= X exactly
+# when that tail is <= alpha, and the best other rate among the feasible thresholds is the
+# highest one, so the threshold chosen here is the umbrella order statistic (moved midway
+# down to the next tuning score, which can only raise the constrained rate): the same
+# guarantee, stated as a bound the report can show. Searching the thresholds by the point
+# estimate alone (the plain policy) has no such control: Tong et al. show its violation rate
+# can approach one half.
+
+
+def lower_bound(successes: ArrayLike, n: int, level: float) -> NDArray[np.float64]:
+    """The one-sided lower Clopper–Pearson confidence bound of a binomial proportion.
+
+    Args:
+        successes: the cases counted (e.g. positives called positive), one or many, 0 to n.
+        n: the cases (e.g. the tuning positives), at least 1.
+        level: the confidence, 1 - alpha, in [0.5, 1).
+
+    Returns:
+        The bound for each count: the alpha quantile of Beta(k, n - k + 1), 0 for k = 0.
+    """
+    from scipy.stats import beta
+
+    k = np.asarray(successes, dtype=np.float64)
+    if n < 1 or (k < 0).any() or (k > n).any():
+        raise ValueError(f"a binomial bound needs 0 <= successes <= n and n >= 1; got n={n}")
+    safe = np.maximum(k, 1.0)  # Beta(0, .) is undefined; its bound is 0
+    return np.where(k > 0, beta.ppf(1.0 - level, safe, n - k + 1.0), 0.0).astype(np.float64)
+
+
+def cases_needed(rate: float, level: float) -> int:
+    """The fewest cases for which all of them counted reaches a lower bound of ``rate`` at
+    ``level`` (``rate=0.9, level=0.95``: 29). The n-of-n bound is (1 - level) ** (1 / n); the
+    closed form is checked against :func:`lower_bound`, so the two never disagree.
+
+    Raises:
+        ValueError: ``rate`` 1: no finite number of cases bounds a rate at 1.
+    """
+    check_guarantee(Policy(PolicyKind.SENSITIVITY, bound=rate), level)
+    if rate <= 0.0:
+        return 0
+    n = max(1, math.ceil(math.log(1.0 - level) / math.log(rate)))
+    while n > 1 and lower_bound(n - 1, n - 1, level)[()] >= rate - _TOL:
+        n -= 1
+    while lower_bound(n, n, level)[()] < rate - _TOL:
+        n += 1
+    return n
+
+
+def check_guarantee(policy: str | Policy, level: float) -> None:
+    """Refuse a guarantee the policy cannot take.
+
+    Raises:
+        ValueError: a level outside [0.5, 1), a policy other than ``sensitivity>=X`` or
+            ``specificity>=X``, or ``X = 1`` (no finite number of cases reaches that bound).
+    """
+    if not is_number(level) or not 0.5 <= level < 1.0:
+        raise ValueError(
+            f"guarantee={level!r} is invalid: it is a confidence level in [0.5, 1), such as 0.95"
+        )
+    try:
+        rule: Policy | None = parse_policy(policy) if isinstance(policy, str) else policy
+    except ValueError:  # auto, a multi-class rule: not a constraint either
+        rule = None
+    if rule is None or rule.kind not in (PolicyKind.SENSITIVITY, PolicyKind.SPECIFICITY):
+        raise ValueError(
+            f"guarantee={level!r} bounds a constrained rate, but the threshold policy is "
+            f"{str(policy)!r}; use it with 'sensitivity>=X' or 'specificity>=X', or drop it"
+        )
+    if rule.bound is not None and rule.bound >= 1.0:
+        raise ValueError(
+            f"{rule} cannot be guaranteed: no finite number of cases gives a lower confidence "
+            f"bound of 1; guarantee a bound below 1, such as {rule.kind}>=0.95"
+        )
+
+
+def check_guarantee_cases(
+    policy: str | Policy, level: float, y_true: ArrayLike, *, split: str = "val"
+) -> None:
+    """Refuse a guarantee that the tuning cases cannot reach, before anything is chosen.
+
+    Calling every case of the constrained class right gives the highest bound there is, so the
+    guarantee is reachable exactly when that class has :func:`cases_needed` cases.
+
+    Args:
+        policy: a ``sensitivity>=X`` or ``specificity>=X`` policy.
+        level: the confidence level.
+        y_true: the tuning labels, 1 positive, 0 negative.
+        split: the tuning cases' name, for the message.
+
+    Raises:
+        ValueError: naming the cases needed, the cases there are and the ways out.
+    """
+    rule = parse_policy(policy) if isinstance(policy, str) else policy
+    check_guarantee(rule, level)
+    assert rule.bound is not None  # a rate policy: Policy.__post_init__
+    y = np.asarray(y_true).astype(bool)
+    positive = rule.kind is PolicyKind.SENSITIVITY
+    have, need = int(y.sum() if positive else (~y).sum()), cases_needed(rule.bound, level)
+    if have < need:
+        what = "positive" if positive else "negative"
+        raise ValueError(
+            f"{rule} with guarantee {level!r} needs at least {need} {what} tuning cases "
+            f"(with fewer, even all of them right gives a {100 * level:g}% lower bound below "
+            f"{rule.bound!r}); {split} holds {have}. Tune on more cases (a larger val split "
+            f"with --resplit-val, or out-of-fold with medbalance cv), or lower the bound or "
+            f"the guarantee"
+        )

@@ -20,6 +20,7 @@ __all__ = [
     "esc",
     "fmt",
     "fmt_ci",
+    "guarantee_text",
     "note",
     "remedy_text",
     "table",
@@ -105,6 +106,24 @@ def threshold_text(point: dict[str, Any]) -> str:
     policy, value = str(point.get("policy", "unknown")), number(point.get("value"))
     how = POLICIES.get(policy, policy)
     return f"{value:.3f} ({how})" if value is not None else how
+
+
+def guarantee_text(point: dict[str, Any]) -> str:
+    """A guaranteed constraint of ``metrics.json``'s operating point in words, e.g.
+    ``sensitivity on val 0.970 (95% lower bound 0.912, guaranteed >= 0.9)``; ``""`` without
+    one (and for records older than the option)."""
+    record = point.get("guarantee")
+    if not isinstance(record, dict):
+        return ""
+    level, bound = number(record.get("level")), number(record.get("lower_bound"))
+    estimate = number(record.get("estimate"))
+    rate, _, target = str(point.get("policy", "")).partition(">=")
+    if level is None or bound is None or estimate is None or not target:
+        return ""
+    return (
+        f"{rate} on {point.get('chosen_on', '?')} {estimate:.3f} ({100 * level:g}% lower "
+        f"bound {bound:.3f}, guaranteed >= {target})"
+    )
 
 
 def remedy_text(config: dict[str, Any]) -> str:

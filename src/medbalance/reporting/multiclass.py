@@ -90,15 +90,22 @@ def is_ordinal(run: LoadedRun) -> bool:
 
 
 def metric_names(run: LoadedRun) -> dict[str, tuple[str, str]]:
-    """Clinical name and meaning of each metric key, for this run's kind of task."""
-    return {**METRICS, **_NAMES} if is_multiclass(run) else METRICS
+    """Clinical name and meaning of each metric key, for this run's kind of task, in the order
+    the metrics table lists them (the ordinal metrics first for grades)."""
+    if not is_multiclass(run):
+        return METRICS
+    names = {**METRICS, **_NAMES}
+    if is_ordinal(run):
+        names = {**{k: names[k] for k in _ORDINAL}, **names}
+    return names
 
 
 def headline_keys(run: LoadedRun) -> list[str]:
-    """The headline cards of a multi-class page, those that metrics.json holds."""
+    """The headline cards of a multi-class page, those that metrics.json holds; for grades
+    quadratic kappa leads (the metric their decision rule and comparisons judge by)."""
     metrics = run.result.get("metrics") or {}
     keys = ["balanced_accuracy", "accuracy", "auroc", "weighted_auroc", "macro_f1"]
-    keys += ["quadratic_kappa"] if is_ordinal(run) else []
+    keys = ["quadratic_kappa", *keys] if is_ordinal(run) else keys
     return [k for k in keys if k in metrics]
 
 

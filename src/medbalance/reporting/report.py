@@ -11,8 +11,10 @@ The page needs no network and no JavaScript: images are inline base64 PNGs, styl
 Every optional input that is missing becomes a short "not available" note.
 
 This module assembles the page (sections, CSS, public API); the run folder is read by
-:mod:`~medbalance.reporting.run_data`, the figures drawn by :mod:`~medbalance.reporting.plots`, the
-words and numbers formatted by :mod:`~medbalance.reporting.format`, and the galleries drawn by
+:mod:`~medbalance.reporting.run_data`, the title, header and headline cards drawn by
+:mod:`~medbalance.reporting.headline`, the figures by :mod:`~medbalance.reporting.plots`, the
+words and numbers formatted by :mod:`~medbalance.reporting.format`, and the galleries (with the
+caveat when every Grad-CAM map lights the same region) drawn by
 :mod:`~medbalance.reporting.gallery`. Runs of more than two classes get the sections of
 :mod:`~medbalance.reporting.multiclass` (one-vs-rest curves, the decision rule's trade of accuracy
 for balance, counts and row percentages, the top confusions, and for grades the ordinal view).
@@ -34,12 +36,13 @@ from medbalance.reporting.format import (
     esc,
     fmt,
     fmt_ci,
+    guarantee_text,
     note,
-    remedy_text,
     table,
     threshold_text,
 )
-from medbalance.reporting.gallery import GalleryItem, gallery_html
+from medbalance.reporting.gallery import GalleryItem, cam_caveat, gallery_html
+from medbalance.reporting.headline import header_html, headline_html, page_title
 from medbalance.reporting.plots import (
     plot_confusion,
     plot_curves,
@@ -52,23 +55,12 @@ from medbalance.reporting.run_data import (
     load_run,
     metric_entry,
     number,
-    split_counts,
 )
 from medbalance.reporting.run_sections import data_body, training_body
 from medbalance.reporting.style import CSS
 
 __all__ = ["GalleryItem", "report_from_run", "write_report"]
 
-_CARDS = {  # key: hint under a headline number; {v} is the value per 100
-    "sensitivity": "finds {v} of 100 patients with {pos}",
-    "specificity": "clears {v} of 100 patients without {pos}",
-    "ppv": "{v} of 100 flagged patients have {pos}",
-    "npv": "{v} of 100 cleared patients do not have {pos}",
-    "auroc": "ranking quality, independent of the threshold",
-    "balanced_accuracy": "mean sensitivity over the classes",
-    "macro_f1": "F1 averaged over the classes",
-    "accuracy": "share of all cases classified right",
-}
 _SECTIONS = {
     "data": "Data",
     "operating-point": "Operating point",
@@ -126,12 +118,12 @@ def write_report(
     if multiclass.is_ordinal(run):
         sections.insert(sections.index(_metrics_section) + 1, _ordinal_section)
     body = "".join(section(run) for section in sections) + "".join(galleries)
-    title = f"medbalance report: {run.path.resolve().name}"
+    title = ("SYNTHETIC data: " if run.synthetic else "") + f"medbalance report: {page_title(run)}"
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"{_header(run, title)}<main>{_headline(run)}{body}</main></body></html>\n"
+        f"{header_html(run, _nav(run))}<main>{headline_html(run)}{body}</main></body></html>\n"
     )
     target = Path(out) if out is not None else run.path / "report.html"
     atomic_write_text(target, page)
@@ -152,80 +144,6 @@ def _nav(run: LoadedRun) -> dict[str, str]:
     if multiclass.is_ordinal(run):
         keys.insert(keys.index("metrics") + 1, "ordinal")
     return {key: _SECTIONS.get(key) or multiclass.SECTIONS[key] for key in keys}
-
-
-# --- header ---------------------------------------------------------------------------------
-
-
-def _header(run: LoadedRun, title: str) -> str:
-    config, point = run.config, run.point
-    model, size = config.get("model") or run.meta.get("model"), config.get("size")
-    model = f"{model or 'unknown'}" + (f" at {size}×{size} px" if size else "")
-    in_split = split_counts(run).get(run.split, {})
-    cases = ", ".join(f"{in_split[c]} {c}" for c in run.classes if c in in_split)
-    rows = {
-        "Data": config.get("data") or (run.inspect or {}).get("source") or "unknown",
-        "Model": model + (" (ImageNet-pretrained)" if config.get("pretrained") else ""),
-        "Imbalance remedy": remedy_text(config),
-        "Evaluated on": f"the {run.split} split: {run.result.get('n', '?')} images"
-        + (f" ({cases})" if cases else ""),
-        "Decision threshold": f"{threshold_text(point)}, chosen on {point.get('chosen_on', '?')}",
-    }
-    if multiclass.is_multiclass(run):
-        del rows["Decision threshold"]
-        rows["Decision rule"] = f"{multiclass.rule_text(point)}; chosen on {point.get('chosen_on')}"
-    meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows.items())
-    links = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in _nav(run).items())
-    return f"<header><div><h1>{esc(title)}</h1><dl>{meta}</dl><nav>{links}</nav></div></header>"
-
-
-def _headline(run: LoadedRun) -> str:
-    metrics: dict[str, Any] = run.result.get("metrics") or {}
-    keys, names, hints = ["sensitivity", "specificity", "ppv", "npv", "auroc"], METRICS, _CARDS
-    if run.positive is None:
-        keys = [k for k in ("balanced_accuracy", "auroc", "macro_f1", "accuracy") if k in metrics]
-    if multiclass.is_multiclass(run):
-        keys, names = multiclass.headline_keys(run), multiclass.metric_names(run)
-        hints = {**_CARDS, **multiclass.CARDS}
-    cards = []
-    for key in keys:
-        value, ci = metric_entry(metrics.get(key))
-        per_100 = f"{100 * value:.0f}" if value is not None else "n/a"
-        hint = hints[key].format(v=per_100, pos=run.pos_name)
-        ci_text = "no confidence interval" if ci is None else f"95% CI {fmt_ci(key, ci)}"
-        cards.append(
-            f'<div class="card"><b>{esc(names[key][0].split(" (")[0])}</b>'
-            f'<div class="value">{esc(fmt(key, value))}</div>'
-            f"<small>{esc(ci_text)}</small><small>{esc(hint)}</small></div>"
-        )
-    return f'<div class="cards">{"".join(cards)}</div>{_provenance(run)}'
-
-
-def _provenance(run: LoadedRun) -> str:
-    split, chosen = run.split, str(run.point.get("chosen_on", "unknown"))
-    text = (
-        f"All numbers on this page come from the {split} split ({run.result.get('n', '?')} "
-        f"images). The {_decision_word(run)} was chosen on {chosen}"
-        + (" (the validation data), never on the test data" if chosen == "val" else "")
-        + ". Intervals are 95% confidence intervals."
-    )
-    if split == "val" or chosen == split:
-        text += (
-            f" Caution: the {split} split also chose the {_decision_word(run).split()[1]} or the "
-            "epoch, so these "
-            "numbers are optimistic; report the test split."
-        )
-        return f'<div class="callout warn">{esc(text)}</div>'
-    if split == "test":
-        text += (
-            " The test split played no part in training, model selection or the "
-            f"{_decision_word(run).split()[1]}."
-        )
-    return f'<div class="callout">{esc(text)}</div>'
-
-
-def _decision_word(run: LoadedRun) -> str:
-    return "decision rule" if multiclass.is_multiclass(run) else "decision threshold"
 
 
 # --- operating point ------------------------------------------------------------------------
@@ -307,9 +225,10 @@ def _metrics_section(run: LoadedRun) -> str:
         rows.append(
             [name, fmt(key, value), fmt_ci(key, ci), *compare, meaning.format(pos=run.pos_name)]
         )
+    bound = guarantee_text(run.point)
     text = (
         f"Operating point: {threshold_text(run.point)}, chosen on "
-        f"{run.point.get('chosen_on', '?')}."
+        f"{run.point.get('chosen_on', '?')}" + (f"; {bound}." if bound else ".")
     )
     if "ppv" in metrics or "npv" in metrics:
         text += (
@@ -408,6 +327,7 @@ def _gallery_section(key: str, items: Sequence[GalleryItem], missing: str) -> st
     if not items:
         return _section(key, note(missing))
     grid = gallery_html(items)  # before the intro: a bad image names the item
+    caveat = cam_caveat(items) if key == "gradcam" else ""
     intro = {
         "errors": "The errors the model was most sure about: look for labels to re-check, and for "
         "image features (markers, devices, borders) the model may have learnt instead of the "
@@ -415,4 +335,4 @@ def _gallery_section(key: str, items: Sequence[GalleryItem], missing: str) -> st
         "gradcam": "Left: the image; right: the Grad-CAM heat map (red: regions that raised the "
         "score most). It shows what the network used, not whether that is clinically right.",
     }[key]
-    return _section(key, f"<p>{esc(intro)}</p>{grid}")
+    return _section(key, f"<p>{esc(intro)}</p>{caveat}{grid}")

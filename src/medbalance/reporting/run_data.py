@@ -8,11 +8,16 @@ optional file that cannot be read is not an error: the reason is kept in
 
 Metrics are stored either as bare numbers or as ``{"value": .., "ci": [low, high]}``;
 :func:`metric_entry` reads both, turning anything that is not a finite number into ``None``.
+
+A data folder that says it is synthetic (its ``README.txt`` starts with
+:data:`SYNTHETIC_MARKER`, as the demo's and the synthetic grades' do) marks every run trained on
+it: :attr:`LoadedRun.synthetic` holds that first line, and the page says so at the top.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,21 @@ import numpy as np
 
 from medbalance.core.run_folder import Predictions, RunFolder, read_json_object
 
-__all__ = ["LoadedRun", "chosen_epoch", "load_run", "metric_entry", "number", "split_counts"]
+__all__ = [
+    "SYNTHETIC_MARKER",
+    "LoadedRun",
+    "chosen_epoch",
+    "data_name",
+    "load_run",
+    "metric_entry",
+    "number",
+    "run_name",
+    "split_counts",
+    "synthetic_marker",
+]
+
+SYNTHETIC_MARKER = "SYNTHETIC DATA"  # how a synthetic data folder's README.txt begins
+_GENERIC = re.compile(r"(seed|fold)\d+")  # run folder names that need their parent's name
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,7 @@ class LoadedRun:
     inspect: dict[str, Any] | None
     problems: dict[str, str]  # file name -> why it could not be read
     decided: np.ndarray | None = None  # the decision's class per row of predictions.csv
+    synthetic: str | None = None  # the data folder's README line saying it is synthetic
 
     @property
     def classes(self) -> list[str]:
@@ -95,16 +115,18 @@ def load_run(run_dir: Path) -> LoadedRun:
             f"(medbalance evaluate {folder.path}) or train into an empty folder"
         )
     rows = optional(folder.predictions_name(), lambda: _predictions(folder, classes))
+    config = optional(folder.CONFIG, folder.read_config) or meta.get("config") or {}
     return LoadedRun(
         path=folder.path,
         result=result,
-        config=optional(folder.CONFIG, folder.read_config) or meta.get("config") or {},
+        config=config,
         meta=meta,
         history=optional(folder.HISTORY, folder.read_history),
         predictions=None if rows is None else (rows.labels, rows.probs),
         inspect=optional(folder.INSPECT_SUMMARY, lambda: read_json_object(folder.inspect_summary)),
         problems=problems,
         decided=None if rows is None else rows.preds,
+        synthetic=synthetic_marker(config.get("data")),
     )
 
 
@@ -122,6 +144,44 @@ def _predictions(folder: RunFolder, classes: list[str]) -> Predictions:
     if not len(rows.ids):
         raise ValueError("no rows")
     return rows
+
+
+def synthetic_marker(data: Any) -> str | None:
+    """The first line of ``DATA/README.txt`` when it says the data are synthetic, else None.
+
+    ``data`` is the run config's ``data``: a folder (checked), or anything else (a file, a
+    MedMNIST name, a folder that moved), which gives None.
+    """
+    if not isinstance(data, str) or not data:
+        return None
+    readme = Path(data) / "README.txt"
+    try:
+        with readme.open("rb") as handle:
+            first = handle.read(200).decode("utf-8", errors="replace").splitlines()
+    except OSError:  # no such folder or file: not marked
+        return None
+    return first[0].strip() if first and first[0].startswith(SYNTHETIC_MARKER) else None
+
+
+def run_name(path: Path) -> str:
+    """The run's name for titles: its folder's name, with the remedy or cross-validation
+    folder in front of a ``seedK`` / ``foldK`` folder (``baseline/seed0``, ``cv-knee/fold2``)."""
+    path = Path(path).resolve()
+    name = path.name
+    if _GENERIC.fullmatch(name):
+        parent = path.parent.parent if path.parent.name == "folds" else path.parent
+        name = f"{parent.name}/{name}" if parent.name else name
+    return name
+
+
+def data_name(data: Any) -> str:
+    """The data set's short name: a folder's or MedMNIST name, or ``folder/file`` for a file."""
+    if not isinstance(data, str) or not data.strip():
+        return "unknown data"
+    path = Path(data.rstrip("/\\"))
+    if path.suffix and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name or data
 
 
 def number(value: Any) -> float | None:

@@ -8,7 +8,9 @@ CSS = """
 body{margin:0;background:#eef1f5;color:#1d2733;font:15px/1.5 system-ui,-apple-system,"Segoe UI",
 Roboto,Helvetica,Arial,sans-serif}main,header>div{max-width:1180px;margin:0 auto;padding:0 20px}
 header{background:#173f5f;color:#fff;padding:24px 0 20px;margin-bottom:22px}
-h1{margin:0 0 6px;font-size:26px}h2{margin:0 0 12px;font-size:21px;color:#173f5f}
+h1{margin:0 0 6px;font-size:26px;overflow-wrap:anywhere}.synthetic{display:inline-block;
+margin:0 0 10px;padding:4px 12px;border-radius:6px;background:#d9822b;color:#fff}
+h2{margin:0 0 12px;font-size:21px;color:#173f5f}
 h3{font-size:16px;margin:18px 0 8px}dl{display:grid;gap:3px 16px;margin:10px 0 0;
 grid-template-columns:max-content 1fr}dt{color:#b9cfe2}dd{margin:0}
 nav{margin-top:14px;font-size:13px}nav a{color:#d5e6f5;margin-right:14px}

@@ -103,6 +103,7 @@ class TrainConfig:
     patience: int | None = None
     positive_class: str | None = None
     threshold: str = AUTO_POLICY  # youden, offsets:balanced or expected-grade by task
+    guarantee: float | None = None  # confidence that a sensitivity>=/specificity>= holds
     bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -166,6 +167,7 @@ class TrainConfig:
             by_task = ORDINAL_SAMPLER if self.ordinal is True else DEFAULT_SAMPLER
             object.__setattr__(self, "sampler", by_task)
         check_components(self.sampler, self.loss, self.loss_options, self.threshold)
+        _check_guarantee(self)
         if self.epoch_samples is not None and self.epoch_samples < 1:
             raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples}")
         if self.bootstrap < 0:
@@ -308,6 +310,19 @@ def _check_threshold(text: str) -> None:
             multiclass = compact.startswith(("offsets", "expected", "median", "logit"))
             multiclass |= compact.startswith("cost:") and "=" not in compact
             raise ConfigError(f"threshold: {rule if multiclass else binary}") from None
+
+
+def _check_guarantee(config: TrainConfig) -> None:
+    """Fail now, not after training, on a guarantee the threshold policy cannot take (the
+    tuning cases it needs are checked once the data is prepared: ``prepare_run``)."""
+    from medbalance.evaluation.thresholds import check_guarantee
+
+    if config.guarantee is None:
+        return
+    try:
+        check_guarantee(config.threshold, config.guarantee)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_components(

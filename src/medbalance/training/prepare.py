@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from medbalance.core.device import choose_precision, select_device
@@ -30,7 +31,10 @@ from medbalance.training.config import (
     default_drw_epoch,
 )
 
-__all__ = ["PreparedRun", "native_size", "order_classes", "prepare_run", "resolve_sizes"]
+__all__ = [
+    "PreparedRun", "check_tuning_cases", "native_size", "order_classes", "prepare_run",
+    "resolve_sizes",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,49 @@ def _check_policy(config: TrainConfig, names: tuple[str, ...]) -> None:
             )
 
 
+def check_tuning_cases(
+    config: TrainConfig,
+    data: Prepared,
+    positive: int,
+    *,
+    tuning: np.ndarray | None = None,
+    split: str = "val",
+) -> None:
+    """Refuse a guarantee before the first epoch rather than after training: it needs two
+    classes and enough tuning cases of the constrained class to reach its bound.
+
+    Args:
+        config: the run's config (its ``threshold`` and ``guarantee``).
+        data: the prepared data.
+        positive: the positive class's index.
+        tuning: the indices of the tuning cases (default: the val split; ``cv``: the
+            out-of-fold pool).
+        split: their name, for the message.
+
+    Raises:
+        ConfigError: more than two classes, or too few cases (naming how many are needed).
+    """
+    from medbalance.evaluation.thresholds import check_guarantee_cases
+
+    if config.guarantee is None:
+        return
+    names = tuple(data.class_names)
+    if len(names) != 2:
+        raise ConfigError(
+            f"guarantee {config.guarantee!r} bounds a binary sensitivity or specificity, but "
+            f"{config.data} has {len(names)} classes ({', '.join(names)}); drop --guarantee"
+        )
+    cases = data.indices("val") if tuning is None else tuning
+    if len(cases):
+        try:
+            check_guarantee_cases(
+                config.threshold, config.guarantee, data.catalog.labels[cases] == positive,
+                split=split,
+            )  # fmt: skip
+        except ValueError as error:
+            raise ConfigError(f"{config.data}: {error}") from None
+
+
 def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
     """The data with its classes indexed in the config's order.
 
@@ -178,6 +225,8 @@ def resolve_for_data(
     policy = policy_for_task(config.threshold, len(names), ordinal=bool(config.ordinal))
     config = dataclasses.replace(config, threshold=policy)
     _check_policy(config, names)
+    positive = _positive_index(config, data)
+    check_tuning_cases(config, data, positive)
     values = config.to_dict()
     plan = plan_epochs(config, data.catalog.labels[data.indices("train")])
     values["epochs"] = plan.epochs
@@ -186,7 +235,7 @@ def resolve_for_data(
     resolved = ResolvedConfig(
         **values,
         class_names=names,
-        positive_index=_positive_index(config, data),
+        positive_index=positive,
         native_size=native,
     )
     return resolved, plan

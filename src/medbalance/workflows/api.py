@@ -203,12 +203,20 @@ def evaluate(
     device: str = "auto",
     report: bool = True,
     tta: int | None = None,
+    guarantee: float | None = None,
+    prevalence: float | None = None,
+    class_prior: str | None = None,
+    estimate_prevalence: bool = False,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint (or a CV folder's ensemble) on its own or other data
     (``medbalance evaluate``); returns the content of ``metrics.json`` (``metrics_val.json``
     for ``split="val"``). ``tta`` views re-choose the operating point on val with them;
-    ``verbose=False`` shows warnings only."""
+    ``guarantee`` (e.g. 0.95) re-chooses a ``sensitivity>=X`` / ``specificity>=X`` threshold
+    so that the rate's lower confidence bound on val meets ``X``. ``prevalence`` (two classes)
+    or ``class_prior`` (``"a=0.7,b=0.2,c=0.1"``) re-targets PPV and NPV to another site's
+    prior, ``estimate_prevalence`` estimates the evaluated images' prior from their calibrated
+    probabilities (both in ``metrics.json``'s ``site``); ``verbose=False`` shows warnings only."""
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
@@ -216,6 +224,8 @@ def evaluate(
     _count("bootstrap", bootstrap, 0)
     if tta is not None:
         _count("tta", tta, 1)
+    if prevalence is not None and class_prior is not None:
+        raise ConfigError("give prevalence (two classes) or class_prior, not both")
     with speaking(verbose):
         return evaluate_run(
             _run_path(run),
@@ -227,6 +237,9 @@ def evaluate(
             device=device,
             report=report,
             tta=tta,
+            guarantee=guarantee,
+            prior=prevalence if prevalence is not None else class_prior,
+            estimate_prior=estimate_prevalence,
         )
 
 

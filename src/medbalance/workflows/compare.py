@@ -201,9 +201,11 @@ def compare(
             plan.append(_Job(remedy.name, seed, config, state))
     todo = [job for job in plan if job.state != "done"]
     log.info(
-        "compare: %d remedies x %d seeds = %d runs; %d already finished, %d to train",
+        "compare: %d remed%s x %d seed%s = %d runs; %d already finished, %d to train",
         len(chosen),
+        "y" if len(chosen) == 1 else "ies",
         seeds,
+        "" if seeds == 1 else "s",
         len(plan),
         len(plan) - len(todo),
         len(todo),

@@ -42,6 +42,8 @@ from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.identical import item_digests, split_groups
 from medbalance.data.prepared import Prepared, fingerprint
+from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
+from medbalance.evaluation.calibration import fit_calibration
 from medbalance.evaluation.decision import Decision, choose_decision
 from medbalance.evaluation.ensemble import Combine, Ensemble, parse_combine, write_ensemble
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
@@ -49,7 +51,7 @@ from medbalance.evaluation.inference import load_trained
 from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.evaluation.stacking import Stacker, cross_validated_outputs, fit_stacker
 from medbalance.training.config import ConfigError, TrainConfig
-from medbalance.training.prepare import prepare_run
+from medbalance.training.prepare import check_tuning_cases, prepare_run
 from medbalance.workflows.run_state import run_state
 
 __all__ = ["CVResult", "cross_validate", "evaluate_cv", "fold_masks", "write_ensemble_report"]
@@ -126,14 +128,18 @@ def cross_validate(
     """
     how = parse_combine(combine)  # refused before any fold trains
     out = Path(out)
-    base = prepare_run(config)
+    # a guarantee holds for the out-of-fold decision: the folds decide on their own val without
+    # it, and the OOF cases (train+val) are checked for it before any fold trains
+    base = prepare_run(dataclasses.replace(config, guarantee=None))
     data, resolved = base.data, base.config
     pool = np.flatnonzero(np.isin(data.catalog.splits, ("train", "val")))
+    check_tuning_cases(config, data, resolved.positive_index, tuning=pool, split="out-of-fold")
     # a patient's images and identical files stay in one fold, as in the splits
     groups, _ = split_groups(data.catalog, pool, item_digests(data.catalog))
     masks = fold_masks(data.catalog.labels[pool], groups, folds, resolved.seed)
     shared = TrainConfig(**{**resolved.to_dict(), "out": str(out / "folds")})
-    RunFolder(out).write_json(out / "config.json", {**shared.to_dict(), "folds": folds})
+    stored = {**shared.to_dict(), "guarantee": config.guarantee, "folds": folds}
+    RunFolder(out).write_json(out / "config.json", stored)
     oof = np.full((len(data.catalog), len(data.class_names)), np.nan)
     test_probs, fold_rows, members = [], [], []
     for k, mask in enumerate(masks):
@@ -164,10 +170,19 @@ def cross_validate(
         tta=tta,
         model_prior=prior,  # the same for every fold; the OOF prior once stacked
         ordinal=bool(read_metadata(members[0]).get("ordinal", False)),
+        guarantee=config.guarantee,
+    )
+    calibration = fit_calibration(
+        oof_scores.labels,
+        oof_scores.probs,
+        train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
+        model_prior=prior,
+        chosen_on="oof",
     )
     evaluate = functools.partial(
-        evaluate_scores, n_bootstrap=boot, seed=resolved.seed, warnings=data.warnings
-    )
+        evaluate_scores, n_bootstrap=boot, seed=resolved.seed, warnings=data.warnings,
+        calibration=calibration,
+    )  # fmt: skip
     oof_eval = evaluate(data, oof_scores, decision)
     oof_eval.result["folds"] = folds
     oof_eval.write_to(out / RunFolder.OOF_METRICS, out / RunFolder.OOF_PREDICTIONS)
@@ -182,7 +197,8 @@ def cross_validate(
         ensemble.write(RunFolder(out))
         metrics = ensemble.result
     atomic_write_text(out / RunFolder.FOLDS, _fold_csv(fold_rows))
-    write_ensemble(out, members, decision, {"folds": folds, "chosen_on": "oof"}, stacker=stacker)
+    extra = {"folds": folds, "chosen_on": "oof", CALIBRATION_KEY: calibration.to_record()}
+    write_ensemble(out, members, decision, extra, stacker=stacker)
     write_ensemble_report(out, data, ensemble if test_probs else None)
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
 
@@ -291,11 +307,13 @@ def evaluate_cv(
     device: str = "cpu",
     report: bool = True,
     tta: int | None = None,
+    guarantee: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a CV folder's ensemble on the test split of its own data or of other data.
 
     ``policy`` re-chooses the operating point on the folder's out-of-fold predictions (never on
-    test) and stores it in ``ensemble.json``, so ``predict`` applies it too.
+    test) and stores it in ``ensemble.json``, so ``predict`` applies it too; ``guarantee``
+    re-chooses a constraint (``policy`` or the stored one) with that confidence.
     """
     from medbalance.data.prepared import BatchLoader
     from medbalance.evaluation.ensemble import Ensemble, load_model, store_decision
@@ -313,13 +331,16 @@ def evaluate_cv(
     if not len(idx):
         raise ValueError(f"the data has no test split to evaluate {out}'s ensemble on")
     decision = ensemble.decision
-    if policy is not None:
-        decision = _rechoose_on_oof(out, policy, ensemble)
+    if policy is not None or guarantee is not None:
+        decision = _rechoose_on_oof(out, policy or decision.policy, ensemble, guarantee)
         store_decision(out, ensemble, decision)
     loader = BatchLoader(prepared.images, prepared.catalog.labels, idx, 256)
     probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
     scores = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
-    evaluation = evaluate_scores(prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed)
+    evaluation = evaluate_scores(
+        prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed,
+        calibration=ensemble.calibration,
+    )  # fmt: skip
     evaluation.result["ensemble"] = ensemble.summary()
     evaluation.write(RunFolder(out))
     if report:
@@ -327,7 +348,9 @@ def evaluate_cv(
     return evaluation.result
 
 
-def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
+def _rechoose_on_oof(
+    out: Path, policy: str, ensemble: Any, guarantee: float | None = None
+) -> Decision:
     """The decision re-chosen on the cases the stored one was chosen on: the out-of-fold
     predictions of a cv folder, the val predictions of an ensemble of runs."""
     names = list(ensemble.class_names)
@@ -346,6 +369,7 @@ def _rechoose_on_oof(out: Path, policy: str, ensemble: Any) -> Decision:
         chosen_on=on,
         model_prior=_model_prior(ensemble, labels),
         ordinal=bool(ensemble.members[0].metadata.get("ordinal", False)),
+        guarantee=guarantee,
     )
 
 

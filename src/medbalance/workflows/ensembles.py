@@ -12,6 +12,7 @@ ensemble is evaluated once on test at it. ``DIR`` is then an ensemble folder, li
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 from medbalance.core.locks import is_lock_file, locks_folder
 from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.data.prepared import Prepared, fingerprint
+from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
+from medbalance.evaluation.calibration import fit_calibration
 from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.ensemble import ENSEMBLE_FILE, MEMBER_KEYS, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
@@ -80,15 +83,24 @@ def ensemble_runs(
     decision = _choose(members, val, policy or members[0].decision.policy, tta)
     out.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(out)
-    tuning = evaluate_scores(data[0], val, decision, n_bootstrap=n_bootstrap, seed=seed)
+    first = members[0].metadata
+    calibration = fit_calibration(
+        val.labels, val.probs, train_counts=first["train_counts"],
+        model_prior=first.get("model_prior"),
+    )  # fmt: skip
+    evaluate = functools.partial(
+        evaluate_scores, n_bootstrap=n_bootstrap, seed=seed, calibration=calibration
+    )
+    tuning = evaluate(data[0], val, decision)
     tuning.write_to(folder.metrics("val"), folder.predictions("val"))
-    evaluation = evaluate_scores(data[0], test, decision, n_bootstrap=n_bootstrap, seed=seed)
+    evaluation = evaluate(data[0], test, decision)
     evaluation.result["ensemble"] = {"members": len(members), "combine": "mean"}
     evaluation.write(folder)
     folder.write_json(
         folder.config, {**members[0].metadata["config"], "runs": list(map(str, runs))}
     )
-    write_ensemble(out, checkpoints, decision, {"runs": len(runs), "chosen_on": "val"})
+    extra = {"runs": len(runs), "chosen_on": "val", CALIBRATION_KEY: calibration.to_record()}
+    write_ensemble(out, checkpoints, decision, extra)
     if report:
         write_ensemble_report(out, data[0], evaluation)
     log.info("ensemble of %d runs: %s", len(runs), out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from medbalance.core.checkpoint import read_metadata, save_checkpoint
 from medbalance.core.distributed import barrier
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
+from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
+from medbalance.evaluation.calibration import Calibration, fit_calibration
 from medbalance.evaluation.decision import AUTO_POLICY, METADATA_KEY, Decision, choose_decision
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
@@ -89,9 +91,14 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         train_counts=trainer.data.train_counts(),
         model_prior=trainer.best_meta.get("model_prior") if trainer.best_meta else None,
         ordinal=bool(trainer.best_meta.get("ordinal", False)) if trainer.best_meta else False,
+        guarantee=resolved.guarantee,
+    )
+    calibration = _fit_calibration(
+        result.scores["val"], trainer.data.train_counts(), trainer.best_meta
     )
     metadata = read_metadata(folder.best)
     metadata[METADATA_KEY] = decision.to_record()
+    metadata[CALIBRATION_KEY] = calibration.to_record()
     save_checkpoint(folder.best, trainer.model, metadata)  # the one write with the decision
     trained = Trained(trainer.model, trainer.transform, metadata, trainer.device)
     split = "test" if "test" in result.scores else "val"
@@ -104,9 +111,18 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
         checkpoint_epoch=metadata.get("epoch"),
         warnings=trainer.data.warnings,
         run_id=metadata.get("run_id"),
+        calibration=calibration,
     )
     _finish(folder, trained, trainer.data, evaluation, report=True)
     return evaluation.result
+
+
+def _fit_calibration(
+    val: Scores, train_counts: Sequence[int], metadata: Mapping[str, Any] | None
+) -> Calibration:
+    """The calibration of a run's probabilities, fitted on its val split with the decision."""
+    prior = metadata.get("model_prior") if metadata else None
+    return fit_calibration(val.labels, val.probs, train_counts=train_counts, model_prior=prior)
 
 
 def evaluate_run(
@@ -120,6 +136,9 @@ def evaluate_run(
     device: str = "cpu",
     report: bool = True,
     tta: int | None = None,
+    guarantee: float | None = None,
+    prior: str | float | None = None,
+    estimate_prior: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``RUN_DIR/best.safetensors`` on ``split``; write metrics, predictions, report.
 
@@ -140,6 +159,14 @@ def evaluate_run(
         report: also write ``report.html`` (always redrawn when the run's decision changes).
         tta: average over this many test-time augmentation views; the decision is re-chosen
             on val with them (and stored with them, for predict). Default: the stored number.
+        guarantee: re-choose a ``sensitivity>=X`` / ``specificity>=X`` policy (``policy``, or
+            the stored one) so that the rate's lower confidence bound at this level meets ``X``.
+            Default: none with a new ``policy``, else the stored decision's.
+        prior: the class prior at the place of use: a prevalence (two classes) or
+            ``a=0.7,b=0.2,c=0.1``; ``metrics.json``'s ``site`` gives each class's PPV (and the
+            NPV) at that prior, with CIs from the evaluated cases' call rates.
+        estimate_prior: estimate the class prior of the evaluated images from their calibrated
+            probabilities (EM, bootstrap CI), beside their true and the training prior.
 
     Returns:
         The content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``).
@@ -153,12 +180,22 @@ def evaluate_run(
             raise ValueError(
                 f"{run_dir} is an ensemble folder: its ensemble is evaluated on test only"
             )
+        if prior is not None or estimate_prior:
+            raise ValueError(
+                f"{run_dir} is an ensemble folder: --prevalence, --class-prior and "
+                "--estimate-prevalence take a run folder for now; evaluate one of its runs"
+            )
         return evaluate_cv(
             Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
-            device=device, report=report, tta=tta,
+            device=device, report=report, tta=tta, guarantee=guarantee,
         )  # fmt: skip
     folder = RunFolder(Path(run_dir))
     trained = load_trained(folder.best, device=device, tta=tta)
+    if prior is not None:  # checked before anything is scored or written
+        from medbalance.evaluation.prevalence import parse_prior
+
+        positive = trained.positive if len(trained.class_names) == 2 else None
+        parse_prior(prior, trained.class_names, positive)
     prepared = prepare_for_model(trained, data)
     if not len(prepared.indices(split)):
         raise ValueError(f"the data has no {split!r} split; choose --split val or test")
@@ -166,16 +203,21 @@ def evaluate_run(
     warnings = list(meta.get("data_warnings") or []) if data is None else []
     if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
         warnings.append("the data changed since training (fingerprint differs)")
-    decision = trained.decision
+    decision, calibration = trained.decision, trained.calibration
     new_tta = tta is not None and tta != decision.tta
     stored = False  # whether the run's own decision changed: then every file of it follows
-    if policy is not None or meta.get(METADATA_KEY) is None or new_tta:
+    if policy is not None or guarantee is not None or meta.get(METADATA_KEY) is None or new_tta:
+        if policy is None and guarantee is None:  # re-chosen as stored, with new views
+            guarantee = decision.guarantee
         policy = policy or (decision.policy if meta.get(METADATA_KEY) else DEFAULT_POLICY)
         val = _score(trained, prepared, "val")
-        decision = choose_on_val(trained, val, policy, tta=tta or decision.tta)
+        decision = choose_on_val(trained, val, policy, tta=tta or decision.tta, guarantee=guarantee)
+        calibration = _fit_calibration(val, meta["train_counts"], meta)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
             stored = decision.to_record() != meta.get(METADATA_KEY)
+            stored |= calibration.to_record() != meta.get(CALIBRATION_KEY)
             meta = {**meta, METADATA_KEY: decision.to_record()}
+            meta[CALIBRATION_KEY] = calibration.to_record()
             save_checkpoint(folder.best, unwrap(trained.model), meta)
     splits = [split]
     if stored and split != "test" and len(prepared.indices("test")):
@@ -193,10 +235,37 @@ def evaluate_run(
             checkpoint_epoch=meta.get("epoch"),
             warnings=warnings,
             run_id=meta.get("run_id"),
+            calibration=calibration,
         )
+        if prior is not None or estimate_prior:
+            evaluation.result["site"] = _site(
+                evaluation, meta, calibration, prior, estimate_prior, n_bootstrap, seed
+            )
         _finish(folder, trained, prepared, evaluation, report=report or stored)
         results[name] = evaluation.result
     return results[split]
+
+
+def _site(
+    evaluation: Evaluation,
+    meta: Mapping[str, Any],
+    calibration: Calibration | None,
+    prior: str | float | None,
+    estimate: bool,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``metrics.json``'s ``site`` (:func:`~medbalance.evaluation.prevalence.site_report`)."""
+    from medbalance.evaluation.prevalence import site_report
+
+    scores, names = evaluation.scores, list(meta["class_names"])
+    positive = names.index(meta["positive_class"]) if len(names) == 2 else None
+    return site_report(
+        scores.labels, scores.probs, evaluation.preds, names,
+        train_counts=meta["train_counts"], positive=positive,
+        calibrated=calibration.apply(scores.probs) if calibration is not None else None,
+        prior=prior, estimate=estimate, n_bootstrap=n_bootstrap, seed=seed,
+    )  # fmt: skip
 
 
 def prepare_for_model(trained: Trained, data: str | None) -> Prepared:
@@ -206,6 +275,7 @@ def prepare_for_model(trained: Trained, data: str | None) -> Prepared:
     stored = dict(trained.metadata["config"])
     known = {k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__}
     known.update(presize=trained.presize, size=int(trained.metadata["image_size"]))
+    known.update(guarantee=None)  # the decision's, if any, is the checkpoint's, not the data's
     if data is None:  # the run's own data, found from any working folder
         known.update(data=trained.metadata.get("data_path") or stored["data"])
     else:  # other data: its own splits, no patient options of the training data
@@ -225,9 +295,11 @@ def choose_on_val(
     *,
     tta: int = 1,
     model_prior: Sequence[float] | None = None,
+    guarantee: float | None = None,
 ) -> Decision:
     """The decision for ``trained``'s outputs (or an ensemble's, led by it) chosen by ``policy``
-    on ``val``; ``model_prior`` replaces the prior stored in ``trained``."""
+    on ``val`` (with ``guarantee``: its lower confidence bound meets a constraint);
+    ``model_prior`` replaces the prior stored in ``trained``."""
     return choose_decision(
         policy,
         val.labels,
@@ -238,6 +310,7 @@ def choose_on_val(
         tta=tta,
         model_prior=trained.metadata.get("model_prior") if model_prior is None else model_prior,
         ordinal=bool(trained.metadata.get("ordinal", False)),
+        guarantee=guarantee,
     )
 
 

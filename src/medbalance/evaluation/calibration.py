@@ -1,0 +1,216 @@
+"""Probabilities a clinician can read: calibration fitted on the tuning cases, and how good it is.
+
+A remedy for imbalance moves the model's outputs away from the real prevalence: oversampling or a
+balanced loss trains the model to a prior of its own (``model_prior``), so "0.7" no longer means
+seven in ten. :class:`Calibration` undoes that in two steps, both fitted on validation (or
+out-of-fold) cases only:
+
+1. **Prior correction**: from the prior the model learned back to the natural (training) prior,
+   ``p_k * natural_k / model_k``, renormalised (Saerens et al., 2002; a run without a remedy
+   learns the natural prior and the step does nothing);
+2. **Temperature scaling** (Guo et al., 2017): ``softmax(log p / T)`` with the one ``T`` that
+   minimises the log loss on the tuning cases.
+
+Both steps keep the order of each image's classes, and for two classes the order of the images,
+so a binary threshold keeps its sensitivity and specificity; decisions are chosen on the model's
+own outputs and stay as they are. The calibrated probabilities are reported beside them.
+
+:func:`calibration_metrics` gives Brier score, log loss, and expected and maximum calibration
+error (ECE over the top label and per class, one-vs-rest), with bootstrap CIs in
+:func:`calibration_report`, before and after.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "METADATA_KEY",
+    "Calibration",
+    "calibration_metrics",
+    "calibration_report",
+    "fit_calibration",
+    "read_calibration",
+]
+
+METADATA_KEY = "calibration"  # where the checkpoint metadata keeps the record
+_EPS = 1e-12
+_BINS = 15
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How the model's probabilities become calibrated ones.
+
+    Attributes:
+        temperature: divides the log-probabilities (1: unchanged; above 1 softens).
+        prior_weights: natural prior / model prior per class, or None (no correction).
+        chosen_on: the cases it was fitted on (``val`` or ``oof``), never ``test``.
+    """
+
+    temperature: float
+    prior_weights: tuple[float, ...] | None = None
+    chosen_on: str = "val"
+
+    def __post_init__(self) -> None:
+        if self.chosen_on == "test":
+            raise ValueError("calibration is fitted on validation or out-of-fold cases, not test")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+
+    def apply(self, probs: ArrayLike) -> NDArray[np.float64]:
+        """The calibrated probabilities of ``probs`` (``[N, C]``)."""
+        from scipy.special import softmax
+
+        logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
+        if self.prior_weights is not None:
+            logp = logp + np.log(np.asarray(self.prior_weights))
+        return np.asarray(softmax(logp / self.temperature, axis=-1), dtype=np.float64)
+
+    def to_record(self) -> dict[str, Any]:
+        weights = list(self.prior_weights) if self.prior_weights is not None else None
+        return {
+            "method": "temperature",
+            "temperature": self.temperature,
+            "prior_weights": weights,
+            "chosen_on": self.chosen_on,
+        }
+
+
+def read_calibration(metadata: Mapping[str, Any]) -> Calibration | None:
+    """The calibration stored in a checkpoint's metadata; None for older checkpoints."""
+    record = metadata.get(METADATA_KEY)
+    if not record:
+        return None
+    weights = record.get("prior_weights")
+    return Calibration(
+        float(record["temperature"]),
+        tuple(float(w) for w in weights) if weights is not None else None,
+        str(record.get("chosen_on", "val")),
+    )
+
+
+def fit_calibration(
+    labels: ArrayLike,
+    probs: ArrayLike,
+    *,
+    train_counts: Sequence[int] | None = None,
+    model_prior: Sequence[float] | None = None,
+    chosen_on: str = "val",
+) -> Calibration:
+    """Fit the prior correction and the temperature on tuning cases (val or out-of-fold)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    weights = _prior_weights(train_counts, model_prior, p.shape[1])
+    corrected = Calibration(1.0, weights, chosen_on).apply(p)
+    return Calibration(_temperature(y, corrected), weights, chosen_on)
+
+
+def _prior_weights(
+    train_counts: Sequence[int] | None, model_prior: Sequence[float] | None, n_classes: int
+) -> tuple[float, ...] | None:
+    if train_counts is None or model_prior is None or len(model_prior) != n_classes:
+        return None
+    natural = np.asarray(train_counts, dtype=np.float64)
+    learned = np.asarray(model_prior, dtype=np.float64)
+    if natural.min() <= 0 or learned.min() <= 0:
+        return None
+    ratio = (natural / natural.sum()) / (learned / learned.sum())
+    return None if np.allclose(ratio, 1.0) else tuple(float(r) for r in ratio)
+
+
+def _temperature(labels: NDArray[np.int64], probs: NDArray[np.float64]) -> float:
+    """The temperature minimising the log loss of ``probs`` on ``labels``; 1 when the cases hold
+    a single class (nothing to fit).
+
+    Written here with SciPy's bounded scalar minimiser: scikit-learn's temperature scaling
+    (``CalibratedClassifierCV(method="temperature")``) is reached only through a fitted
+    estimator with ``fit``/``predict``, not from probabilities that were computed already.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    if len(np.unique(labels)) < 2:
+        return 1.0
+    logp = np.log(np.clip(probs, _EPS, 1.0))
+    rows = np.arange(len(labels))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logp / math.exp(log_t), axis=1)[rows, labels].mean())
+
+    found = minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(found.x))
+
+
+def calibration_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, float]:
+    """Brier score (sum over classes, mean over images), log loss, top-label ECE and MCE, and
+    one-vs-rest ECE per class (``ece/K``) of class probabilities ``[N, C]``.
+
+    Brier and log loss are the one-line formulas of scikit-learn's ``brier_score_loss`` and
+    ``log_loss`` (tests check they agree): this runs once per bootstrap resample, where their
+    input checks cost more than the arithmetic.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    onehot = np.eye(p.shape[1])[y]
+    picked = np.clip(p[np.arange(len(y)), y] / p.sum(axis=1), _EPS, 1.0)
+    out = {
+        "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+        "log_loss": float(-np.mean(np.log(picked))),
+    }
+    confidence = p.max(axis=1)
+    hit = (p.argmax(axis=1) == y).astype(np.float64)
+    out["ece"], out["mce"] = _ece_mce(confidence, hit)
+    for k in range(p.shape[1]):
+        out[f"ece/{k}"] = _ece_mce(p[:, k], onehot[:, k])[0]
+    return out
+
+
+def _ece_mce(confidence: NDArray[np.float64], outcome: NDArray[np.float64]) -> tuple[float, float]:
+    """Expected and maximum calibration error over equal-width bins (written here: scikit-learn
+    has ``calibration_curve`` but no ECE; the maximum gap is what a clinician reading one
+    probability is exposed to)."""
+    bins = np.minimum((confidence * _BINS).astype(int), _BINS - 1)
+    count = np.bincount(bins, minlength=_BINS)
+    gap = np.abs(np.bincount(bins, outcome - confidence, minlength=_BINS))
+    filled = count > 0
+    ece = float(gap.sum() / len(confidence))
+    mce = float((gap[filled] / count[filled]).max())
+    return ece, mce
+
+
+def calibration_report(
+    labels: ArrayLike,
+    probs: ArrayLike,
+    calibration: Calibration,
+    class_names: Sequence[str],
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``metrics.json``'s ``calibration``: the fitted record and the metrics with 95% CIs of
+    the model's probabilities (``before``) and the calibrated ones (``after``)."""
+    from medbalance.evaluation.bootstrap import bootstrap_ci, with_ci
+
+    y = np.asarray(labels, dtype=np.int64)
+    raw = np.asarray(probs, dtype=np.float64)
+    out: dict[str, Any] = calibration.to_record()
+    for name, p in (("before", raw), ("after", calibration.apply(raw))):
+        point = calibration_metrics(y, p)
+        if n_bootstrap:
+            cis = bootstrap_ci(
+                functools.partial(calibration_metrics), y, p, n_resamples=n_bootstrap, seed=seed
+            )
+        else:
+            cis = {k: (math.nan, math.nan) for k in point}
+        block = with_ci(point, cis)
+        per_class = {str(n): block.pop(f"ece/{k}") for k, n in enumerate(class_names)}
+        out[name] = {**block, "ece_per_class": per_class}
+    return out
