@@ -19,10 +19,17 @@ from medbalance.training.trainer import Trainer
 LABELS = np.array([0] * 400 + [1] * 146)  # BreastMNIST's training counts
 
 
-def test_default_is_ten_epochs_until_the_suite_chooses_a_budget() -> None:
+def test_default_is_the_suites_budget_of_1000_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = plan_epochs(TrainConfig(data="x", ordinal=False), LABELS)
-    assert budget.DEFAULT_STEPS is None  # changed only through benchmarks/suite.py
-    assert (plan.epochs, plan.reason) == (10, "the default of 10 epochs")
+    assert budget.DEFAULT_STEPS == 1000  # changed only through benchmarks/suite.py
+    # 546 oversampled draws / 64 = 9 steps an epoch: 1,000 steps are 112 epochs, capped at 60
+    assert (plan.epochs, plan.steps_per_epoch) == (60, 9)
+    assert (
+        plan.reason
+        == "the default budget of 1000 optimizer steps, 9 per epoch, capped at 60 epochs"
+    )
+    monkeypatch.setattr(budget, "DEFAULT_STEPS", None)  # no budget: the plain 10 epochs
+    assert plan_epochs(TrainConfig(data="x", ordinal=False), LABELS).epochs == 10
 
 
 @pytest.mark.parametrize(
@@ -84,7 +91,9 @@ def test_a_planned_run_trains_the_planned_epochs(
 def test_drw_epoch_outside_a_planned_run_is_refused_before_training(
     tiny_npz: Path, tmp_path: Path
 ) -> None:
-    config = TrainConfig(data=str(tiny_npz), out=str(tmp_path / "r"), drw_epoch=10, device="cpu")
-    with pytest.raises(ConfigError, match=r"drw_epoch must fall inside the run \(1\.\.9\)"):
+    config = TrainConfig(  # 100 draws / 64: 2 steps an epoch; 1,000 steps: capped at 60 epochs
+        data=str(tiny_npz), out=str(tmp_path / "r"), drw_epoch=60, device="cpu"
+    )
+    with pytest.raises(ConfigError, match=r"drw_epoch must fall inside the run \(1\.\.59\)"):
         prepare_run(config)
     assert not (tmp_path / "r").exists()
