@@ -114,3 +114,25 @@ def test_a_run_reports_calibration_and_predict_writes_calibrated_probabilities(
     assert sums == pytest.approx([1.0] * len(rows), abs=1e-5)
     mean = {k: np.mean([float(r[k]) for r in rows]) for k in ("prob_1", "calibrated_1")}
     assert mean["calibrated_1"] < mean["prob_1"]  # towards the rarer natural prior of class 1
+
+
+def test_bias_corrected_form_makes_em_return_the_tuning_prior() -> None:
+    from medbalance.evaluation.prevalence import estimate_prior
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(600) < 0.7).astype(int)
+    logit = 2.0 * (y - 0.5) + rng.normal(0, 1.2, 600) - 1.0  # biased towards class 0
+    p1 = 1 / (1 + np.exp(-logit))
+    probs = np.c_[1 - p1, p1]
+    fitted = fit_calibration(y, probs, train_counts=[180, 420])
+    assert fitted.bias is None and fitted.for_prevalence is not None
+    corrected = fitted.for_prevalence
+    assert corrected.bias is not None and corrected.bias[0] == 0.0
+    # at the fitted biases the mean calibrated probability is the class share
+    assert corrected.apply(probs).mean(axis=0) == pytest.approx([1 - y.mean(), y.mean()], abs=1e-3)
+    assert corrected.tuning_prior == pytest.approx((1 - y.mean(), y.mean()))
+    start = corrected.tuning_prior
+    plain = estimate_prior(fitted.apply(probs), start, n_bootstrap=0)["prior"][1]
+    fixed = estimate_prior(corrected.apply(probs), start, n_bootstrap=0)["prior"][1]
+    assert abs(fixed - y.mean()) < 0.01 < abs(plain - y.mean())
+    assert read_calibration({"calibration": fitted.to_record()}) == fitted  # nested form too

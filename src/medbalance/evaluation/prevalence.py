@@ -182,6 +182,7 @@ def site_report(
     train_counts: Sequence[int],
     positive: int | None,
     calibrated: ArrayLike | None = None,
+    calibrated_prior: Sequence[float] | None = None,
     prior: str | float | None = None,
     estimate: bool = False,
     n_bootstrap: int = 1000,
@@ -190,7 +191,8 @@ def site_report(
     """``metrics.json``'s ``site``: PPV/NPV at the prior the user gives (``prior``) and the
     prior estimated from the images' probabilities (``estimate``), beside the prior of the
     evaluated cases and of training. ``calibrated`` are the probabilities the estimate reads
-    (the model's own when None)."""
+    (the model's own when None), standing at ``calibrated_prior`` (the training prior when
+    None)."""
     names = list(class_names)
     y = np.asarray(labels)
     counts = np.asarray(train_counts, dtype=np.float64)
@@ -206,7 +208,8 @@ def site_report(
         )
     if estimate:
         source = calibrated if calibrated is not None else probs
-        found = estimate_prior(source, counts, n_bootstrap=n_bootstrap, seed=seed)
+        start = calibrated_prior if calibrated_prior is not None else counts
+        found = estimate_prior(source, start, n_bootstrap=n_bootstrap, seed=seed)
         out["estimated_prior"] = {
             n: {"value": v, "ci": ci}
             for n, v, ci in zip(names, found["prior"], found["ci"], strict=True)

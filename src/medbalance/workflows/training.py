@@ -21,6 +21,8 @@ from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.calibration import Calibration, fit_calibration
+from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
+from medbalance.evaluation.conformal import check_level, fit_conformal, missing_scores
 from medbalance.evaluation.decision import AUTO_POLICY, METADATA_KEY, Decision, choose_decision
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
 from medbalance.evaluation.inference import Trained, load_trained
@@ -96,9 +98,12 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
     calibration = _fit_calibration(
         result.scores["val"], trainer.data.train_counts(), trainer.best_meta
     )
+    val = result.scores["val"]  # conformal sets at any level later rest on these scores
+    conformal = fit_conformal(val.labels, val.probs, resolved.class_names)
     metadata = read_metadata(folder.best)
     metadata[METADATA_KEY] = decision.to_record()
     metadata[CALIBRATION_KEY] = calibration.to_record()
+    metadata[CONFORMAL_KEY] = conformal.to_record()
     save_checkpoint(folder.best, trainer.model, metadata)  # the one write with the decision
     trained = Trained(trainer.model, trainer.transform, metadata, trainer.device)
     split = "test" if "test" in result.scores else "val"
@@ -139,6 +144,7 @@ def evaluate_run(
     guarantee: float | None = None,
     prior: str | float | None = None,
     estimate_prior: bool = False,
+    conformal: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``RUN_DIR/best.safetensors`` on ``split``; write metrics, predictions, report.
 
@@ -167,12 +173,19 @@ def evaluate_run(
             NPV) at that prior, with CIs from the evaluated cases' call rates.
         estimate_prior: estimate the class prior of the evaluated images from their calibrated
             probabilities (EM, bootstrap CI), beside their true and the training prior.
+        conformal: a level in (0, 1), e.g. 0.9: ``metrics.json``'s ``conformal`` gives each
+            class's coverage and mean set size of the class-conditional conformal sets at it,
+            and the refer rate, with CIs. The sets rest on the tuning scores stored with the
+            decision (re-fitted and stored with it when it is re-chosen). A run stored before
+            they were kept gets them from its own val split for this evaluation (not stored);
+            on other data such a run is refused (re-choose with ``policy`` first).
 
     Returns:
         The content of ``metrics.json`` (``metrics_val.json`` for ``split="val"``).
     """
     from medbalance.evaluation.ensemble import ENSEMBLE_FILE
 
+    level = None if conformal is None else check_level(conformal)
     if (Path(run_dir) / ENSEMBLE_FILE).is_file():
         from medbalance.workflows.cv import evaluate_cv
 
@@ -187,10 +200,15 @@ def evaluate_run(
             )
         return evaluate_cv(
             Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
-            device=device, report=report, tta=tta, guarantee=guarantee,
+            device=device, report=report, tta=tta, guarantee=guarantee, conformal=level,
         )  # fmt: skip
     folder = RunFolder(Path(run_dir))
     trained = load_trained(folder.best, device=device, tta=tta)
+    new_tta = tta is not None and tta != trained.decision.tta
+    rechosen = policy is not None or guarantee is not None or new_tta
+    rechosen |= trained.metadata.get(METADATA_KEY) is None  # the decision is chosen on val
+    if level is not None and trained.conformal is None and data is not None and not rechosen:
+        raise missing_scores(folder.best)  # checked before anything is scored or written
     if prior is not None:  # checked before anything is scored or written
         from medbalance.evaluation.prevalence import parse_prior
 
@@ -203,22 +221,28 @@ def evaluate_run(
     warnings = list(meta.get("data_warnings") or []) if data is None else []
     if data is None and prepared.fingerprint != meta.get("data_fingerprint"):
         warnings.append("the data changed since training (fingerprint differs)")
-    decision, calibration = trained.decision, trained.calibration
-    new_tta = tta is not None and tta != decision.tta
+    decision, calibration, scores = trained.decision, trained.calibration, trained.conformal
     stored = False  # whether the run's own decision changed: then every file of it follows
-    if policy is not None or guarantee is not None or meta.get(METADATA_KEY) is None or new_tta:
+    if rechosen:
         if policy is None and guarantee is None:  # re-chosen as stored, with new views
             guarantee = decision.guarantee
         policy = policy or (decision.policy if meta.get(METADATA_KEY) else DEFAULT_POLICY)
         val = _score(trained, prepared, "val")
         decision = choose_on_val(trained, val, policy, tta=tta or decision.tta, guarantee=guarantee)
         calibration = _fit_calibration(val, meta["train_counts"], meta)
+        scores = fit_conformal(val.labels, val.probs, trained.class_names)
         if data is None:  # re-chosen on the run's own val split: predict and export use it too
             stored = decision.to_record() != meta.get(METADATA_KEY)
             stored |= calibration.to_record() != meta.get(CALIBRATION_KEY)
+            stored |= scores.to_record() != meta.get(CONFORMAL_KEY)
             meta = {**meta, METADATA_KEY: decision.to_record()}
             meta[CALIBRATION_KEY] = calibration.to_record()
+            meta[CONFORMAL_KEY] = scores.to_record()
             save_checkpoint(folder.best, unwrap(trained.model), meta)
+    elif level is not None and scores is None:  # an older run, on its own data: its own val
+        val = _score(trained, prepared, "val")
+        scores = fit_conformal(val.labels, val.probs, trained.class_names)
+        log.info("conformal scores from the run's val split, for this evaluation only")
     splits = [split]
     if stored and split != "test" and len(prepared.indices("test")):
         splits.append("test")  # metrics.json and the report follow the stored decision
@@ -236,6 +260,8 @@ def evaluate_run(
             warnings=warnings,
             run_id=meta.get("run_id"),
             calibration=calibration,
+            conformal=scores,
+            conformal_level=level,
         )
         if prior is not None or estimate_prior:
             evaluation.result["site"] = _site(
@@ -259,11 +285,13 @@ def _site(
     from medbalance.evaluation.prevalence import site_report
 
     scores, names = evaluation.scores, list(meta["class_names"])
+    corrected = (calibration.for_prevalence or calibration) if calibration is not None else None
     positive = names.index(meta["positive_class"]) if len(names) == 2 else None
     return site_report(
         scores.labels, scores.probs, evaluation.preds, names,
         train_counts=meta["train_counts"], positive=positive,
-        calibrated=calibration.apply(scores.probs) if calibration is not None else None,
+        calibrated=corrected.apply(scores.probs) if corrected is not None else None,
+        calibrated_prior=corrected.tuning_prior if corrected is not None else None,
         prior=prior, estimate=estimate, n_bootstrap=n_bootstrap, seed=seed,
     )  # fmt: skip
 
