@@ -286,7 +286,11 @@ def test_three_classes_train_and_evaluate(tmp_path: Path, caplog: pytest.LogCapt
     assert metrics["class_names"] == ["bacterial", "normal", "viral"]
     assert metrics["threshold"]["policy"] == "offsets:balanced"  # the multi-class default
     assert metrics["positive_class"] is None and len(metrics["threshold"]["offsets"]) == 3
-    assert "needs two classes" in caplog.text  # youden (the default) has no multi-class form
+    assert "needs two classes" not in caplog.text  # the default is the task's, not youden's
+    assert "offsets:balanced, chosen on val at the end (the multi-class default)" in caplog.text
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threshold"] == (
+        "offsets:balanced"
+    )  # config.json records the rule used
     assert "macro_f1" in result.metrics["test"]
     rows = (tmp_path / "run" / "predictions.csv").read_text().splitlines()
     assert rows[0].count("prob_") == 3 and len(rows) == 1 + metrics["n"]
