@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from medbalance.evaluation.guarantee import cases_needed, check_guarantee, lower_bound
 from medbalance.evaluation.metrics import binary_metrics
 from medbalance.evaluation.thresholds import (
     MulticlassRule,
@@ -18,10 +19,7 @@ from medbalance.evaluation.thresholds import (
     RuleKind,
     adjust_probabilities,
     apply_multiclass_rule,
-    cases_needed,
-    check_guarantee,
     choose_threshold,
-    lower_bound,
     parse_multiclass_rule,
     parse_policy,
 )

@@ -315,7 +315,7 @@ def _check_threshold(text: str) -> None:
 def _check_guarantee(config: TrainConfig) -> None:
     """Fail now, not after training, on a guarantee the threshold policy cannot take (the
     tuning cases it needs are checked once the data is prepared: ``prepare_run``)."""
-    from medbalance.evaluation.thresholds import check_guarantee
+    from medbalance.evaluation.guarantee import check_guarantee
 
     if config.guarantee is None:
         return

@@ -151,7 +151,7 @@ def check_tuning_cases(
     Raises:
         ConfigError: more than two classes, or too few cases (naming how many are needed).
     """
-    from medbalance.evaluation.thresholds import check_guarantee_cases
+    from medbalance.evaluation.guarantee import check_guarantee_cases
 
     if config.guarantee is None:
         return
