@@ -72,31 +72,46 @@ def prevalence_rows(found: dict[str, Any], repeats: int, seed: int) -> list[dict
     names = trained.class_names
     negatives = np.flatnonzero(test.labels != pos)
     positives = np.flatnonzero(test.labels == pos)
-    rng = np.random.default_rng(seed)
     rows = []
+    subsamples = _subsamples(negatives, positives, repeats, np.random.default_rng(seed))
+    for level, k, idx in subsamples:
+        truth, found_prior = _estimate(cal.for_prevalence or cal, test, idx, pos, meta)
+        prior = np.zeros(2)
+        prior[pos], prior[1 - pos] = truth, 1 - truth
+        ppv = at_prior(test.labels, calls, prior, names, positive=pos, n_bootstrap=500,
+                       seed=k)["ppv"][names[pos]]  # fmt: skip
+        called = calls[idx] == pos
+        observed = float(np.mean(test.labels[idx][called] == pos)) if called.any() else None
+        lo, hi = ppv["ci"]
+        rows.append({
+            "level": level, "repeat": k, "truth": truth, "estimate": found_prior,
+            "within_003": abs(found_prior - truth) <= 0.03, "ppv": ppv["value"],
+            "ppv_ci": [lo, hi], "observed_ppv": observed,
+            "covered": observed is not None and lo <= observed <= hi,
+        })  # fmt: skip
+    return rows
+
+
+def _subsamples(
+    negatives: np.ndarray, positives: np.ndarray, repeats: int, rng: np.random.Generator
+) -> list[tuple[float, int, np.ndarray]]:
+    """(level, repeat, indices): every negative, positives drawn to each level's share."""
+    out = []
     for level in LEVELS:
         n_pos = min(len(positives), round(level * len(negatives) / (1 - level)))
         for k in range(repeats):
-            idx = np.r_[negatives, rng.choice(positives, n_pos, replace=False)]
-            truth = n_pos / len(idx)
-            corrected = cal.for_prevalence or cal
-            start = corrected.tuning_prior or meta["train_counts"]
-            found_prior = estimate_prior(corrected.apply(test.probs[idx]), start,
-                                         n_bootstrap=0)["prior"][pos]  # fmt: skip
-            prior = np.zeros(2)
-            prior[pos], prior[1 - pos] = truth, 1 - truth
-            ppv = at_prior(test.labels, calls, prior, names, positive=pos, n_bootstrap=500,
-                           seed=k)["ppv"][names[pos]]  # fmt: skip
-            called = calls[idx] == pos
-            observed = float(np.mean(test.labels[idx][called] == pos)) if called.any() else None
-            lo, hi = ppv["ci"]
-            rows.append({
-                "level": level, "repeat": k, "truth": truth, "estimate": found_prior,
-                "within_003": abs(found_prior - truth) <= 0.03, "ppv": ppv["value"],
-                "ppv_ci": [lo, hi], "observed_ppv": observed,
-                "covered": observed is not None and lo <= observed <= hi,
-            })  # fmt: skip
-    return rows
+            out.append((level, k, np.r_[negatives, rng.choice(positives, n_pos, replace=False)]))
+    return out
+
+
+def _estimate(
+    cal: Any, test: Any, idx: np.ndarray, pos: int, meta: dict[str, Any]
+) -> tuple[float, float]:
+    """The true positive share of ``idx`` and the EM estimate from ``cal``'s probabilities."""
+    truth = float(np.mean(test.labels[idx] == pos))
+    start = cal.tuning_prior or meta["train_counts"]
+    found = estimate_prior(cal.apply(test.probs[idx]), start, n_bootstrap=0)["prior"][pos]
+    return truth, float(found)
 
 
 def control_rows(found: dict[str, Any], repeats: int, seed: int) -> list[dict[str, Any]]:
@@ -113,16 +128,10 @@ def control_rows(found: dict[str, Any], repeats: int, seed: int) -> list[dict[st
     negatives = use_half[test.labels[use_half] != pos]
     positives = use_half[test.labels[use_half] == pos]
     rows = []
-    for level in LEVELS:
-        n_pos = min(len(positives), round(level * len(negatives) / (1 - level)))
-        for k in range(repeats):
-            idx = np.r_[negatives, rng.choice(positives, n_pos, replace=False)]
-            truth = n_pos / len(idx)
-            start = cal.tuning_prior or meta["train_counts"]
-            found_prior = estimate_prior(cal.apply(test.probs[idx]), start,
-                                         n_bootstrap=0)["prior"][pos]  # fmt: skip
-            rows.append({"level": level, "repeat": k, "truth": truth, "estimate": found_prior,
-                         "within_003": abs(found_prior - truth) <= 0.03})  # fmt: skip
+    for level, k, idx in _subsamples(negatives, positives, repeats, rng):
+        truth, found_prior = _estimate(cal, test, idx, pos, meta)
+        rows.append({"level": level, "repeat": k, "truth": truth, "estimate": found_prior,
+                     "within_003": abs(found_prior - truth) <= 0.03})  # fmt: skip
     return rows
 
 
