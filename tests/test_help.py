@@ -46,3 +46,11 @@ def test_train_help_fits_80_columns_in_panels() -> None:
 def test_quiet_is_a_root_option() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
     assert "--quiet" in result.output and "-q" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_no_help_is_cut_off_at_80_columns(name: str) -> None:
+    result = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "…" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80

@@ -26,6 +26,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # src/medbalance
 
 __all__ = [
     "INTERNAL_ERROR",
+    "POLICIES_HELP",
     "AllowOutside",
     "ClassOrder",
     "DataArg",
@@ -41,6 +42,13 @@ __all__ = [
     "parse_options",
     "report_bug",
 ]
+
+
+# the forms of --threshold, short enough for 80 columns (every form: README, evaluation.thresholds)
+POLICIES_HELP = (
+    "youden, f1, 'sensitivity>=0.95', 'specificity>=0.9', 'cost:FN=5,FP=1', a number; "
+    "multi-class: offsets:balanced, argmax, prior, 'cost:0,1;5,0'; grades: expected-grade"
+)
 
 
 class Panel:
