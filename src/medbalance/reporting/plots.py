@@ -5,13 +5,15 @@ Each ``plot_*`` function draws one figure of :mod:`medbalance.reporting.report` 
 with :func:`~medbalance.core.figures.figure_img`. The functions take arrays and plain data
 (``plot_curves`` the :class:`~medbalance.reporting.run_data.LoadedRun`) and only draw: the text
 around each figure stays in the report. :func:`rates` gives the operating point that both the
-curves and the page's text quote. Matplotlib and scikit-learn are imported only when a figure is
-drawn.
+curves and the page's text quote, :func:`reliability_inputs` what both reliability diagrams read
+(the model's own probabilities, and the calibrated ones beside them). Matplotlib and
+scikit-learn are imported only when a figure is drawn.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,9 +33,11 @@ __all__ = [
     "plot_grade_errors",
     "plot_history",
     "plot_one_vs_rest",
+    "plot_predictive_values",
     "plot_reliability",
     "plot_sweep",
     "rates",
+    "reliability_inputs",
 ]
 
 
@@ -157,25 +161,107 @@ def plot_confusion(matrix: np.ndarray, classes: list[str]) -> Figure:
     return figure
 
 
+def reliability_inputs(
+    labels: np.ndarray, probs: np.ndarray, positive: int | None, pos: str
+) -> tuple[np.ndarray, np.ndarray, str, tuple[str, str]]:
+    """What a reliability diagram of ``probs`` [N, C] reads: the outcome, the probability, its
+    axis label and the two outcomes' names. Two classes: the probability of the ``positive``
+    class against having it; otherwise the confidence in the most probable class against being
+    right (top-label, as the ECE of :mod:`medbalance.evaluation.calibration`)."""
+    if positive is not None:
+        outcomes = (f"with {pos}", f"without {pos}")
+        return labels == positive, probs[:, positive], f"predicted probability of {pos}", outcomes
+    right = probs.argmax(axis=1) == labels
+    return right, probs.max(axis=1), "confidence in the most probable class", ("correct", "wrong")
+
+
 def plot_reliability(
-    y: np.ndarray, prob: np.ndarray, what: str, outcomes: tuple[str, str]
+    y: np.ndarray,
+    prob: np.ndarray,
+    what: str,
+    outcomes: tuple[str, str],
+    *,
+    calibrated: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Figure:
-    """A reliability diagram of ``prob`` against outcome ``y``, beside the spread of ``prob``."""
+    """A reliability diagram of ``prob`` against outcome ``y``, beside the spread of ``prob``.
+
+    With ``calibrated`` (outcome and probability of the calibrated probabilities, read as by
+    :func:`reliability_inputs`), its curve is drawn beside the model's, and the spread shown is
+    that of the calibrated probabilities.
+    """
     from sklearn.calibration import calibration_curve
 
-    observed, predicted = calibration_curve(y, prob, n_bins=10, strategy="uniform")
     figure, (ax, hist) = new_figure(12, 5.0, ncols=2)
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
-    ax.plot(predicted, observed, "o-", lw=2, ms=7, label="model (10 equal-width bins)")
+    own = "model (10 equal-width bins)" if calibrated is None else "model's own probabilities"
+    curves = [(y, prob, "o-", own)]
+    if calibrated is not None:
+        curves.append((*calibrated, "s-", "calibrated probabilities"))
+    for outcome, p, style, label in curves:
+        observed, predicted = calibration_curve(outcome, p, n_bins=10, strategy="uniform")
+        ax.plot(predicted, observed, style, lw=2, ms=7, label=label)
     ax.set(xlabel=what.capitalize(), ylabel="Observed frequency", title="Reliability diagram")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
-    hist.hist([prob[y], prob[~y]], bins=np.linspace(0, 1, 21), stacked=True, label=list(outcomes))
-    hist.set(
-        xlabel=what.capitalize(), ylabel="Images", title="Spread of the predictions", xlim=(0, 1)
+    shown_y, shown = calibrated if calibrated is not None else (y, prob)
+    hist.hist(
+        [shown[shown_y], shown[~shown_y]],
+        bins=np.linspace(0, 1, 21),
+        stacked=True,
+        label=list(outcomes),
     )
+    title = (
+        "Spread of the calibrated predictions"
+        if calibrated is not None
+        else "Spread of the predictions"
+    )
+    hist.set(xlabel=what.capitalize(), ylabel="Images", title=title, xlim=(0, 1))
     hist.legend(fontsize=9)
+    return figure
+
+
+def plot_predictive_values(
+    curve: dict[str, np.ndarray], marks: Sequence[tuple[float, str]], pos: str
+) -> Figure:
+    """PPV and NPV against the prevalence of ``pos`` (log axis), each with its 95% band, and
+    vertical lines at the prevalences of ``marks`` (``(prevalence, label)``).
+
+    ``curve`` holds ``prevalence``, ``ppv``, ``npv`` and ``ppv_ci`` / ``npv_ci`` (``[n, 2]``,
+    NaN where there is no interval), as
+    :func:`medbalance.reporting.site.predictive_values` gives them.
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    x = curve["prevalence"]
+    figure, (ax,) = new_figure(12, 4.6)
+    lines = (
+        ("ppv", "C3", f"PPV: flagged patients who have {pos}"),
+        ("npv", "C0", f"NPV: cleared patients who do not have {pos}"),
+    )
+    for key, colour, label in lines:
+        ax.plot(x, curve[key], lw=2.5, color=colour, label=label)
+        low, high = np.asarray(curve[f"{key}_ci"], dtype=float).T
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=colour, alpha=0.18, lw=0, label="95% CI")
+    styles = ("--", ":", "-.", (0, (5, 1)))
+    for i, (value, label) in enumerate(marks):
+        ax.axvline(value, color=f"C{2 + i}", ls=styles[i % len(styles)], lw=2,
+                   label=f"{label}: {value:.1%}")  # fmt: skip
+    ax.set_xscale("log")
+    ticks = [t for t in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.9) if x[0] <= t <= x[-1]]
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(
+        xlim=(x[0], x[-1]),
+        ylim=(-0.02, 1.02),
+        xlabel=f"Prevalence of {pos} where the model is used (log scale)",
+        ylabel="Predictive value",
+        title="PPV and NPV at other prevalences, at the same sensitivity and specificity",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     return figure
 
 

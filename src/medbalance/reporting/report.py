@@ -4,8 +4,11 @@
 evaluation, ``config.json`` and ``history.csv`` from training, optionally ``best.safetensors``
 and ``inspect/summary.json``) and writes ``report.html``: the headline numbers with 95% CIs and
 where they come from, the data, the operating point (ROC, PR, sensitivity/specificity against the
-threshold), the confusion matrix, every metric, calibration, the classes one by one, the training
-run, and galleries of the most confident errors and Grad-CAM overlays given by the caller.
+threshold), the confusion matrix, every metric, calibration, whether the numbers hold at another
+site (calibration before and after, the operating point's bound and the prevalence it assumes,
+PPV and NPV over prevalences, the site's prior, the conformal refer rate; drawn by
+:mod:`~medbalance.reporting.site`), the classes one by one, the training run, and galleries
+of the most confident errors and Grad-CAM overlays given by the caller.
 
 The page needs no network and no JavaScript: images are inline base64 PNGs, styles inline.
 Every optional input that is missing becomes a short "not available" note.
@@ -49,6 +52,7 @@ from medbalance.reporting.plots import (
     plot_reliability,
     plot_sweep,
     rates,
+    reliability_inputs,
 )
 from medbalance.reporting.run_data import (
     LoadedRun,
@@ -57,6 +61,8 @@ from medbalance.reporting.run_data import (
     number,
 )
 from medbalance.reporting.run_sections import data_body, training_body
+from medbalance.reporting.site import SECTIONS as SITE_SECTIONS
+from medbalance.reporting.site import site_body
 from medbalance.reporting.style import CSS
 
 __all__ = ["GalleryItem", "report_from_run", "write_report"]
@@ -67,6 +73,7 @@ _SECTIONS = {
     "confusion": "Confusion matrix",
     "metrics": "Metrics with 95% CIs",
     "calibration": "Calibration",
+    **SITE_SECTIONS,
     "per-class": "Per-class results",
     "training": "Training run",
     "errors": "Most confident errors",
@@ -112,7 +119,7 @@ def write_report(
     if multiclass.is_multiclass(run):
         galleries.insert(1, _section("confusions", _confusions_body(run, gallery_confusions)))
     sections = [_data_section, _operating_section, _confusion_section, _metrics_section]
-    sections += [_calibration_section, _per_class_section, _training_section]
+    sections += [_calibration_section, _site_section, _per_class_section, _training_section]
     if multiclass.is_multiclass(run):
         sections.insert(2, _decision_section)
     if multiclass.is_ordinal(run):
@@ -267,17 +274,18 @@ def _calibration_section(run: LoadedRun) -> str:
     if run.predictions is None:
         return _section("calibration", text + _no_predictions(run, "the reliability diagram"))
     labels, probs = run.predictions
-    if run.positive is not None:
-        y, prob = labels == run.positive, probs[:, run.positive]
-        what = f"predicted probability of {run.pos_name}"
-        outcomes = (f"with {run.pos_name}", f"without {run.pos_name}")
-    else:
-        prob, y = probs.max(axis=1), probs.argmax(axis=1) == labels
-        what, outcomes = "confidence in the most probable class", ("correct", "wrong")
+    y, prob, what, outcomes = reliability_inputs(labels, probs, run.positive, run.pos_name)
     if y.all() or not y.any():
         return _section("calibration", text + note("a reliability diagram (one outcome only)"))
     figure = figure_img(plot_reliability(y, prob, what, outcomes), "reliability diagram")
     return _section("calibration", text + figure)
+
+
+# --- will this hold at my site? (reporting.site) ---------------------------------------------
+
+
+def _site_section(run: LoadedRun) -> str:
+    return _section("site", site_body(run))
 
 
 # --- per class ------------------------------------------------------------------------------
