@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test lint check demo clean
+.PHONY: install test lint docs check demo clean
 
 $(BIN)/medbalance: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,13 @@ lint: install  ## formatting, lint, types and the import-layer contract
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+docs: install  ## the documentation site, warnings as errors, into site/ (open site/index.html)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 check: lint test  ## everything CI checks
 
 demo: install  ## the main job, offline: synthetic data -> inspect -> compare remedies -> reports
 	$(BIN)/medbalance demo --out demo-out
 
 clean:
-	rm -rf $(VENV) demo-out inspect .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-out inspect site .pytest_cache .mypy_cache .ruff_cache
