@@ -276,10 +276,12 @@ def test_predict_scores_folders_files_and_manifests(run: Path, data: Path, tmp_p
         "predicted_label",
         "threshold",
         "error",
+        "set",
+        "refer",
     ]
     stored = read_metadata(run / "best.safetensors")["threshold"]["value"]
     for row in rows:
-        assert row["error"] == ""
+        assert row["error"] == "" and row["set"] == row["refer"] == ""  # no --conformal
         p0, p1 = float(row["prob_normal"]), float(row["prob_pneumonia"])
         assert p0 + p1 == pytest.approx(1.0, abs=1e-5)
         c0, c1 = float(row["calibrated_normal"]), float(row["calibrated_pneumonia"])

@@ -174,7 +174,9 @@ def test_unknown_remedy_suggests_the_nearest(tiny_npz: Path) -> None:
     assert cli.exit_code == 2 and "did you mean 'ldam-drw'" in cli.output
     with pytest.raises(ConfigError, match="given twice"):
         parse_remedies("crt,crt")
-    assert [r.name for r in parse_remedies("all")] == list(REMEDIES) == list(RemedyName)
+    assert list(REMEDIES) == list(RemedyName)
+    every = [name for name in REMEDIES if name != "aucm"]  # experimental: named, never in all
+    assert [r.name for r in parse_remedies("all")] == every
 
 
 def test_remedy_presets_resolve(tmp_path: Path) -> None:

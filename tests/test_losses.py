@@ -248,3 +248,200 @@ def test_input_shapes_are_checked() -> None:
         loss(logits, target)
     with pytest.raises(ValueError, match=r"target must be int64 .*\(use target.long\(\)\)"):
         loss(logits[:, :2], target.int())
+
+
+# --- AUC-margin (aucm): MONAI's AUCMLoss, PESG --------------------------------------------------
+def _monai_aucm() -> Any:
+    return pytest.importorskip("monai.losses", reason="the aucm loss needs MONAI").AUCMLoss
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_aucm_equals_monai_on_the_positive_probability(version: str) -> None:
+    aucm_cls = _monai_aucm()
+    logits, target = _batch(n=16, c=2, seed=3)
+    loss = create_loss("aucm", COUNTS, positive=1, version=version, margin=0.7)
+    reference = aucm_cls(margin=0.7, version=version)
+    with torch.no_grad():  # the same non-zero min-max variables in both
+        for module in (loss.aucm, reference):
+            module.a.fill_(0.3)
+            module.b.fill_(0.6)
+            module.alpha.fill_(0.2)
+    score = torch.softmax(logits.float(), dim=1)[:, 1:]
+    assert_close(loss(logits.float(), target), reference(score, target.float()[:, None]))
+    # positive=0 ranks class 0: the score is its probability, the target flipped
+    flipped = create_loss("aucm", COUNTS, positive=0, version=version, margin=0.7)
+    flipped.load_state_dict(loss.state_dict())
+    assert_close(flipped(logits.flip(1).float(), 1 - target), loss(logits.float(), target))
+
+
+def test_aucm_is_lower_when_positives_score_above_negatives() -> None:
+    _monai_aucm()
+    target = torch.tensor([0, 0, 0, 1, 1, 0, 0, 1])
+    loss = create_loss("aucm", COUNTS, version="v2")
+    with torch.no_grad():  # a and b at the class means of a perfect ranking, alpha > 0
+        loss.aucm.a.fill_(1.0)
+        loss.aucm.alpha.fill_(0.5)
+    right = torch.stack([-4.0 * (2 * target - 1), 4.0 * (2 * target - 1)], dim=1).float()
+    assert loss(right, target) < loss(-right, target)
+    assert loss(right, target) < loss(torch.zeros_like(right), target)
+
+
+def test_aucm_default_positive_is_the_minority_and_it_is_binary_only() -> None:
+    _monai_aucm()
+    assert create_loss("aucm", [90, 10]).positive == 1
+    assert create_loss("aucm", [10, 90]).positive == 0
+    with pytest.raises(ValueError, match=r"binary problems only \(2 classes\); got 3 classes"):
+        create_loss("aucm", [5, 3, 2])
+    with pytest.raises(ValueError, match=r"margin=0 is invalid: it must be > 0"):
+        create_loss("aucm", COUNTS, margin=0)
+
+
+def test_aucm_without_monai_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "monai", None)
+    monkeypatch.setitem(sys.modules, "monai.losses", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'medbalance\[monai\]'"):
+        create_loss("aucm", COUNTS)
+
+
+def test_import_medbalance_does_not_import_monai() -> None:
+    import subprocess
+    import sys
+
+    code = "import medbalance, medbalance.losses, sys; assert 'monai' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pesg_step_matches_a_hand_computation() -> None:
+    from medbalance.training.losses import PESG
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    alpha = torch.nn.Parameter(torch.tensor(0.1))
+    opt = PESG(
+        [{"params": [w]}, {"params": [alpha], "ascent": True}],
+        lr=0.5,
+        momentum=0.9,
+        weight_decay=0.1,
+        epoch_decay=0.2,
+    )
+    ref = torch.tensor([1.0, -2.0])
+    for grad_w, grad_a in (([0.4, -0.2], 0.3), ([1.0, 1.0], -0.8)):
+        w.grad, alpha.grad = torch.tensor(grad_w), torch.tensor(grad_a)
+        opt.step()
+    # by hand: d1 = g1 + 0.2 (w0 - ref) + 0.1 w0 = [0.5, -0.4]; buf1 = d1; w1 = w0 - 0.5 buf1
+    w1 = torch.tensor([0.75, -1.8])
+    d2 = torch.tensor([1.0, 1.0]) + 0.2 * (w1 - ref) + 0.1 * w1  # [1.025, 0.98]
+    buf2 = 0.9 * torch.tensor([0.5, -0.4]) + d2
+    assert_close(w.detach(), w1 - 0.5 * buf2)
+    # alpha ascends, projected on alpha >= 0: 0.1 + 0.5 * 0.3 = 0.25, then max(0, 0.25 - 0.4)
+    assert alpha.item() == 0.0
+
+
+def test_pesg_ascends_alpha_and_descends_the_rest_of_the_aucm_loss() -> None:
+    _monai_aucm()
+    from medbalance.training.losses import PESG
+
+    loss = create_loss("aucm", COUNTS, version="v2")
+    logits = torch.zeros(8, 2, requires_grad=True)
+    target = torch.tensor([0, 1, 0, 1, 0, 0, 0, 1])
+    opt = PESG(
+        [
+            {"params": [loss.aucm.a, loss.aucm.b, logits]},
+            {"params": [loss.aucm.alpha], "ascent": True},
+        ],
+        lr=0.1,
+    )
+    loss(logits, target).backward()
+    opt.step()
+    assert loss.aucm.alpha.item() > 0  # margin 1 with equal scores: the constraint is violated
+    for _ in range(20):  # once alpha > 0, the margin term lifts the positives over the negatives
+        opt.zero_grad()
+        loss(logits, target).backward()
+        opt.step()
+    score = torch.softmax(logits.detach(), dim=1)[:, 1]
+    assert score[target == 1].min() > score[target == 0].max()
+
+
+# --- aucm in a run -------------------------------------------------------------------------------
+def test_aucm_trains_end_to_end_with_the_dual_sampler(tiny_npz: Any, tmp_path: Any) -> None:
+    _monai_aucm()
+    import json
+
+    import medbalance as mb
+
+    run = mb.train(
+        tiny_npz,
+        out=tmp_path / "run",
+        epochs=2,
+        size=32,
+        model="smallcnn",
+        bootstrap=20,
+        loss="aucm",
+        sampler="dual:0.2",
+        verbose=False,
+    )
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["auroc"]["value"] <= 1.0
+    config = json.loads((run.path / "config.json").read_text())
+    assert (config["loss"], config["sampler"]) == ("aucm", "dual:0.2")
+
+
+def test_aucm_and_dual_refuse_multiclass_data(tmp_path: Any) -> None:
+    import numpy as np
+
+    import medbalance as mb
+    from medbalance.training.config import ConfigError
+
+    arrays = {}
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("val", 30), ("test", 30)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 3).astype(np.uint8)[:, None]
+    data = tmp_path / "three.npz"
+    np.savez(data, **arrays)
+    for options, what in (({"loss": "aucm"}, "--loss aucm"), ({"sampler": "dual:0.2"}, "dual")):
+        with pytest.raises(ConfigError, match=rf"{what} ranks a positive class .* needs two"):
+            mb.train(data, out=tmp_path / "r", epochs=1, model="smallcnn", **options)
+        assert not (tmp_path / "r").exists()
+
+
+def test_aucm_without_monai_exits_2_with_the_fix(
+    tiny_npz: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    monkeypatch.setitem(sys.modules, "monai", None)
+    args = ["train", str(tiny_npz), "--out", str(tmp_path / "r"), "--loss", "aucm"]
+    result = CliRunner().invoke(app, [*args, "--epochs", "1", "--model", "smallcnn"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: --loss aucm needs MONAI, which is not installed: pip install 'medbalance[monai]'"
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+def test_aucm_refuses_drw() -> None:
+    from medbalance.training.config import ConfigError, TrainConfig
+    from medbalance.training.prepare import _check_auc_margin
+
+    config = TrainConfig(data="x.npz", loss="aucm", drw=True)
+    with pytest.raises(ConfigError, match="cannot be combined with deferred re-weighting"):
+        _check_auc_margin(config, ("a", "b"))
+
+
+def test_aucm_remedy_is_binary_only(tmp_path: Any) -> None:
+    from medbalance.comparison.remedies import parse_remedies, remedy_config
+    from medbalance.training.config import ConfigError, TrainConfig
+
+    (remedy,) = parse_remedies("aucm")
+    base = TrainConfig(data="d", epochs=4)
+    made = remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=2, positive=1)
+    assert (made.loss, made.sampler) == ("aucm", "dual:0.2")
+    with pytest.raises(ConfigError, match="remedy 'aucm' .* needs two classes; the data has 3"):
+        remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=3, positive=1)

@@ -306,3 +306,90 @@ def test_two_gloo_processes_share_one_balanced_draw(tmp_path: Path) -> None:
         assert result["ddp_counts"] == (single + head).tolist(), spec
         if spec == "balanced-batches":
             assert len(set(result["ddp_counts"])) == 1, result["ddp_counts"]
+
+
+# --- dual:RATE (binary) ---------------------------------------------------------------------------
+DUAL_SPECS = ["dual:0.2", "dual:0.5", "dual"]
+
+
+@pytest.mark.parametrize("spec", DUAL_SPECS)
+def test_dual_sampler_contract(spec: str) -> None:
+    # the contract of test_sampler_contract, on binary labels (dual refuses three classes)
+    sampler = _make(spec, LABELS2, seed=3)
+    first = list(sampler)
+    assert len(first) == len(sampler) > 0
+    assert all(isinstance(i, int) and 0 <= i < len(LABELS2) for i in first)
+    assert list(_make(spec, LABELS2, seed=3)) == first
+    assert list(sampler) == first
+    assert list(_make(spec, LABELS2, seed=4)) != first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    assert isinstance(sampler, SAMPLERS["dual"])
+    assert sampler.class_counts_.tolist() == [900, 100]
+    assert sampler.class_probs_.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("num_replicas", [2, 3])
+@pytest.mark.parametrize("spec", DUAL_SPECS)
+def test_dual_shards_are_disjoint_and_cover_the_global_draw(spec: str, num_replicas: int) -> None:
+    single = _make(spec, LABELS2, seed=5, num_replicas=1, rank=0)
+    shards = [
+        _make(spec, LABELS2, seed=5, num_replicas=num_replicas, rank=rank)
+        for rank in range(num_replicas)
+    ]
+    for sampler in [single, *shards]:
+        sampler.set_epoch(2)
+    lists = [list(shard) for shard in shards]
+    assert len({len(lst) for lst in lists}) == 1
+    merged = _interleave(lists)
+    assert merged == shards[0].global_indices().tolist()
+    union, whole = Counter(merged), Counter(list(single))
+    assert not whole - union
+    assert sum((union - whole).values()) == len(merged) - len(single) < num_replicas * BATCH
+
+
+@pytest.mark.parametrize(("rate", "batch_size"), [(0.2, 32), (0.2, 6), (0.5, 10), (0.05, 16)])
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_dual_batches_hold_at_least_the_rate_of_positives(
+    rate: float, batch_size: int, num_replicas: int
+) -> None:
+    for rank in range(num_replicas):
+        sampler = create_sampler(
+            f"dual:{rate}", LABELS2, batch_size=batch_size, num_replicas=num_replicas, rank=rank
+        )
+        assert isinstance(sampler, SAMPLERS["dual"])
+        assert sampler.positive_ == 1  # the minority class
+        drawn = LABELS2[list(sampler)].reshape(-1, batch_size)  # this rank's batches, in order
+        positives = (drawn == 1).mean(axis=1)
+        assert (positives >= rate).all()
+        assert (positives == sampler.positives_per_batch_ / batch_size).all()
+        assert sampler.class_probs_[1] == pytest.approx(sampler.positives_per_batch_ / batch_size)
+
+
+def test_dual_uses_every_negative_evenly_and_takes_a_positive_class() -> None:
+    sampler = create_sampler("dual:0.2", LABELS2, batch_size=10)
+    assert sampler is not None
+    uses = np.bincount(list(sampler), minlength=len(LABELS2))[LABELS2 == 0]
+    assert uses.max() - uses.min() <= 1
+    flipped = SAMPLERS["dual"](labels=LABELS2, positive_rate=0.3, batch_size=10, positive=0)
+    assert (LABELS2[list(flipped)].reshape(-1, 10) == 0).sum(axis=1).min() == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "match"),
+    [
+        ("dual:0", {}, r"rate in sampler spec 'dual:0' must be a number in \(0, 1\)"),
+        ("dual:1.5", {}, r"must be a number in \(0, 1\).*e\.g\. dual:0\.2"),
+        ("dual:x", {}, r"got 'x'; e\.g\. dual:0\.2"),
+        ("dual:0.2", {"labels": LABELS3}, r"two classes \(positives and negatives\); got 3"),
+        ("dual:0.2", {"batch_size": None}, "dual needs batch_size"),
+        ("dual:0.2", {"batch_size": 1}, r"dual needs batch_size >= 2"),
+    ],
+)
+def test_dual_bad_specs_are_explained(spec: str, kwargs: dict[str, Any], match: str) -> None:
+    options = {"batch_size": BATCH, **kwargs}
+    labels = options.pop("labels", LABELS2)
+    with pytest.raises(ValueError, match=match):
+        create_sampler(spec, labels, **options)

@@ -33,6 +33,8 @@ from medbalance.training.loss_functions import (
 )
 from medbalance.training.losses import (
     LOSSES,
+    PESG,
+    AUCMarginLoss,
     BalancedSoftmaxLoss,
     ClassBalancedCrossEntropyLoss,
     ClassBalancedFocalLoss,
@@ -50,6 +52,8 @@ from medbalance.training.losses import (
 
 __all__ = [
     "LOSSES",
+    "PESG",
+    "AUCMarginLoss",
     "BalancedSoftmaxLoss",
     "ClassBalancedCrossEntropyLoss",
     "ClassBalancedFocalLoss",

@@ -9,17 +9,19 @@ from typing import Annotated
 import typer
 
 from medbalance.cli.options import (
+    POLICIES_HELP,
     ClassOrder,
     DataArg,
     GroupColumn,
     GroupPattern,
     Ordinal,
     SkipUnreadable,
+    TrackTo,
+    TrackUri,
     fail,
     parse_class_order,
     parse_options,
 )
-from medbalance.evaluation.thresholds import POLICY_FORMS
 from medbalance.training.names import Device, LossName, SamplerName, choices
 
 __all__ = ["cv", "ensemble"]
@@ -54,7 +56,8 @@ def cv(
         typer.Option(
             "--threshold",
             "--decision",
-            help=f"Policy, applied to the out-of-fold predictions: {' | '.join(POLICY_FORMS)}.",
+            metavar="POLICY",
+            help=f"The operating point, chosen on the out-of-fold predictions: {POLICIES_HELP}.",
         ),
     ] = None,
     guarantee: Annotated[
@@ -93,6 +96,8 @@ def cv(
     skip_unreadable: SkipUnreadable = False,
     ordinal: Ordinal = None,
     class_order: ClassOrder = None,
+    track: TrackTo = None,
+    track_uri: TrackUri = None,
 ) -> None:
     """Cross-validate: K fold models, operating point on out-of-fold predictions, and their
     ensemble evaluated once on test.
@@ -125,6 +130,8 @@ def cv(
         skip_unreadable=skip_unreadable or None,
         ordinal=ordinal,
         class_order=parse_class_order(class_order),
+        track=track,
+        track_uri=track_uri,
     )
     try:
         config = load_config(config_file, overrides)
@@ -159,8 +166,9 @@ def ensemble(
         typer.Option(
             "--threshold",
             "--decision",
-            help="Policy, chosen on the mean val probabilities (default: the first run's): "
-            f"{' | '.join(POLICY_FORMS)}; multi-class rules as for train.",
+            metavar="POLICY",
+            help="The operating point, chosen on the mean val probabilities (default: the "
+            f"first run's): {POLICIES_HELP}.",
         ),
     ] = None,
     tta: Annotated[int, typer.Option(min=1, max=9, help="Test-time views per member.")] = 1,

@@ -36,6 +36,8 @@ __all__ = [
     "Panel",
     "ResplitVal",
     "SkipUnreadable",
+    "TrackTo",
+    "TrackUri",
     "fail",
     "guarded",
     "parse_class_order",
@@ -138,6 +140,25 @@ ClassOrder = Annotated[
         rich_help_panel=Panel.DATA,
         help="The class order, lowest grade first, e.g. none,mild,severe (default: sorted; "
         "with --ordinal, number names in numeric order).",
+    ),
+]
+TrackTo = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        metavar="NAME",
+        rich_help_panel=Panel.OUTPUT,
+        help="Also log the run to an experiment tracker: none (default) or mlflow "
+        "(pip install 'medbalance[mlflow]').",
+    ),
+]
+TrackUri = Annotated[
+    str | None,
+    typer.Option(
+        "--track-uri",
+        metavar="URI",
+        rich_help_panel=Panel.OUTPUT,
+        help="The tracking store or server (default: MLFLOW_TRACKING_URI, else ./mlruns).",
     ),
 ]
 

@@ -13,17 +13,22 @@ from typing import Annotated, Any
 import typer
 
 from medbalance.cli.options import (
+    POLICIES_HELP,
     ClassOrder,
     GroupColumn,
     GroupPattern,
     Ordinal,
     ResplitVal,
+    TrackTo,
+    TrackUri,
     fail,
     parse_class_order,
 )
-from medbalance.evaluation.thresholds import POLICY_FORMS, RULE_FORMS
 
-__all__ = ["compare", "demo", "evaluate", "export", "predict", "print_metrics", "report"]
+__all__ = [
+    "compare", "demo", "evaluate", "export", "predict", "print_conformal", "print_metrics",
+    "report",
+]  # fmt: skip
 
 
 def evaluate(
@@ -38,8 +43,9 @@ def evaluate(
         typer.Option(
             "--threshold",
             "--decision",
-            help=f"Re-choose the operating point on val: {' | '.join(POLICY_FORMS)}; "
-            f"multi-class: {' | '.join(RULE_FORMS)}. Default: the one stored at training.",
+            metavar="POLICY",
+            help=f"Re-choose the operating point on val: {POLICIES_HELP}. Default: the one "
+            "stored at training.",
         ),
     ] = None,
     guarantee: Annotated[
@@ -76,6 +82,15 @@ def evaluate(
             "probabilities (EM, bootstrap CI), beside the true and the training prior.",
         ),
     ] = False,
+    conformal: Annotated[
+        float | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Conformal prediction sets at LEVEL, e.g. 0.9, calibrated per class on the "
+            "tuning cases: each class's coverage and mean set size and the refer rate, with "
+            "CIs (metrics.json 'conformal').",
+        ),
+    ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
@@ -112,11 +127,13 @@ def evaluate(
             guarantee=guarantee,
             prior=prevalence if prevalence is not None else class_prior,
             estimate_prior=estimate_prevalence,
+            conformal=conformal,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(error)
     print_metrics(result)
     print_site(result.get("site"))
+    print_conformal(result.get("conformal"))
 
 
 def print_metrics(result: dict[str, object]) -> None:
@@ -170,6 +187,27 @@ def print_site(site: object) -> None:
         typer.echo(f"estimated prior: {found}; true {known}; training {train}")
 
 
+def print_conformal(block: object) -> None:
+    """Print ``metrics.json``'s ``conformal``: per class coverage and mean set size, and the
+    refer rate, each with its 95% CI."""
+    if not isinstance(block, dict):
+        return
+
+    def said(entry: dict[str, Any]) -> str:
+        if entry["value"] is None or entry["value"] != entry["value"]:
+            return "n/a"
+        lo, hi = entry["ci"]
+        return f"{entry['value']:.3f} ({lo:.3f}-{hi:.3f})"
+
+    typer.echo(f"conformal sets at {block['level']:g} (calibrated on {block['chosen_on']}):")
+    for name, entry in block["per_class"].items():
+        typer.echo(
+            f"  {name}: coverage {said(entry['coverage'])}, mean set size "
+            f"{said(entry['mean_set_size'])} (n={entry['n']}, tuning {entry['tuning_cases']})"
+        )
+    typer.echo(f"  refer rate {said(block['refer_rate'])}")
+
+
 def predict(
     checkpoint: Annotated[
         Path,
@@ -191,6 +229,14 @@ def predict(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out file.")
     ] = False,
+    conformal: Annotated[
+        float | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Add each image's conformal set at LEVEL, e.g. 0.9 (column 'set': class names "
+            "joined by '|') and 'refer' (1 when the set is not exactly one class).",
+        ),
+    ] = None,
 ) -> None:
     """Score new images; one row per image with probabilities and the decision.
 
@@ -201,11 +247,14 @@ def predict(
 
     try:
         summary = run_predict(
-            checkpoint, inputs, out, batch_size=batch_size, device=device, overwrite=overwrite
-        )
+            checkpoint, inputs, out, batch_size=batch_size, device=device, overwrite=overwrite,
+            conformal=conformal,
+        )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         fail(error)
     typer.echo(f"scored {summary.n_scored} image(s) -> {summary.out}")
+    if summary.n_referred is not None:
+        typer.echo(f"conformal sets at {conformal:g}: {summary.n_referred} image(s) to refer")
     for item, reason in summary.failures:
         typer.secho(f"unreadable: {item}: {reason}", fg=typer.colors.YELLOW, err=True)
     if summary.failures:
@@ -327,8 +376,9 @@ def compare(
         typer.Option(
             "--threshold",
             "--decision",
+            metavar="POLICY",
             help="Operating point of every run, chosen on val (a remedy file may set its own): "
-            f"{' | '.join(POLICY_FORMS)}; multi-class: {' | '.join(RULE_FORMS)}.",
+            f"{POLICIES_HELP}.",
         ),
     ] = None,
     resplit_val: ResplitVal = None,
@@ -336,6 +386,8 @@ def compare(
     group_column: GroupColumn = None,
     ordinal: Ordinal = None,
     class_order: ClassOrder = None,
+    track: TrackTo = None,
+    track_uri: TrackUri = None,
 ) -> None:
     """Train every remedy with the same data, splits, model, epochs and seeds, and compare.
 
@@ -372,6 +424,8 @@ def compare(
                 group_column=group_column,
                 ordinal=ordinal,
                 class_order=parse_class_order(class_order),
+                track=track,
+                track_uri=track_uri,
             )
             base = load_config(config_file, overrides)
             result = compare_runs(

@@ -17,12 +17,15 @@ from typing import Annotated
 import typer
 
 from medbalance.cli.options import (
+    POLICIES_HELP,
     ClassOrder,
     GroupColumn,
     GroupPattern,
     Ordinal,
     Panel,
     ResplitVal,
+    TrackTo,
+    TrackUri,
     fail,
     parse_class_order,
     parse_options,
@@ -215,10 +218,8 @@ def train(
     threshold: Annotated[
         str | None,
         _opt("--threshold", "--decision", panel=Panel.DECISION, metavar="POLICY",
-             help="The operating point, chosen on val: youden (binary default), f1, "
-             "'sensitivity>=0.95', 'specificity>=0.9', 'cost:FN=5,FP=1', a number; "
-             "offsets:balanced (multi-class default), argmax, prior, 'cost:0,1;5,0'; "
-             "expected-grade (ordinal default). See the README."),
+             help=f"The operating point, chosen on val (default by task: youden, "
+             f"offsets:balanced, expected-grade): {POLICIES_HELP}."),
     ] = None,
     guarantee: Annotated[
         float | None,
@@ -253,6 +254,8 @@ def train(
         _opt("--bootstrap", panel=Panel.OUTPUT, metavar="N", min=0,
              help="Bootstrap resamples for the 95% CIs (1000)."),
     ] = None,
+    track: TrackTo = None,
+    track_uri: TrackUri = None,
     device: Annotated[
         str | None,
         _opt("--device", panel=Panel.HARDWARE, metavar="NAME", help=choices(Device)),
@@ -303,7 +306,7 @@ def train(
         schedule=schedule,
         weight_decay=weight_decay, epoch_samples=epoch_samples, normalization=normalization,
         channels_last=channels_last, ema=ema, ordinal=ordinal,
-        class_order=parse_class_order(class_order),
+        class_order=parse_class_order(class_order), track=track, track_uri=track_uri,
     )  # fmt: skip
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(code=_relaunch_with_torchrun(nproc))

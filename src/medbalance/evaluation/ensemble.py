@@ -25,6 +25,7 @@ from medbalance.core.files import atomic_write_text
 from medbalance.core.run_folder import RunFolder
 from medbalance.evaluation._parsing import parse_choice
 from medbalance.evaluation.calibration import Calibration, read_calibration
+from medbalance.evaluation.conformal import ConformalScores, read_conformal
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.stacking import Stacker
@@ -76,6 +77,9 @@ class Scorer(Protocol):
 
     @property
     def calibration(self) -> Calibration | None: ...
+
+    @property
+    def conformal(self) -> ConformalScores | None: ...
 
     def probabilities(self, batch_uint: np.ndarray) -> np.ndarray: ...
 
@@ -136,6 +140,11 @@ class Ensemble:
         """The calibration of the ensemble's own probabilities (None in older records)."""
         return read_calibration(self.record)
 
+    @property
+    def conformal(self) -> ConformalScores | None:
+        """The conformal scores of the ensemble's tuning cases (None in older records)."""
+        return read_conformal(self.record)
+
     @torch.no_grad()
     def probabilities(self, batch_uint: np.ndarray) -> np.ndarray:
         """The mean of the members' class probabilities for a presized batch, through the
@@ -175,9 +184,13 @@ def write_ensemble(
     return _write_record(folder, record)
 
 
-def store_decision(folder: Path, ensemble: Ensemble, decision: Decision) -> Path:
-    """Replace the decision in ``folder``'s ``ensemble.json`` (members unchanged)."""
-    return _write_record(folder, {**ensemble.record, "decision": decision.to_record()})
+def store_decision(
+    folder: Path, ensemble: Ensemble, decision: Decision, extra: dict[str, Any] | None = None
+) -> Path:
+    """Replace the decision (and the ``extra`` entries) in ``folder``'s ``ensemble.json``
+    (members unchanged)."""
+    record = {**ensemble.record, "decision": decision.to_record(), **(extra or {})}
+    return _write_record(folder, record)
 
 
 def _write_record(folder: Path, record: dict[str, Any]) -> Path:

@@ -25,6 +25,7 @@ from medbalance.core.files import atomic_write_text, spreadsheet_safe
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.calibration import Calibration
+from medbalance.evaluation.conformal import ConformalScores
 from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.scoring import Scores
 
@@ -67,9 +68,14 @@ def evaluate_scores(
     warnings: Sequence[str] = (),
     run_id: str | None = None,
     calibration: Calibration | None = None,
+    conformal: ConformalScores | None = None,
+    conformal_level: float | None = None,
 ) -> Evaluation:
     """Metrics with CIs of ``scores`` (one split of ``data``) at ``decision``; with
-    ``calibration``, also how calibrated the probabilities are before and after it."""
+    ``calibration``, also how calibrated the probabilities are before and after it; with
+    ``conformal`` and ``conformal_level``, ``conformal``: each class's coverage and mean set
+    size and the refer rate of the conformal sets at that level, whose warnings (too few tuning
+    cases) join ``warnings``."""
     names = list(decision.class_names)
     if list(data.class_names) != names:
         raise ValueError(
@@ -95,11 +101,33 @@ def evaluate_scores(
         "counts": _counts(data),
         "calibration": _calibration(scores, calibration, names, n_bootstrap, seed),
         "warnings": list(warnings),
+        "conformal": _conformal(scores, conformal, conformal_level, n_bootstrap, seed),
         "checkpoint_epoch": checkpoint_epoch,
         "run_id": run_id,
     }
+    if result["conformal"] is not None:
+        result["warnings"] += result["conformal"]["warnings"]
     rows = _predictions_csv(data, names, scores, preds, decision.threshold)
     return Evaluation(result, scores, preds, rows)
+
+
+def _conformal(
+    scores: Scores,
+    conformal: ConformalScores | None,
+    level: float | None,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    from medbalance.evaluation.conformal import conformal_report
+
+    if level is None:
+        return None
+    if conformal is None:
+        raise ValueError("a conformal level needs the conformal scores of the tuning cases")
+    return conformal_report(
+        scores.labels, scores.probs, conformal, level, split=scores.split,
+        n_bootstrap=n_bootstrap, seed=seed,
+    )  # fmt: skip
 
 
 def _calibration(

@@ -17,6 +17,7 @@ from torch import nn
 
 from medbalance.core.checkpoint import load_checkpoint
 from medbalance.evaluation.calibration import Calibration, read_calibration
+from medbalance.evaluation.conformal import ConformalScores, read_conformal
 from medbalance.evaluation.decision import Decision, read_decision
 
 __all__ = ["Trained", "load_trained"]
@@ -48,6 +49,12 @@ class Trained:
     def calibration(self) -> Calibration | None:
         """The calibration fitted with the decision (None for older checkpoints)."""
         return read_calibration(self.metadata)
+
+    @property
+    def conformal(self) -> ConformalScores | None:
+        """The conformal scores of the tuning cases, stored with the decision (None for older
+        checkpoints)."""
+        return read_conformal(self.metadata)
 
     @property
     def presize(self) -> int:

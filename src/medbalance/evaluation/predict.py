@@ -5,11 +5,16 @@ Inputs can be image files, folders (searched recursively), CSV manifests (a ``pa
 memory stays flat however many images there are. Rows are written as they are scored to a
 temporary file that is renamed at the end. An image that cannot be read gets a row with its
 reason and no probabilities; it is never silently dropped.
+
+With a conformal level (``predict --conformal 0.9``) each row also gets its conformal set
+(:mod:`~medbalance.evaluation.conformal`: the classes that, at that level, cannot be ruled out)
+and ``refer``: whether the set is not exactly one class, so the image needs a reader.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,9 +25,17 @@ import numpy as np
 from medbalance.core.files import atomic_write, spreadsheet_safe
 from medbalance.data.cache import PresizeSettings, presize_array
 from medbalance.data.images import UnreadableImageError, is_image_file, read_image
+from medbalance.evaluation.conformal import (
+    SET_SEPARATOR,
+    ConformalScores,
+    check_level,
+    missing_scores,
+)
 from medbalance.evaluation.ensemble import Scorer, load_model
 
 __all__ = ["PredictSummary", "Prediction", "iter_inputs", "iter_predictions", "predict"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,7 @@ class PredictSummary:
     out: Path
     n_scored: int
     failures: list[tuple[str, str]]
+    n_referred: int | None = None  # images whose conformal set is not one class (with a level)
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,9 @@ class Prediction:
 
     ``probabilities`` are the model's own (the decision reads them); ``calibrated`` are the same
     at the natural prior and temperature-scaled (:mod:`~medbalance.evaluation.calibration`),
-    empty for a checkpoint stored without a calibration.
+    empty for a checkpoint stored without a calibration. ``set`` is the conformal set (class
+    names in the model's order; it may be empty) and ``refer`` whether it is not exactly one
+    class; both None without a conformal level or for an unreadable image.
     """
 
     id: str
@@ -136,6 +152,8 @@ class Prediction:
     threshold: float | None
     error: str = ""
     calibrated: dict[str, float] = field(default_factory=dict)
+    set: tuple[str, ...] | None = None
+    refer: bool | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -145,14 +163,59 @@ class Prediction:
             "predicted_label": self.label,
             "threshold": self.threshold,
             "error": self.error,
+            "set": None if self.set is None else list(self.set),
+            "refer": self.refer,
         }
 
 
+def _conformal_scores(trained: Scorer, level: float | None) -> ConformalScores | None:
+    """The stored conformal scores for sets at ``level`` (None without a level), checked before
+    anything is scored; their too-few-cases warnings are logged.
+
+    Raises:
+        ValueError: a bad level, a model stored without conformal scores, or a class name
+            holding the set separator.
+    """
+    if level is None:
+        return None
+    level = check_level(level)
+    scores = trained.conformal
+    if scores is None:
+        raise missing_scores("the model")
+    clashing = [n for n in trained.class_names if SET_SEPARATOR in n]
+    if clashing:
+        raise ValueError(
+            f"class name {clashing[0]!r} holds {SET_SEPARATOR!r}, which joins the class names "
+            "of a conformal set; rename the class (folder) and train again"
+        )
+    for warning in scores.too_few(level):
+        log.warning("%s", warning)
+    return scores
+
+
 def iter_predictions(
-    trained: Scorer, inputs: Sequence[str | Path], *, batch_size: int = 64, workers: int = 2
+    trained: Scorer,
+    inputs: Sequence[str | Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    conformal: float | None = None,
 ) -> Iterator[Prediction]:
     """Score every input image, a batch at a time, with the model's (or ensemble's) stored
-    decision."""
+    decision; with ``conformal`` (a level in (0, 1)), also each image's conformal set from the
+    stored tuning scores (checked here, when called, before any image is read)."""
+    scores = _conformal_scores(trained, conformal)
+    return _iter_scored(trained, inputs, batch_size, workers, scores, conformal)
+
+
+def _iter_scored(
+    trained: Scorer,
+    inputs: Sequence[str | Path],
+    batch_size: int,
+    workers: int,
+    scores: ConformalScores | None,
+    level: float | None,
+) -> Iterator[Prediction]:
     settings = PresizeSettings(size=trained.presize)
     names = trained.class_names
     decision, calibration = trained.decision, trained.calibration
@@ -164,6 +227,7 @@ def iter_predictions(
             probs = _scored_by_dtype(trained, arrays, len(names))
             labels = decision.decide(probs) if len(probs) else np.empty(0, dtype=np.int64)
             calibrated = calibration.apply(probs) if calibration and len(probs) else None
+            sets = _sets(scores, level, probs, names)
             row_of = {k: r for r, k in enumerate(good)}
             for k, item in enumerate(batch):
                 if k not in row_of:
@@ -177,7 +241,19 @@ def iter_predictions(
                     names[labels[row_of[k]]],
                     decision.threshold,
                     calibrated={n: float(v) for n, v in zip(names, cal, strict=False)},
+                    set=sets[row_of[k]] if sets is not None else None,
+                    refer=len(sets[row_of[k]]) != 1 if sets is not None else None,
                 )
+
+
+def _sets(
+    scores: ConformalScores | None, level: float | None, probs: np.ndarray, names: list[str]
+) -> list[tuple[str, ...]] | None:
+    """Each row's conformal set as class names (None without a level)."""
+    if scores is None or level is None:
+        return None
+    inside = scores.sets(probs, level) if len(probs) else np.empty((0, len(names)), dtype=bool)
+    return [tuple(n for n, keep in zip(names, row, strict=True) if keep) for row in inside]
 
 
 def _scored_by_dtype(trained: Scorer, arrays: list[np.ndarray], n_classes: int) -> np.ndarray:
@@ -201,52 +277,73 @@ def predict(
     workers: int = 2,
     trained: Scorer | None = None,
     overwrite: bool = False,
+    conformal: float | None = None,
 ) -> PredictSummary:
     """Score every input image and write one CSV row per image to ``out``.
 
     ``checkpoint`` is a ``best.safetensors``, a run folder or a CV folder (its ensemble).
-    ``out`` must be new unless ``overwrite``, and never a file of a run folder (checked first).
+    ``out`` must be new unless ``overwrite``, and never a file of a run folder; it, the level
+    and the model's stored conformal scores are checked before anything is written.
+
+    The columns, always these in this order (so programs can rely on them): ``id``,
+    ``prob_CLASS`` per class (the model's own), ``calibrated_CLASS`` per class (empty for a
+    model stored without a calibration), ``predicted_label``, ``threshold`` (binary only),
+    ``error`` (why an image was not scored), ``set`` and ``refer``. With ``conformal`` (a level,
+    e.g. 0.9), ``set`` is the image's conformal set, its class names joined by ``|`` (empty
+    when no class can be kept at that level) and ``refer`` is 1 when the set is not exactly one
+    class, else 0; without it (and on an unreadable image's row) both are empty. Text cells are
+    spreadsheet-safe (a leading ``= + - @`` gets a ``'``).
     """
     from medbalance.core.run_folder import check_output_file
 
+    level = None if conformal is None else check_level(conformal)
     check_output_file(Path(out), overwrite=overwrite)
     trained = trained or load_model(checkpoint, device=device)
     names = trained.class_names
+    if level is not None and trained.conformal is None:
+        raise missing_scores(checkpoint)
+    rows = iter_predictions(
+        trained, inputs, batch_size=batch_size, workers=workers, conformal=level
+    )  # checks the conformal scores now, before out is written
     failures: list[tuple[str, str]] = []
-    scored = 0
+    scored = referred = 0
 
     def write(tmp: Path) -> None:
-        nonlocal scored
+        nonlocal scored, referred
         with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             calibrated = [f"calibrated_{n}" for n in names]
             writer.writerow(
                 ["id", *[f"prob_{n}" for n in names], *calibrated, "predicted_label",
-                 "threshold", "error"]
+                 "threshold", "error", "set", "refer"]
             )  # fmt: skip
-            rows = iter_predictions(trained, inputs, batch_size=batch_size, workers=workers)
             for row in rows:
                 if row.error:
                     failures.append((row.id, row.error))
-                    writer.writerow(
-                        [spreadsheet_safe(row.id), *[""] * (2 * len(names)), "", "", row.error]
-                    )
+                    blank = [""] * (2 * len(names))
+                    writer.writerow([spreadsheet_safe(row.id), *blank, "", "", row.error, "", ""])
                     continue
-                threshold = row.threshold
-                writer.writerow(
-                    [
-                        spreadsheet_safe(row.id),
-                        *[f"{row.probabilities[n]:.6f}" for n in names],
-                        *[f"{row.calibrated[n]:.6f}" if row.calibrated else "" for n in names],
-                        spreadsheet_safe(row.label or ""),
-                        "" if threshold is None else f"{threshold:.6f}",
-                        "",
-                    ]
-                )
+                writer.writerow(_csv_row(row, names))
                 scored += 1
+                referred += bool(row.refer)
 
     atomic_write(out, write)
-    return PredictSummary(out, scored, failures)
+    return PredictSummary(out, scored, failures, None if level is None else referred)
+
+
+def _csv_row(row: Prediction, names: list[str]) -> list[str]:
+    """A scored image's cells, in the column order of :func:`predict`."""
+    threshold = row.threshold
+    return [
+        spreadsheet_safe(row.id),
+        *[f"{row.probabilities[n]:.6f}" for n in names],
+        *[f"{row.calibrated[n]:.6f}" if row.calibrated else "" for n in names],
+        spreadsheet_safe(row.label or ""),
+        "" if threshold is None else f"{threshold:.6f}",
+        "",
+        "" if row.set is None else spreadsheet_safe(SET_SEPARATOR.join(row.set)),
+        "" if row.refer is None else str(int(row.refer)),
+    ]
 
 
 def _try_load(

@@ -27,6 +27,7 @@ from medbalance.training.names import (
     Schedule,
     SelectMetric,
     SelectRule,
+    Track,
 )
 
 __all__ = [
@@ -120,6 +121,8 @@ class TrainConfig:
     skip_unreadable: bool = False
     ordinal: bool | None = None  # ordered grades (CORN head, ordinal metrics); None: by the classes
     class_order: tuple[str, ...] | None = None  # the class index order (default: sorted names)
+    track: str = "none"  # also log the run to MLflow ("mlflow"; workflows/tracking.py)
+    track_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else the file store ./mlruns
 
     def __post_init__(self) -> None:
         _positive(self, "batch_size")
@@ -133,6 +136,9 @@ class TrainConfig:
         _choice(self, "normalization", Normalization)
         _choice(self, "select", SelectMetric)
         _choice(self, "select_rule", SelectRule)
+        _choice(self, "track", Track)
+        if self.track_uri is not None and self.track == Track.NONE:
+            raise ConfigError(f"track_uri {self.track_uri!r} needs track 'mlflow' (--track mlflow)")
         if self.select_rule == SelectRule.WITHIN_NOISE and self.select not in _NOISY:
             raise ConfigError(
                 f"select_rule within-noise needs a metric with a known standard error "

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # keys that --resume may change: where the run runs, what it is called, how it is reported
-RESUME_MAY_CHANGE = ("out", "data", "device", "bootstrap", "compile")
+RESUME_MAY_CHANGE = ("out", "data", "device", "bootstrap", "compile", "track", "track_uri")
 
 
 def new_run_id() -> str:

@@ -23,6 +23,8 @@ priors:
   :func:`log_prior`
 - ``logit-adjusted``: :class:`LogitAdjustedLoss`, :func:`logit_adjusted_loss` with ``log_prior``
 - ``soft-f1``: :class:`SoftF1Loss`, :func:`soft_f1_loss`
+- ``aucm``: :class:`AUCMarginLoss`, MONAI's ``AUCMLoss`` (no pure function here: MONAI computes
+  it); trained with :class:`PESG`, which moves its min-max variables
 
 Build a loss by name from the training split's class counts with :func:`create_loss`. Explicit
 per-class weights are always passed as ``class_weight`` (accepted by ``ce``, ``focal``, ``ldam``,
@@ -90,6 +92,8 @@ from medbalance.training.names import LossName
 
 __all__ = [
     "LOSSES",
+    "PESG",
+    "AUCMarginLoss",
     "BalancedSoftmaxLoss",
     "ClassBalancedCrossEntropyLoss",
     "ClassBalancedFocalLoss",
@@ -380,6 +384,152 @@ class SoftF1Loss(ClassificationLoss):
         return soft_f1_loss(logits, target, eps=self.eps)
 
 
+MONAI_HINT = "pip install 'medbalance[monai]'"
+
+
+class AUCMarginLoss(ClassificationLoss):
+    """AUC-margin loss (Yuan et al. 2021, "Large-scale robust deep AUC maximization") of the
+    positive class against the other, through MONAI's ``AUCMLoss``; binary only.
+
+    The score is the softmax probability of class ``positive`` (the sigmoid output LibAUC
+    feeds the loss). MONAI's module holds the min-max variables ``a``, ``b`` (minimised) and
+    ``alpha`` (maximised) as parameters, so this loss has parameters: train them together with
+    the model with :class:`PESG`, which ascends on ``alpha``. MONAI is imported here, when the
+    loss is built, and nowhere else.
+
+    Args:
+        class_counts: Training counts of the two classes.
+        positive: Class index of the positives; default the minority class (1 on a tie).
+        margin: Margin of the squared-hinge surrogate; LibAUC and MONAI use 1.0.
+        version: ``"v1"`` (with the class prior) or ``"v2"`` (without), as MONAI.
+        imratio: Positive share for ``v1``; default None, the share in each batch (MONAI's
+            default; a :class:`~medbalance.training.samplers.DualSampler` batch has a fixed one).
+    """
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        *,
+        positive: int | None = None,
+        margin: float = 1.0,
+        version: str = "v1",
+        imratio: float | None = None,
+    ) -> None:
+        counts = counts_tensor(class_counts).long().tolist()
+        if len(counts) != 2:
+            raise ValueError(
+                f"aucm (AUC-margin) is defined for binary problems only (2 classes); got "
+                f"{len(counts)} classes; use 'ce', 'focal' or 'ldam' for more classes"
+            )
+        super().__init__(2)
+        pos = (1 if counts[1] <= counts[0] else 0) if positive is None else positive
+        check(pos in (0, 1), "positive", positive, "it must be 0 or 1", "give the class index")
+        check(is_real(margin) and margin > 0, "margin", margin, "it must be > 0", "MONAI uses 1")
+        check(version in ("v1", "v2"), "version", version, "it must be 'v1' or 'v2'", "use 'v1'")
+        ok = imratio is None or (is_real(imratio) and 0 < imratio < 1)
+        check(ok, "imratio", imratio, "it must be in (0, 1) or None", "leave it None")
+        try:
+            from monai.losses import AUCMLoss
+        except ImportError:
+            raise ModuleNotFoundError(
+                f"--loss aucm needs MONAI, which is not installed: {MONAI_HINT}"
+            ) from None
+        self.positive, self.margin, self.version, self.imratio = pos, margin, version, imratio
+        self.aucm = AUCMLoss(margin=margin, imratio=imratio, version=version)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._inputs(logits, target)
+        score = torch.softmax(logits.float(), dim=1)[:, self.positive : self.positive + 1]
+        return self.aucm(score, (target == self.positive).float()[:, None])
+
+    def extra_repr(self) -> str:
+        return f"positive={self.positive}, margin={self.margin}, version={self.version!r}"
+
+
+class PESG(torch.optim.Optimizer):
+    """Proximal epoch stochastic gradient (Yuan et al. 2021; LibAUC's ``PESG``), the optimizer
+    the AUC-margin loss's authors recommend.
+
+    Written here by hand because MONAI 1.6 ships ``AUCMLoss`` but no PESG (its optimizers are
+    Novograd and LR helpers), and LibAUC would pull torch-geometric, transformers and OpenCV.
+    The step follows LibAUC 1.4 ``PESG``, with plain heavy-ball momentum:
+
+    - a parameter group with ``ascent=True`` (the loss's ``alpha``) takes a projected ascent
+      step, ``alpha <- max(0, alpha + lr * grad)``;
+    - every other parameter ``p`` (the model, ``a``, ``b``) descends on
+      ``d = grad + epoch_decay * (p - p_ref) + weight_decay * p``, with
+      ``buf <- momentum * buf + d`` and ``p <- p - lr * buf``; ``p_ref`` is ``p`` when the
+      optimizer was built or :meth:`update_regularizer` last ran (the "epoch" of PESG).
+
+    Args:
+        params: Parameters or parameter groups (a group may set ``ascent``, ``lr``,
+            ``momentum``, ``weight_decay``, ``epoch_decay``).
+        lr: Step size.
+        momentum: Heavy-ball momentum in [0, 1).
+        weight_decay: L2 penalty.
+        epoch_decay: Strength of the pull towards the reference point; LibAUC uses 2e-3.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        *,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        epoch_decay: float = 2e-3,
+    ) -> None:
+        check(is_real(lr) and lr > 0, "lr", lr, "it must be > 0", "LibAUC uses 0.1")
+        check(0 <= momentum < 1, "momentum", momentum, "it must be in [0, 1)", "use 0.9")
+        check(weight_decay >= 0, "weight_decay", weight_decay, "it must be >= 0", "use 1e-4")
+        check(epoch_decay >= 0, "epoch_decay", epoch_decay, "it must be >= 0", "use 2e-3")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            epoch_decay=epoch_decay,
+            ascent=False,
+        )
+        super().__init__(params, defaults)
+        self.update_regularizer()
+
+    @torch.no_grad()
+    def update_regularizer(self) -> None:
+        """Move the reference point ``p_ref`` of every descending parameter to its value now."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not group["ascent"]:
+                    self.state[p]["ref"] = p.detach().clone()
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if group["ascent"]:
+                    p.add_(p.grad, alpha=lr).clamp_(min=0)
+                    continue
+                state = self.state[p]
+                d = p.grad.add(p - state["ref"], alpha=group["epoch_decay"])
+                if group["weight_decay"]:
+                    d = d.add(p, alpha=group["weight_decay"])
+                if momentum:
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:
+                        buf.mul_(momentum).add_(d)
+                    d = buf
+                p.add_(d, alpha=-lr)
+        return loss
+
+
 # --- registry and factory ------------------------------------------------------------------------
 LOSSES: dict[str, type[ClassificationLoss]] = {
     "ce": CrossEntropyLoss,
@@ -392,6 +542,7 @@ LOSSES: dict[str, type[ClassificationLoss]] = {
     "balanced-softmax": BalancedSoftmaxLoss,
     "logit-adjusted": LogitAdjustedLoss,
     "soft-f1": SoftF1Loss,
+    "aucm": AUCMarginLoss,
 }
 
 

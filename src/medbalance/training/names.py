@@ -17,17 +17,20 @@ __all__ = [
     "Schedule",
     "SelectMetric",
     "SelectRule",
+    "Track",
     "choices",
 ]
 
 
 class SamplerName(StrEnum):
-    """Sampler names for ``create_sampler``; ``oversample`` also as ``oversample:ALPHA``."""
+    """Sampler names for ``create_sampler``; ``oversample`` also as ``oversample:ALPHA``, ``dual``
+    as ``dual:RATE``."""
 
     NONE = "none"
     OVERSAMPLE = "oversample"
     UNDERSAMPLE = "undersample"
     BALANCED_BATCHES = "balanced-batches"
+    DUAL = "dual"  # dual:RATE, at least RATE positives in every batch (LibAUC's DualSampler)
 
 
 class LossName(StrEnum):
@@ -43,6 +46,7 @@ class LossName(StrEnum):
     BALANCED_SOFTMAX = "balanced-softmax"
     LOGIT_ADJUSTED = "logit-adjusted"
     SOFT_F1 = "soft-f1"
+    AUCM = "aucm"  # AUC-margin, through MONAI's AUCMLoss (binary)
 
 
 class Device(StrEnum):
@@ -85,6 +89,13 @@ class SelectRule(StrEnum):
     LAST = "last"  # the last epoch (the suite's default: RESULTS.md, rule 2 of 2026-12-03)
     BEST = "best"  # the epoch with the best value
     WITHIN_NOISE = "within-noise"  # the latest epoch within the noise of the best value
+
+
+class Track(StrEnum):
+    """Where a run is logged besides its run folder (``workflows/tracking.py``)."""
+
+    NONE = "none"
+    MLFLOW = "mlflow"
 
 
 def choices(enum: type[StrEnum], sep: str = " | ") -> str:

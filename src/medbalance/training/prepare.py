@@ -217,6 +217,35 @@ def order_classes(config: TrainConfig, data: Prepared) -> Prepared:
     return dataclasses.replace(data, catalog=catalog, fingerprint=fingerprint(catalog))
 
 
+def _check_auc_margin(config: TrainConfig, names: tuple[str, ...]) -> None:
+    """``--loss aucm`` and ``--sampler dual`` rank one class against the other: two classes only;
+    the loss also needs MONAI and trains its own variables, so no DRW."""
+    import importlib.util
+
+    sampler = config.sampler.partition(":")[0]
+    for used, what in (
+        (config.loss == "aucm", "--loss aucm"),
+        (sampler == "dual", "--sampler dual"),
+    ):
+        if used and len(names) != 2:
+            raise ConfigError(
+                f"{what} ranks a positive class against the other and needs two classes, but "
+                f"{config.data} has {len(names)} ({', '.join(names)}); use it on binary data, "
+                "or another loss/sampler (e.g. 'ce' with 'balanced-batches')"
+            )
+    if config.loss != "aucm":
+        return
+    if config.drw:
+        raise ConfigError(
+            "--loss aucm cannot be combined with deferred re-weighting (drw): the AUC-margin loss "
+            "takes no class weights; drop drw"
+        )
+    if importlib.util.find_spec("monai") is None:
+        raise ConfigError(
+            "--loss aucm needs MONAI, which is not installed: pip install 'medbalance[monai]'"
+        )
+
+
 def resolve_for_data(
     config: TrainConfig, data: Prepared, native: int | None
 ) -> tuple[ResolvedConfig, Plan]:
@@ -225,6 +254,7 @@ def resolve_for_data(
     policy = policy_for_task(config.threshold, len(names), ordinal=bool(config.ordinal))
     config = dataclasses.replace(config, threshold=policy)
     _check_policy(config, names)
+    _check_auc_margin(config, names)
     positive = _positive_index(config, data)
     check_tuning_cases(config, data, positive)
     values = config.to_dict()

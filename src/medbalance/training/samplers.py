@@ -15,6 +15,9 @@ Specs understood by :func:`create_sampler`:
 * ``undersample``: every class drawn down to the minority count, a fresh subset every epoch.
 * ``balanced-batches``: every per-rank batch of ``batch_size`` holds ``batch_size / C`` items of
   each class.
+* ``dual:RATE`` (binary labels): every per-rank batch of ``batch_size`` holds
+  ``ceil(RATE * batch_size)`` positives and the rest negatives, as LibAUC's ``DualSampler`` (Yuan
+  et al. 2021) does for the AUC-margin loss; ``dual`` alone is ``dual:0.5``.
 
 Use::
 
@@ -45,6 +48,7 @@ __all__ = [
     "SAMPLERS",
     "BalancedBatchSampler",
     "BalancedSampler",
+    "DualSampler",
     "OversampleSampler",
     "SamplerName",
     "UndersampleSampler",
@@ -207,7 +211,9 @@ class OversampleSampler(BalancedSampler):
     Args:
         labels: Class id (>= 0) of every training item.
         alpha: Degree of balance in [0, 1].
-        seed, num_replicas, rank: As for :class:`BalancedSampler`.
+        seed: As for :class:`BalancedSampler`.
+        num_replicas: As for :class:`BalancedSampler`.
+        rank: As for :class:`BalancedSampler`.
         num_samples: Global epoch length; default the number of training items.
 
     Attributes:
@@ -257,7 +263,9 @@ class UndersampleSampler(BalancedSampler):
 
     Args:
         labels: Class id (>= 0) of every training item.
-        seed, num_replicas, rank: As for :class:`BalancedSampler`.
+        seed: As for :class:`BalancedSampler`.
+        num_replicas: As for :class:`BalancedSampler`.
+        rank: As for :class:`BalancedSampler`.
 
     Attributes:
         minority_count_: ``m``, the number of items drawn from every class per epoch.
@@ -294,7 +302,9 @@ class BalancedBatchSampler(BalancedSampler):
     Args:
         labels: Class id (>= 0) of every training item.
         batch_size: Per-rank batch size; a multiple of the number of classes.
-        seed, num_replicas, rank: As for :class:`BalancedSampler`.
+        seed: As for :class:`BalancedSampler`.
+        num_replicas: As for :class:`BalancedSampler`.
+        rank: As for :class:`BalancedSampler`.
         num_samples: Global epoch length, rounded up to whole batches; default the number of
             training items.
 
@@ -353,10 +363,108 @@ class BalancedBatchSampler(BalancedSampler):
         return np.ascontiguousarray(grid.transpose(0, 2, 1)).reshape(-1)
 
 
+class DualSampler(BalancedSampler):
+    """Every batch of ``batch_size`` holds ``ceil(positive_rate * batch_size)`` positives.
+
+    LibAUC's ``DualSampler`` (Yuan et al. 2021), which its authors pair with the AUC-margin loss:
+    a pairwise loss needs positives and negatives in every batch, so the positives are drawn up
+    to a fixed share of each batch and the negatives fill the rest. ``batch_size`` is the per-rank
+    batch size given to the ``DataLoader`` (which must not shuffle). The epoch is
+    ``ceil(num_samples / batch_size)`` batches, padded with whole batches from the start to a
+    multiple of ``num_replicas``, batch ``j`` to rank ``j % num_replicas`` (as
+    :class:`BalancedBatchSampler`). Within a class, items come from fresh shuffles of the class in
+    turn. The share is exact per batch, so a rate below the natural positive share draws fewer
+    positives than the data holds.
+
+    Args:
+        labels: Class id of every training item; exactly two classes.
+        positive_rate: Share of positives in every batch, in (0, 1).
+        batch_size: Per-rank batch size, >= 2 (a batch needs a positive and a negative).
+        positive: Class id of the positives; default the minority class (class 1 on a tie).
+        seed: As for :class:`BalancedSampler`.
+        num_replicas: As for :class:`BalancedSampler`.
+        rank: As for :class:`BalancedSampler`.
+        num_samples: Global epoch length, rounded up to whole batches; default the number of
+            training items.
+
+    Attributes:
+        positive_: Class id of the positives.
+        positives_per_batch_: Positives in every batch.
+        num_batches_: Batches per epoch, before padding.
+    """
+
+    def __init__(
+        self,
+        *,
+        labels: LabelsLike,
+        positive_rate: float,
+        batch_size: int,
+        positive: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        num_samples: int | None = None,
+    ) -> None:
+        super().__init__(
+            labels=labels, seed=seed, num_replicas=num_replicas, rank=rank, num_samples=num_samples
+        )
+        if len(self.classes_) != 2:
+            raise ValueError(
+                f"dual needs labels of exactly two classes (positives and negatives); got "
+                f"{len(self.classes_)} ({self.classes_.tolist()}); use 'balanced-batches' or "
+                "'oversample' for more classes"
+            )
+        if not 0.0 < positive_rate < 1.0:
+            raise ValueError(
+                f"positive_rate must be in (0, 1) (the share of positives in a batch); got "
+                f"{positive_rate}; e.g. dual:0.2"
+            )
+        if batch_size < 2:
+            raise ValueError(
+                f"dual needs batch_size >= 2 (a positive and a negative per batch); got "
+                f"{batch_size}"
+            )
+        counts = self.class_counts_[self.classes_]
+        default = int(self.classes_[1] if counts[0] >= counts[1] else self.classes_[0])
+        self.positive_ = default if positive is None else positive
+        if self.positive_ not in self.classes_:
+            raise ValueError(
+                f"positive class id {self.positive_} has no items in labels (classes "
+                f"{self.classes_.tolist()}); pass one of them, or None for the minority class"
+            )
+        self.positive_rate = float(positive_rate)
+        self.batch_size = batch_size
+        k = min(batch_size - 1, math.ceil(self.positive_rate * batch_size))
+        self.positives_per_batch_ = k
+        self.num_batches_ = math.ceil(self.num_samples / batch_size)
+        self.num_samples = self.num_batches_ * batch_size
+        self.class_probs_ = np.zeros(len(self.class_counts_), dtype=np.float64)
+        self.class_probs_[self.classes_] = (batch_size - k) / batch_size
+        self.class_probs_[self.positive_] = k / batch_size
+
+    # whole batches per rank, exactly as BalancedBatchSampler arranges them
+    total_size = BalancedBatchSampler.total_size
+    _arrange = BalancedBatchSampler._arrange
+
+    def _draw(self, rng: np.random.Generator) -> IntArray:
+        k = self.positives_per_batch_
+        columns = []
+        for idx, take in (
+            (np.flatnonzero(self.labels == self.positive_), k),
+            (np.flatnonzero(self.labels != self.positive_), self.batch_size - k),
+        ):
+            need = self.num_batches_ * take
+            passes = rng.permuted(np.tile(idx, (math.ceil(need / len(idx)), 1)), axis=1)
+            columns.append(passes.reshape(-1)[:need].reshape(self.num_batches_, take))
+        batches = np.concatenate(columns, axis=1)
+        return rng.permuted(batches, axis=1).reshape(-1)
+
+
 SAMPLERS: dict[str, type[BalancedSampler]] = {
     SamplerName.OVERSAMPLE.value: OversampleSampler,
     SamplerName.UNDERSAMPLE.value: UndersampleSampler,
     SamplerName.BALANCED_BATCHES.value: BalancedBatchSampler,
+    SamplerName.DUAL.value: DualSampler,
 }
 
 
@@ -364,12 +472,13 @@ def parse_sampler_spec(spec: str, also: str = "") -> tuple[SamplerName, float | 
     """Split a spec such as ``oversample:0.5`` into its name and parameter.
 
     Args:
-        spec: ``none``, ``oversample``, ``oversample:ALPHA``, ``undersample`` or
-            ``balanced-batches``.
+        spec: ``none``, ``oversample``, ``oversample:ALPHA``, ``undersample``,
+            ``balanced-batches``, ``dual`` or ``dual:RATE``.
         also: more valid forms for the error's list (the config's ``auto``).
 
     Returns:
-        The sampler name and ``alpha`` (None when the spec gives none).
+        The sampler name and its parameter, ``alpha`` or ``dual``'s rate (None when the spec
+        gives none).
     """
     name, sep, arg = spec.partition(":")
     choices = [member.value for member in SamplerName]
@@ -378,15 +487,26 @@ def parse_sampler_spec(spec: str, also: str = "") -> tuple[SamplerName, float | 
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(
             f"unknown sampler '{spec}'; choose one of: {', '.join(choices)}, "
-            f"oversample:ALPHA (ALPHA in [0, 1]){also}{hint}"
+            f"oversample:ALPHA (ALPHA in [0, 1]), dual:RATE (RATE in (0, 1)){also}{hint}"
         )
     kind = SamplerName(name)
     if not sep:
         return kind, None
+    if kind is SamplerName.DUAL:
+        try:
+            rate = float(arg)
+        except ValueError:
+            rate = math.nan
+        if not 0.0 < rate < 1.0:
+            raise ValueError(
+                f"the rate in sampler spec '{spec}' must be a number in (0, 1), the share of "
+                f"positives in every batch; got '{arg}'; e.g. dual:0.2"
+            )
+        return kind, rate
     if kind is not SamplerName.OVERSAMPLE:
         raise ValueError(
             f"sampler '{name}' takes no parameter; got '{spec}'; write '{name}' "
-            "(only oversample:ALPHA takes one)"
+            "(only oversample:ALPHA and dual:RATE take one)"
         )
     try:
         alpha = float(arg)
@@ -419,7 +539,8 @@ def create_sampler(
         spec: Sampler spec; see :func:`parse_sampler_spec`.
         labels: Class id (>= 0) of every training item.
         seed: Non-negative seed.
-        batch_size: Per-rank batch size; required by ``balanced-batches`` and ignored otherwise.
+        batch_size: Per-rank batch size; required by ``balanced-batches`` and ``dual`` and
+            ignored otherwise.
         num_replicas: Number of processes; default from torch.distributed, else 1.
         rank: This process's rank; default from torch.distributed, else 0.
         num_samples: Global epoch length; not accepted by ``undersample``.
@@ -441,6 +562,15 @@ def create_sampler(
                 f"num_samples={num_samples} cannot apply; drop num_samples or use 'oversample'"
             )
         return UndersampleSampler(**common)
+    if kind is SamplerName.DUAL:
+        if batch_size is None:
+            raise ValueError(
+                "dual needs batch_size (the per-rank DataLoader batch size); pass batch_size=..."
+            )
+        rate = 0.5 if alpha is None else alpha  # LibAUC's default sampling_rate
+        return DualSampler(
+            positive_rate=rate, batch_size=batch_size, num_samples=num_samples, **common
+        )
     if batch_size is None:
         raise ValueError(
             "balanced-batches needs batch_size (the per-rank DataLoader batch size, a multiple "

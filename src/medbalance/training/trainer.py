@@ -100,6 +100,8 @@ class Trainer:
         if phase == "crt":
             return create_loss("ce", counts).to(self.device)
         name, options = self.config.loss, dict(self.config.loss_options)
+        if name == "aucm":  # one loss for the run: its min-max variables train with the model
+            return self._auc_loss()
         if self.config.drw_epoch is not None and epoch >= self.config.drw_epoch:
             # losses that derive their own weights from the counts hand over to their base loss
             if name in _DRW_BASE:
@@ -163,7 +165,18 @@ class Trainer:
                 self.model, config.lr, backbone_lr_mult=mult, weight_decay=config.weight_decay
             )
         self.train_model = self._wrap()
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer: torch.optim.Optimizer
+        if config.loss == "aucm" and phase != "crt":  # PESG, as the AUC-margin authors train it
+            from medbalance.training.losses import PESG
+
+            loss = self._auc_loss()
+            auc_groups = [
+                {"params": [loss.aucm.a, loss.aucm.b], "lr": config.lr, "weight_decay": 0.0},
+                {"params": [loss.aucm.alpha], "lr": config.lr, "ascent": True},
+            ]
+            optimizer = PESG(auc_groups + groups, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         if config.schedule == "constant" or steps < 10:  # one-cycle needs room for its phases
             return optimizer, None
         if config.schedule == "cosine":
@@ -172,6 +185,16 @@ class Trainer:
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=max_lr, total_steps=steps, pct_start=0.25
         )
+
+    def _auc_loss(self) -> Any:
+        """The run's one AUC-margin loss (built on first use; MONAI is imported then)."""
+        if getattr(self, "_auc_loss_module", None) is None:
+            from medbalance.training.losses import create_loss
+
+            options = {**self.config.loss_options, "positive": self.positive}
+            counts = self.data.train_counts()
+            self._auc_loss_module = create_loss("aucm", counts, **options).to(self.device)
+        return self._auc_loss_module
 
     def _wrap(self) -> nn.Module:
         """The training forward: DDP over this phase's trainable parameters, optionally compiled."""

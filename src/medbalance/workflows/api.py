@@ -80,10 +80,15 @@ class Run:
         return self.folder.best
 
     def predict(
-        self, inputs: Sequence[PathLike] | PathLike, *, batch_size: int = 64, device: str = "auto"
+        self,
+        inputs: Sequence[PathLike] | PathLike,
+        *,
+        batch_size: int = 64,
+        device: str = "auto",
+        conformal: float | None = None,
     ) -> list[Prediction]:
         """Score images, folders, CSV manifests or ``.npz`` files (see :func:`predict`)."""
-        return predict(self, inputs, batch_size=batch_size, device=device)
+        return predict(self, inputs, batch_size=batch_size, device=device, conformal=conformal)
 
     def evaluate(self, data: PathLike | None = None, **options: Any) -> dict[str, Any]:
         """Evaluate again, on the run's data or other data (see :func:`evaluate`)."""
@@ -207,6 +212,7 @@ def evaluate(
     prevalence: float | None = None,
     class_prior: str | None = None,
     estimate_prevalence: bool = False,
+    conformal: float | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint (or a CV folder's ensemble) on its own or other data
@@ -216,7 +222,12 @@ def evaluate(
     so that the rate's lower confidence bound on val meets ``X``. ``prevalence`` (two classes)
     or ``class_prior`` (``"a=0.7,b=0.2,c=0.1"``) re-targets PPV and NPV to another site's
     prior, ``estimate_prevalence`` estimates the evaluated images' prior from their calibrated
-    probabilities (both in ``metrics.json``'s ``site``); ``verbose=False`` shows warnings only."""
+    probabilities (both in ``metrics.json``'s ``site``); ``conformal`` (a level, e.g. 0.9)
+    adds ``conformal``: each class's coverage and mean set size of the class-conditional
+    conformal sets calibrated on the tuning cases, and the refer rate, with CIs (a class with
+    too few tuning cases for the level is named in ``warnings``); ``verbose=False`` shows
+    warnings only."""
+    from medbalance.evaluation.conformal import check_level
     from medbalance.workflows.training import evaluate_run
 
     if split not in ("test", "val"):
@@ -226,6 +237,8 @@ def evaluate(
         _count("tta", tta, 1)
     if prevalence is not None and class_prior is not None:
         raise ConfigError("give prevalence (two classes) or class_prior, not both")
+    if conformal is not None:
+        check_level(conformal)
     with speaking(verbose):
         return evaluate_run(
             _run_path(run),
@@ -240,6 +253,7 @@ def evaluate(
             guarantee=guarantee,
             prior=prevalence if prevalence is not None else class_prior,
             estimate_prior=estimate_prevalence,
+            conformal=conformal,
         )
 
 
@@ -249,21 +263,31 @@ def predict(
     *,
     batch_size: int = 64,
     device: str = "auto",
+    conformal: float | None = None,
 ) -> list[Prediction]:
     """Score images with a run, its ``best.safetensors`` or a CV folder (the fold ensemble) at
     the stored operating point.
 
     An input that cannot be read gets a :class:`Prediction` with ``error`` set and no
-    probabilities; none is dropped.
+    probabilities; none is dropped. With ``conformal`` (a level, e.g. 0.9) each prediction
+    also carries ``set``, its conformal set (class names; it may be empty) from the tuning
+    scores stored with the decision, and ``refer``: whether the set is not exactly one class.
     """
+    from medbalance.evaluation.conformal import check_level, missing_scores
     from medbalance.evaluation.ensemble import load_model
     from medbalance.evaluation.predict import iter_predictions
 
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     items = [_path("inputs", item) for item in items]
     _count("batch_size", batch_size, 1)
+    level = None if conformal is None else check_level(conformal)
     trained = load_model(_run_path(run), device=device)
-    return list(iter_predictions(trained, [str(i) for i in items], batch_size=batch_size))
+    if level is not None and trained.conformal is None:
+        raise missing_scores(_run_path(run))
+    rows = iter_predictions(
+        trained, [str(i) for i in items], batch_size=batch_size, conformal=level
+    )
+    return list(rows)
 
 
 def compare(

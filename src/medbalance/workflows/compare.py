@@ -82,6 +82,7 @@ from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
 from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.workflows.run_state import run_state
+from medbalance.workflows.tracking import UNTRACKED, track_compare
 
 if TYPE_CHECKING:
     from medbalance.data.prepared import Prepared
@@ -186,7 +187,7 @@ def compare(
         run_seed = _prepare_seed(base, seed)
         data = prepared[seed] = run_seed.data
         positive = run_seed.config.positive_index
-        resolved = TrainConfig(**{**run_seed.config.to_dict(), "seed": base.seed})
+        resolved = TrainConfig(**{**run_seed.config.to_dict(), "seed": base.seed, **UNTRACKED})
         for remedy in chosen:
             run = out / "runs" / remedy.name / f"seed{seed}"
             config = remedy_config(
@@ -226,7 +227,10 @@ def compare(
             f"({left}); run the same command again to finish them"
         )
     names = [r.name for r in chosen if (out / "runs" / r.name).is_dir()]
-    return collect(out, metric=metric, remedies=names, note=note, extra_notes=notes)
+    comparison = collect(out, metric=metric, remedies=names, note=note, extra_notes=notes)
+    found = _find_runs(out)
+    track_compare(base, comparison, {name: found[name] for name in names if name in found})
+    return comparison
 
 
 def _fits(budget: float | None, started: float, durations: list[float]) -> bool:

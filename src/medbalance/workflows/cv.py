@@ -44,6 +44,8 @@ from medbalance.data.identical import item_digests, split_groups
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.calibration import fit_calibration
+from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
+from medbalance.evaluation.conformal import ConformalScores, check_level, fit_conformal
 from medbalance.evaluation.decision import Decision, choose_decision
 from medbalance.evaluation.ensemble import Combine, Ensemble, parse_combine, write_ensemble
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
@@ -53,6 +55,7 @@ from medbalance.evaluation.stacking import Stacker, cross_validated_outputs, fit
 from medbalance.training.config import ConfigError, TrainConfig
 from medbalance.training.prepare import check_tuning_cases, prepare_run
 from medbalance.workflows.run_state import run_state
+from medbalance.workflows.tracking import UNTRACKED, track_cv
 
 __all__ = ["CVResult", "cross_validate", "evaluate_cv", "fold_masks", "write_ensemble_report"]
 
@@ -137,7 +140,7 @@ def cross_validate(
     # a patient's images and identical files stay in one fold, as in the splits
     groups, _ = split_groups(data.catalog, pool, item_digests(data.catalog))
     masks = fold_masks(data.catalog.labels[pool], groups, folds, resolved.seed)
-    shared = TrainConfig(**{**resolved.to_dict(), "out": str(out / "folds")})
+    shared = TrainConfig(**{**resolved.to_dict(), "out": str(out / "folds"), **UNTRACKED})
     stored = {**shared.to_dict(), "guarantee": config.guarantee, "folds": folds}
     RunFolder(out).write_json(out / "config.json", stored)
     oof = np.full((len(data.catalog), len(data.class_names)), np.nan)
@@ -198,8 +201,12 @@ def cross_validate(
         metrics = ensemble.result
     atomic_write_text(out / RunFolder.FOLDS, _fold_csv(fold_rows))
     extra = {"folds": folds, "chosen_on": "oof", CALIBRATION_KEY: calibration.to_record()}
+    names = data.class_names
+    conformal = fit_conformal(oof_scores.labels, oof_scores.probs, names, chosen_on="oof")
+    extra[CONFORMAL_KEY] = conformal.to_record()  # sets at any level, from the OOF cases
     write_ensemble(out, members, decision, extra, stacker=stacker)
     write_ensemble_report(out, data, ensemble if test_probs else None)
+    track_cv(config, out, [Path(row["run"]) for row in fold_rows])
     return CVResult(out, folds, metrics, oof_eval.result, decision, fold_rows)
 
 
@@ -308,17 +315,24 @@ def evaluate_cv(
     report: bool = True,
     tta: int | None = None,
     guarantee: float | None = None,
+    conformal: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a CV folder's ensemble on the test split of its own data or of other data.
 
     ``policy`` re-chooses the operating point on the folder's out-of-fold predictions (never on
     test) and stores it in ``ensemble.json``, so ``predict`` applies it too; ``guarantee``
-    re-chooses a constraint (``policy`` or the stored one) with that confidence.
+    re-chooses a constraint (``policy`` or the stored one) with that confidence. ``conformal``
+    (a level in (0, 1)) adds the conformal sets' coverage per class (``metrics.json``'s
+    ``conformal``); a folder made before their scores were stored gets them from its tuning
+    rows (``oof_predictions.csv``, or ``predictions_val.csv`` of an ensemble of runs), stored
+    in ``ensemble.json`` only when ``policy`` or ``guarantee`` re-chooses the decision.
     """
     from medbalance.data.prepared import BatchLoader
     from medbalance.evaluation.ensemble import Ensemble, load_model, store_decision
     from medbalance.workflows.training import prepare_for_model
 
+    if conformal is not None:
+        check_level(conformal)  # before anything is written
     ensemble = load_model(out, device=device)
     assert isinstance(ensemble, Ensemble)  # the folder holds ensemble.json
     if tta is not None and tta != ensemble.decision.tta:
@@ -330,16 +344,19 @@ def evaluate_cv(
     idx = prepared.indices("test")
     if not len(idx):
         raise ValueError(f"the data has no test split to evaluate {out}'s ensemble on")
-    decision = ensemble.decision
+    decision, scores = ensemble.decision, ensemble.conformal
     if policy is not None or guarantee is not None:
+        scores = scores or _tuning_conformal(out, ensemble)  # stored with the decision
         decision = _rechoose_on_oof(out, policy or decision.policy, ensemble, guarantee)
-        store_decision(out, ensemble, decision)
+        store_decision(out, ensemble, decision, {CONFORMAL_KEY: scores.to_record()})
+    elif scores is None and conformal is not None:  # an older folder: for this evaluation
+        scores = _tuning_conformal(out, ensemble)
     loader = BatchLoader(prepared.images, prepared.catalog.labels, idx, 256)
     probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
-    scores = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
+    test = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
     evaluation = evaluate_scores(
-        prepared, scores, decision, n_bootstrap=n_bootstrap, seed=seed,
-        calibration=ensemble.calibration,
+        prepared, test, decision, n_bootstrap=n_bootstrap, seed=seed,
+        calibration=ensemble.calibration, conformal=scores, conformal_level=conformal,
     )  # fmt: skip
     evaluation.result["ensemble"] = ensemble.summary()
     evaluation.write(RunFolder(out))
@@ -371,6 +388,18 @@ def _rechoose_on_oof(
         ordinal=bool(ensemble.members[0].metadata.get("ordinal", False)),
         guarantee=guarantee,
     )
+
+
+def _tuning_conformal(out: Path, ensemble: Any) -> ConformalScores:
+    """Conformal scores from the cases the stored decision was chosen on (a folder made before
+    they were stored): the rows of its out-of-fold, or val, predictions."""
+    names = list(ensemble.class_names)
+    on = str(ensemble.record.get("chosen_on", "oof"))
+    folder = RunFolder(out)
+    file = folder.predictions("val") if on == "val" else out / RunFolder.OOF_PREDICTIONS
+    rows = folder.read_predictions(names, file=file)
+    log.info("conformal scores from %s, the folder's tuning cases", file.name)
+    return fit_conformal(rows.labels, rows.probs, names, chosen_on=on)
 
 
 def _model_prior(ensemble: Any, labels: np.ndarray) -> list[float] | None:

@@ -25,6 +25,8 @@ from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.calibration import fit_calibration
+from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
+from medbalance.evaluation.conformal import fit_conformal
 from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.ensemble import ENSEMBLE_FILE, MEMBER_KEYS, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
@@ -100,6 +102,7 @@ def ensemble_runs(
         folder.config, {**members[0].metadata["config"], "runs": list(map(str, runs))}
     )
     extra = {"runs": len(runs), "chosen_on": "val", CALIBRATION_KEY: calibration.to_record()}
+    extra[CONFORMAL_KEY] = fit_conformal(val.labels, val.probs, members[0].class_names).to_record()
     write_ensemble(out, checkpoints, decision, extra)
     if report:
         write_ensemble_report(out, data[0], evaluation)

@@ -31,6 +31,7 @@ from medbalance.models.tta import unwrap
 from medbalance.training.config import TrainConfig
 from medbalance.training.engine import RunResult, distributed, fit
 from medbalance.training.trainer import Trainer
+from medbalance.workflows.tracking import track_run
 
 __all__ = [
     "DEFAULT_POLICY", "choose_on_val", "evaluate_run", "prepare_for_model", "train_and_evaluate",
@@ -69,6 +70,7 @@ def train_and_evaluate(
         )
         if result.finished and result.is_main and result.trainer is not None:
             result.evaluation = _decide_and_evaluate(result, result.trainer)
+            track_run(result.config, result.run_dir)
         barrier(dist[0])  # every rank returns once the run folder is complete
     return result
 
