@@ -17,8 +17,8 @@ $(BIN)/medbalance: pyproject.toml
 
 install: $(BIN)/medbalance  ## create .venv with medbalance and the dev tools
 
-test: install  ## run the test suite
-	$(BIN)/python -m pytest
+test: install  ## run the test suite on two workers (one file per worker at a time)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: install  ## formatting, lint, types and the import-layer contract
 	$(BIN)/ruff format --check src tests benchmarks scripts
