@@ -31,6 +31,7 @@ PUBLIC = [
     "losses",
     "metrics",
     "predict",
+    "recalibrate",
     "samplers",
     "thresholds",
     "train",

@@ -33,6 +33,7 @@ _LAZY: dict[str, str | None] = {
     "compare": "medbalance.workflows.api",
     "cv": "medbalance.workflows.api",
     "ensemble": "medbalance.workflows.api",
+    "recalibrate": "medbalance.workflows.api",
     "load_run": "medbalance.workflows.api",
     "Run": "medbalance.workflows.api",
     "TrainConfig": "medbalance.training.config",
@@ -59,6 +60,7 @@ __all__ = [
     "losses",
     "metrics",
     "predict",
+    "recalibrate",
     "samplers",
     "thresholds",
     "train",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
         inspect,
         load_run,
         predict,
+        recalibrate,
         train,
     )
 

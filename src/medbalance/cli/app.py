@@ -22,6 +22,7 @@ from medbalance import __version__
 from medbalance.cli.cv_command import cv, ensemble
 from medbalance.cli.data_commands import inspect, lr_find_command, presize_command
 from medbalance.cli.options import guarded
+from medbalance.cli.recalibrate_command import recalibrate
 from medbalance.cli.result_commands import compare, demo, evaluate, export, predict, report
 from medbalance.cli.train_command import train
 from medbalance.core.feedback import set_bars
@@ -102,6 +103,7 @@ app.command()(guarded(export))
 app.command()(guarded(compare))
 app.command()(guarded(cv))
 app.command()(guarded(ensemble))
+app.command()(guarded(recalibrate))
 app.command()(guarded(demo))
 
 

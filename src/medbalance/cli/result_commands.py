@@ -159,9 +159,13 @@ def print_metrics(result: dict[str, object]) -> None:
     metrics = result["metrics"]
     assert isinstance(metrics, dict)
     for name, entry in metrics.items():
-        lo, hi = entry["ci"]
-        table.add_row(name, f"{entry['value']:.4f}", f"{lo:.4f} – {hi:.4f}")
+        table.add_row(name, _number(entry["value"]), " – ".join(map(_number, entry["ci"])))
     Console().print(table)
+
+
+def _number(value: object) -> str:
+    """A metric for the terminal: 4 decimals, or n/a where it is undefined (null)."""
+    return f"{value:.4f}" if isinstance(value, float) and value == value else "n/a"
 
 
 def print_site(site: object) -> None:

@@ -21,6 +21,7 @@ from medbalance.reporting.run_data import (
     LoadedRun,
     data_name,
     metric_entry,
+    number,
     run_name,
     split_counts,
 )
@@ -47,7 +48,10 @@ _COUNTED = {  # key: the same hint with the counts of the confusion matrix
 
 def page_title(run: LoadedRun) -> str:
     """``NAME — DATA (K classes)``: the run folder's name and the data it was trained on."""
-    data = data_name(run.config.get("data") or (run.inspect or {}).get("source"))
+    site = _site(run)
+    data = data_name(
+        site.get("site_data") or run.config.get("data") or (run.inspect or {}).get("source")
+    )
     classes = f" ({len(run.classes)} classes)" if run.classes else ""
     return f"{run_name(run.path)} — {data}{classes}"
 
@@ -71,6 +75,7 @@ def header_html(run: LoadedRun, links: dict[str, str]) -> str:
     if multiclass.is_multiclass(run):
         del rows["Decision threshold"]
         rows["Decision rule"] = f"{multiclass.rule_text(point)}; chosen on {point.get('chosen_on')}"
+    rows.update(_site_rows(run))
     meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows.items())
     nav = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in links.items())
     banner = ""
@@ -189,6 +194,7 @@ def _provenance(run: LoadedRun) -> str:
         f"All numbers on this page come from the {split} split ({run.result.get('n', '?')} "
         f"images). The {_decision_word(run)} was chosen on {chosen}"
         + (" (the validation data), never on the test data" if chosen == "val" else "")
+        + (" (the site's sample outside its test split)" if chosen == "site" else "")
         + ". Intervals are 95% confidence intervals."
     )
     if split == "val" or chosen == split:
@@ -204,6 +210,38 @@ def _provenance(run: LoadedRun) -> str:
             f"{_decision_word(run).split()[1]}."
         )
     return f'<div class="callout">{esc(text)}</div>'
+
+
+def _site(run: LoadedRun) -> dict[str, Any]:
+    """``metrics.json``'s ``recalibration`` (a model re-fitted for a site), or empty."""
+    site = run.result.get("recalibration")
+    return site if isinstance(site, dict) else {}
+
+
+def _cases(counts: object) -> str:
+    if not isinstance(counts, dict):
+        return "? cases"
+    detail = ", ".join(f"{n} {name}" for name, n in counts.items())
+    return f"{sum(int(n) for n in counts.values())} cases ({detail})"
+
+
+def _site_rows(run: LoadedRun) -> dict[str, str]:
+    """Which site each part of a recalibrated model comes from (none for a plain run)."""
+    site = _site(run)
+    if not site:
+        return {}
+    before = site.get("decision_before") or {}
+    value = number(before.get("value"))
+    old = f"{before.get('policy', '?')}" + (f" at {value:.3f}" if value is not None else "")
+    return {
+        "Data": f"{site.get('site_data', '?')} (the site's sample)",
+        "Model weights": f"from {site.get('from', '?')}, trained on {site.get('trained_on', '?')} "
+        "(shared, not copied)",
+        "Re-fitted on the site": "calibration, operating point and conformal sets, on "
+        f"{_cases(site.get('tuning_cases'))} outside the sample's test split; before: {old}, "
+        f"chosen on {before.get('chosen_on', '?')} at the training site",
+        "Checked on": f"the sample's test split, {_cases(site.get('check_cases'))}",
+    }
 
 
 def _decision_word(run: LoadedRun) -> str:

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from medbalance.workflows.cv import CVResult
 
 __all__ = [
-    "Run", "compare", "cv", "ensemble", "evaluate", "inspect", "load_run", "predict", "train",
+    "Run", "compare", "cv", "ensemble", "evaluate", "inspect", "load_run", "predict",
+    "recalibrate", "train",
 ]  # fmt: skip
 
 PathLike = str | os.PathLike[str]
@@ -418,6 +419,51 @@ def ensemble(
         return ensemble_runs(
             [_run_path(r, "runs") for r in runs], _path("out", out), policy=threshold, tta=tta,
             n_bootstrap=bootstrap, device=device, report=report,
+        )  # fmt: skip
+
+
+def recalibrate(
+    run: Run | PathLike,
+    data: PathLike,
+    *,
+    out: PathLike = "recalibrated",
+    threshold: str | None = None,
+    guarantee: float | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "auto",
+    report: bool = True,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Re-fit a run for another site on a labelled sample from it (``medbalance recalibrate``):
+    the calibration, the operating point and the conformal scores, tuned on the sample's cases
+    outside its test split and checked once on its test split; the weights are shared.
+    ``predict(out, ...)`` and ``evaluate(out)`` use the site's model.
+
+    Args:
+        run: a run, run folder, or cv or ensemble folder.
+        data: the site's labelled sample, in the run's classes.
+        out: the new folder (new or empty).
+        threshold: the operating point's policy (default: the run's).
+        guarantee: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound on the
+            site's tuning cases (default: the run's, unless ``threshold`` is given).
+        bootstrap: resamples for the 95% CIs.
+        seed: seed of the bootstrap.
+        device: where the model runs.
+        report: also write ``report.html``.
+        verbose: ``False`` shows warnings only.
+
+    Returns:
+        The content of ``out/metrics.json`` (its ``recalibration`` says where each part comes
+        from).
+    """
+    from medbalance.workflows.recalibrate import recalibrate_run
+
+    _count("bootstrap", bootstrap, 0)
+    with speaking(verbose):
+        return recalibrate_run(
+            _run_path(run), str(_path("data", data)), _path("out", out), policy=threshold,
+            guarantee=guarantee, n_bootstrap=bootstrap, seed=seed, device=device, report=report,
         )  # fmt: skip
 
 

@@ -49,7 +49,7 @@ from medbalance.evaluation.conformal import ConformalScores, check_level, fit_co
 from medbalance.evaluation.decision import Decision, choose_decision
 from medbalance.evaluation.ensemble import Combine, Ensemble, parse_combine, write_ensemble
 from medbalance.evaluation.evaluate import Evaluation, evaluate_scores
-from medbalance.evaluation.inference import load_trained
+from medbalance.evaluation.inference import Trained, load_trained
 from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.evaluation.stacking import Stacker, cross_validated_outputs, fit_stacker
 from medbalance.training.config import ConfigError, TrainConfig
@@ -280,7 +280,7 @@ def write_ensemble_report(
     out: Path,
     data: Prepared | None = None,
     evaluation: Evaluation | None = None,
-    model: Ensemble | None = None,
+    model: Ensemble | Trained | None = None,
 ) -> None:
     """The report of a cv or ensemble folder's ensemble on test; given the data and the
     evaluation, with galleries (the ensemble's errors and confusions, Grad-CAM averaged over the
@@ -340,7 +340,8 @@ def evaluate_cv(
             f"{out}'s operating point was chosen on out-of-fold predictions with "
             f"{ensemble.decision.tta} test-time view(s); run cv again with --tta {tta}"
         )
-    prepared = prepare_for_model(ensemble.members[0], data)
+    site = ensemble.record.get("recalibration") or {}
+    prepared = prepare_for_model(ensemble.members[0], data or site.get("site_data"))
     idx = prepared.indices("test")
     if not len(idx):
         raise ValueError(f"the data has no test split to evaluate {out}'s ensemble on")
@@ -373,16 +374,19 @@ def _rechoose_on_oof(
     names = list(ensemble.class_names)
     on = str(ensemble.record.get("chosen_on", "oof"))
     folder = RunFolder(out)
-    file = folder.predictions("val") if on == "val" else out / RunFolder.OOF_PREDICTIONS
+    file = out / RunFolder.OOF_PREDICTIONS if on == "oof" else folder.predictions("val")
     rows = folder.read_predictions(names, file=file)
     labels = rows.labels
+    counts = np.bincount(labels, minlength=len(names)).tolist()  # OOF: the training pool
+    if on == "site":  # a site's sample tunes a model trained elsewhere: its counts stay
+        counts = list(ensemble.members[0].metadata["train_counts"])
     return choose_decision(
         policy,
         labels,
         rows.probs,
         class_names=names,
         positive=ensemble.positive if len(names) == 2 else None,
-        train_counts=np.bincount(labels, minlength=len(names)).tolist(),
+        train_counts=counts,
         chosen_on=on,
         model_prior=_model_prior(ensemble, labels),
         ordinal=bool(ensemble.members[0].metadata.get("ordinal", False)),
@@ -396,7 +400,7 @@ def _tuning_conformal(out: Path, ensemble: Any) -> ConformalScores:
     names = list(ensemble.class_names)
     on = str(ensemble.record.get("chosen_on", "oof"))
     folder = RunFolder(out)
-    file = folder.predictions("val") if on == "val" else out / RunFolder.OOF_PREDICTIONS
+    file = out / RunFolder.OOF_PREDICTIONS if on == "oof" else folder.predictions("val")
     rows = folder.read_predictions(names, file=file)
     log.info("conformal scores from %s, the folder's tuning cases", file.name)
     return fit_conformal(rows.labels, rows.probs, names, chosen_on=on)

@@ -35,7 +35,7 @@ from medbalance.evaluation.scoring import Scores, score_split
 from medbalance.workflows.cv import write_ensemble_report
 from medbalance.workflows.training import choose_on_val, prepare_for_model
 
-__all__ = ["ensemble_runs"]
+__all__ = ["check_new_folder", "ensemble_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def ensemble_runs(
     out = Path(out)
     if len(runs) < 2:
         raise ValueError("an ensemble needs two or more runs; give their folders")
-    _check_out(out)
+    check_new_folder(out)
     checkpoints = [RunFolder(Path(r)).best if Path(r).is_dir() else Path(r) for r in runs]
     _check_distinct(checkpoints)
     members = [load_trained(c, device=device, tta=tta) for c in checkpoints]
@@ -110,19 +110,21 @@ def ensemble_runs(
     return evaluation.result
 
 
-def _check_out(out: Path) -> None:
-    """``out`` is new, empty, or an ensemble of runs that was interrupted before it finished:
-    never a finished ensemble, a run or anything else of the user's."""
+def check_new_folder(out: Path, *, marker: str = "runs", what: str = "an ensemble") -> None:
+    """``out`` is new, empty, or holds ``what`` that was interrupted before it finished (its
+    ``config.json`` has ``marker``): never a finished ensemble, a run or anything else of the
+    user's."""
     if (out / ENSEMBLE_FILE).exists():
-        raise ValueError(f"{out} already holds an ensemble; choose another --out (nothing changed)")
+        raise ValueError(f"{out} already holds {what}; choose another --out (nothing changed)")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a new folder for {what} (nothing changed)")
     if not out.exists() or all(is_lock_file(p) for p in out.iterdir()):
         return
     config = out / RunFolder.CONFIG
-    interrupted = config.is_file() and "runs" in read_json_object(config)
+    interrupted = config.is_file() and marker in read_json_object(config)
     if not interrupted:
         raise ValueError(
-            f"{out} is not empty (it may hold a run); give a new --out for the ensemble "
-            "(nothing changed)"
+            f"{out} is not empty (it may hold a run); give a new --out for {what} (nothing changed)"
         )
 
 
