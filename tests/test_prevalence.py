@@ -112,3 +112,41 @@ def test_evaluate_at_another_sites_prevalence(tiny_npz: Path, tmp_path: Path) ->
     assert "estimated prior: 0 " in said.output and "training 0 0.800, 1 0.200" in said.output
     bad = CliRunner().invoke(app, ["evaluate", str(run.path), "--prevalence", "1.5"])
     assert bad.exit_code == 2 and "strictly between 0 and 1" in bad.output
+
+
+def test_predict_estimates_the_prior_of_unlabelled_images(tiny_npz: Path, tmp_path: Path) -> None:
+    """predict --estimate-prevalence reads no label and finds what evaluate finds on the same
+    images (same probabilities, calibration and bootstrap)."""
+    import medbalance as mb
+    from medbalance.evaluation.predict import predict
+
+    run = mb.train(tiny_npz, out=tmp_path / "r", epochs=2, size=28, bootstrap=0, verbose=False)
+    with np.load(tiny_npz) as arrays:
+        images, labels = arrays["test_images"], arrays["test_labels"]
+    labelled = tmp_path / "site.npz"
+    np.savez(labelled, test_images=images, test_labels=labels)
+    unlabelled = tmp_path / "unlabelled.npz"
+    np.savez(unlabelled, images=images)
+    summary = predict(
+        run.path, [str(unlabelled)], tmp_path / "p.csv", estimate_prevalence=True, n_bootstrap=50
+    )
+    assert summary.site_prior is not None and summary.site_prior["n"] == len(images)
+    result = mb.evaluate(
+        run, labelled, estimate_prevalence=True, bootstrap=50, report=False, verbose=False
+    )
+    for name, entry in result["site"]["estimated_prior"].items():
+        found = summary.site_prior["estimated_prior"][name]
+        assert found["value"] == pytest.approx(entry["value"], abs=1e-6)
+        assert found["ci"] == pytest.approx(entry["ci"], abs=1e-6)
+    assert summary.site_prior["training_prior"] == pytest.approx({"0": 0.8, "1": 0.2})
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    said = CliRunner().invoke(
+        app, ["predict", str(run.path), str(unlabelled), "--out", str(tmp_path / "q.csv"),
+              "--estimate-prevalence"],
+    )  # fmt: skip
+    assert said.exit_code == 0, said.output
+    assert f"estimated class prior of the {len(images)} scored image(s): 0 " in said.output
+    assert "trained at 0 0.800, 1 0.200" in said.output

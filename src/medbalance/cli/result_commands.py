@@ -27,6 +27,7 @@ from medbalance.cli.options import (
 
 __all__ = [
     "compare", "demo", "evaluate", "export", "predict", "print_conformal", "print_metrics",
+    "print_site_prior",
     "report",
 ]  # fmt: skip
 
@@ -191,6 +192,20 @@ def print_site(site: object) -> None:
         typer.echo(f"estimated prior: {found}; true {known}; training {train}")
 
 
+def print_site_prior(site: object) -> None:
+    """Print ``predict --estimate-prevalence``'s estimate beside the tuning and training prior."""
+    if not isinstance(site, dict):
+        return
+    found = ", ".join(
+        f"{k} {v['value']:.3f} ({v['ci'][0]:.3f}-{v['ci'][1]:.3f})"
+        for k, v in site["estimated_prior"].items()
+    )
+    tuned = ", ".join(f"{k} {v:.3f}" for k, v in site["tuning_prior"].items())
+    train = ", ".join(f"{k} {v:.3f}" for k, v in site["training_prior"].items())
+    typer.echo(f"estimated class prior of the {site['n']} scored image(s): {found}")
+    typer.echo(f"  the model was tuned at {tuned}; trained at {train}")
+
+
 def print_conformal(block: object) -> None:
     """Print ``metrics.json``'s ``conformal``: per class coverage and mean set size, and the
     refer rate, each with its 95% CI."""
@@ -241,6 +256,15 @@ def predict(
             "joined by '|') and 'refer' (1 when the set is not exactly one class).",
         ),
     ] = None,
+    estimate_prevalence: Annotated[
+        bool,
+        typer.Option(
+            "--estimate-prevalence",
+            help="Estimate the scored images' class prior from their calibrated "
+            "probabilities (EM, 95% bootstrap CI), beside the prior the model was tuned and "
+            "trained at; no labels needed.",
+        ),
+    ] = False,
 ) -> None:
     """Score new images; one row per image with probabilities and the decision.
 
@@ -252,11 +276,12 @@ def predict(
     try:
         summary = run_predict(
             checkpoint, inputs, out, batch_size=batch_size, device=device, overwrite=overwrite,
-            conformal=conformal,
+            conformal=conformal, estimate_prevalence=estimate_prevalence,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         fail(error)
     typer.echo(f"scored {summary.n_scored} image(s) -> {summary.out}")
+    print_site_prior(summary.site_prior)
     if summary.n_referred is not None:
         typer.echo(f"conformal sets at {conformal:g}: {summary.n_referred} image(s) to refer")
     for item, reason in summary.failures:

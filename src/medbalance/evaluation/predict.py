@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,9 @@ class PredictSummary:
     n_scored: int
     failures: list[tuple[str, str]]
     n_referred: int | None = None  # images whose conformal set is not one class (with a level)
+    # with estimate_prevalence: the scored images' class prior (EM, 95% CI), the prior of the
+    # cases the calibration was fitted on and the training prior, each {class: share}
+    site_prior: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,8 @@ def predict(
     trained: Scorer | None = None,
     overwrite: bool = False,
     conformal: float | None = None,
+    estimate_prevalence: bool = False,
+    n_bootstrap: int = 1000,
 ) -> PredictSummary:
     """Score every input image and write one CSV row per image to ``out``.
 
@@ -293,6 +299,12 @@ def predict(
     when no class can be kept at that level) and ``refer`` is 1 when the set is not exactly one
     class, else 0; without it (and on an unreadable image's row) both are empty. Text cells are
     spreadsheet-safe (a leading ``= + - @`` gets a ``'``).
+
+    With ``estimate_prevalence``, the summary's ``site_prior`` estimates the scored images'
+    class prior from their calibrated probabilities (EM of Saerens et al. on the bias-corrected
+    calibration, ``n_bootstrap`` resamples for its 95% CI), beside the prior of the cases the
+    calibration was fitted on and the training prior. It assumes the images differ from the
+    tuning cases only in how common each class is.
     """
     from medbalance.core.run_folder import check_output_file
 
@@ -302,6 +314,12 @@ def predict(
     names = trained.class_names
     if level is not None and trained.conformal is None:
         raise missing_scores(checkpoint)
+    if estimate_prevalence and trained.calibration is None:
+        raise ValueError(
+            f"{checkpoint} was stored without a calibration, which the prevalence estimate "
+            "reads; re-choose its decision with medbalance evaluate RUN --threshold POLICY first"
+        )
+    kept: list[dict[str, float]] = []  # the scored images' probabilities, for the estimate
     rows = iter_predictions(
         trained, inputs, batch_size=batch_size, workers=workers, conformal=level
     )  # checks the conformal scores now, before out is written
@@ -324,11 +342,45 @@ def predict(
                     writer.writerow([spreadsheet_safe(row.id), *blank, "", "", row.error, "", ""])
                     continue
                 writer.writerow(_csv_row(row, names))
+                if estimate_prevalence:
+                    kept.append(row.probabilities)
                 scored += 1
                 referred += bool(row.refer)
 
     atomic_write(out, write)
-    return PredictSummary(out, scored, failures, None if level is None else referred)
+    site = _site_prior(trained, kept, n_bootstrap) if estimate_prevalence else None
+    return PredictSummary(out, scored, failures, None if level is None else referred, site)
+
+
+def _site_prior(
+    trained: Scorer, kept: list[dict[str, float]], n_bootstrap: int
+) -> dict[str, Any] | None:
+    """The scored images' estimated class prior beside the tuning and the training prior
+    (None when no image was scored)."""
+    from medbalance.evaluation.prevalence import named_estimate
+
+    names, calibration = trained.class_names, trained.calibration
+    if not kept or calibration is None:
+        return None
+    probs = np.array([[row[n] for n in names] for row in kept])
+    corrected = calibration.for_prevalence or calibration
+    counts = np.asarray(_train_counts(trained), dtype=float)
+    start = corrected.tuning_prior if corrected.tuning_prior is not None else counts
+    share = dict(zip(names, (np.asarray(start) / np.sum(start)).tolist(), strict=True))
+    return {
+        "n": len(kept),
+        "estimated_prior": named_estimate(corrected.apply(probs), start, names, n_bootstrap, 0),
+        "tuning_prior": share,
+        "training_prior": dict(zip(names, (counts / counts.sum()).tolist(), strict=True)),
+    }
+
+
+def _train_counts(trained: Scorer) -> list[int]:
+    """The model's training class counts (a binary decision does not carry them)."""
+    from medbalance.evaluation.ensemble import Ensemble
+
+    lead = trained.members[0] if isinstance(trained, Ensemble) else trained
+    return list(lead.metadata["train_counts"])  # type: ignore[attr-defined]
 
 
 def _csv_row(row: Prediction, names: list[str]) -> list[str]:

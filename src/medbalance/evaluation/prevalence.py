@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["at_prior", "estimate_prior", "parse_prior", "shift_probabilities", "site_report"]
+__all__ = [
+    "at_prior", "estimate_prior", "named_estimate", "parse_prior", "shift_probabilities",
+    "site_report",
+]  # fmt: skip
 
 _EPS = 1e-12
 
@@ -209,10 +212,17 @@ def site_report(
     if estimate:
         source = calibrated if calibrated is not None else probs
         start = calibrated_prior if calibrated_prior is not None else counts
-        found = estimate_prior(source, start, n_bootstrap=n_bootstrap, seed=seed)
-        out["estimated_prior"] = {
-            n: {"value": v, "ci": ci}
-            for n, v, ci in zip(names, found["prior"], found["ci"], strict=True)
-        }
+        out["estimated_prior"] = named_estimate(source, start, names, n_bootstrap, seed)
         out["estimated_from"] = "calibrated" if calibrated is not None else "model"
     return out
+
+
+def named_estimate(
+    probs: ArrayLike, start: ArrayLike, names: Sequence[str], n_bootstrap: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """:func:`estimate_prior` per class name: ``{name: {"value": v, "ci": [lo, hi]}}``."""
+    found = estimate_prior(probs, start, n_bootstrap=n_bootstrap, seed=seed)
+    return {
+        n: {"value": v, "ci": ci}
+        for n, v, ci in zip(names, found["prior"], found["ci"], strict=True)
+    }
