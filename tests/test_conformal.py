@@ -246,6 +246,14 @@ def test_evaluate_reports_coverage_per_class_and_warns_when_val_is_too_small(run
         assert 0 <= entry["coverage"]["value"] <= 1 and len(entry["coverage"]["ci"]) == 2
         assert entry["mean_set_size"]["value"] >= 0
     assert 0 <= block["refer_rate"]["value"] <= 1 and block["warnings"] == []
+    # predictions.csv carries each case's set and refer flag, and they add up to the metrics
+    with (run / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 20 and {r["refer"] for r in rows} <= {"0", "1"}
+    covered = [r["true_label"] in r["set"].split("|") for r in rows if r["true_label"] == "normal"]
+    assert np.mean(covered) == pytest.approx(block["per_class"]["normal"]["coverage"]["value"])
+    refer = np.mean([r["refer"] == "1" for r in rows])
+    assert refer == pytest.approx(block["refer_rate"]["value"])
     # 12 val cases per class are too few for 0.95 (19 needed): said in warnings
     strict = mb.evaluate(run, conformal=0.95, bootstrap=0, report=False, device="cpu")
     assert any("needs at least 19" in w for w in strict["warnings"])

@@ -194,3 +194,33 @@ def test_the_python_api(trained: tuple[Path, Path], tmp_path: Path) -> None:
     assert result["recalibration"]["tuning_cases"] == {"0": 20, "1": 50}
     again = mb.evaluate(tmp_path / "api", bootstrap=20, report=False, verbose=False)
     assert again["threshold"]["chosen_on"] == "site" and again["n"] == 35
+
+
+def test_the_export_sidecar_carries_the_sites_calibration_and_conformal_sets(
+    trained: tuple[Path, Path], recalibrated: Path, tmp_path: Path
+) -> None:
+    from medbalance.evaluation.export import export_model
+
+    _, site = trained
+    _, sidecar_file = export_model(recalibrated, "torchscript", tmp_path / "site.pt")
+    sidecar = json.loads(sidecar_file.read_text())
+    record = json.loads((recalibrated / "ensemble.json").read_text())
+    assert sidecar["calibration"] == record["calibration"]  # the site's, not the run's
+    assert sidecar["calibration"]["chosen_on"] == sidecar["conformal"]["chosen_on"] == "site"
+    assert sidecar["threshold"] == pytest.approx(record["decision"]["value"])
+    # the sets a program makes from the sidecar's thresholds are predict's sets
+    out = tmp_path / "p.csv"
+    said = runner.invoke(
+        app, ["predict", str(recalibrated), str(site), "--out", str(out), "--conformal", "0.9"]
+    )
+    assert said.exit_code == 0, said.output
+    limits = sidecar["conformal"]["thresholds"]["0.9"]
+    compared = 0
+    for row in _rows(out):
+        scores = {name: 1 - float(row[f"prob_{name}"]) for name in ("0", "1")}
+        if any(q is not None and abs(scores[n] - q) < 1e-5 for n, q in limits.items()):
+            continue  # the CSV's 6 decimals cannot say which side of the threshold it is
+        inside = [n for n, q in limits.items() if q is None or scores[n] <= q]
+        assert (row["set"].split("|") if row["set"] else []) == inside
+        compared += 1
+    assert compared >= 30

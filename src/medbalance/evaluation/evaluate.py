@@ -107,7 +107,10 @@ def evaluate_scores(
     }
     if result["conformal"] is not None:
         result["warnings"] += result["conformal"]["warnings"]
-    rows = _predictions_csv(data, names, scores, preds, decision.threshold)
+    sets = None
+    if conformal is not None and conformal_level is not None:
+        sets = conformal.sets(scores.probs, conformal_level)
+    rows = _predictions_csv(data, names, scores, preds, decision.threshold, sets)
     return Evaluation(result, scores, preds, rows)
 
 
@@ -225,25 +228,38 @@ def _explain_undefined(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 
 def _predictions_csv(
-    data: Prepared, names: list[str], scores: Scores, preds: np.ndarray, threshold: float | None
+    data: Prepared,
+    names: list[str],
+    scores: Scores,
+    preds: np.ndarray,
+    threshold: float | None,
+    sets: np.ndarray | None = None,
 ) -> str:
+    """One row per case; with ``sets`` (``[N, C]`` conformal membership), also ``set`` (the class
+    names joined as ``predict`` joins them) and ``refer`` (1 when the set is not one class)."""
+    from medbalance.evaluation.conformal import SET_SEPARATOR
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    extra = ["set", "refer"] if sets is not None else []
     writer.writerow(
-        ["id", "path", "true_label", *[f"prob_{n}" for n in names], "predicted_label", "threshold"]
-    )
+        ["id", "path", "true_label", *[f"prob_{n}" for n in names], "predicted_label",
+         "threshold", *extra]
+    )  # fmt: skip
     paths = data.catalog.paths
     for row, i in enumerate(scores.indices):
-        writer.writerow(
-            [
-                spreadsheet_safe(data.catalog.origins[i]),
-                spreadsheet_safe(str(paths[i])) if paths is not None else "",
-                spreadsheet_safe(names[scores.labels[row]]),
-                *[repr(float(p)) for p in scores.probs[row]],  # exact: recomputable
-                spreadsheet_safe(names[preds[row]]),
-                "" if threshold is None else repr(float(threshold)),
-            ]
-        )
+        cells = [
+            spreadsheet_safe(data.catalog.origins[i]),
+            spreadsheet_safe(str(paths[i])) if paths is not None else "",
+            spreadsheet_safe(names[scores.labels[row]]),
+            *[repr(float(p)) for p in scores.probs[row]],  # exact: recomputable
+            spreadsheet_safe(names[preds[row]]),
+            "" if threshold is None else repr(float(threshold)),
+        ]
+        if sets is not None:
+            kept = [n for n, inside in zip(names, sets[row], strict=True) if inside]
+            cells += [spreadsheet_safe(SET_SEPARATOR.join(kept)), str(int(len(kept) != 1))]
+        writer.writerow(cells)
     return buffer.getvalue()
 
 

@@ -59,6 +59,8 @@ from medbalance import __version__
 from medbalance.core.files import atomic_write, atomic_write_text
 from medbalance.evaluation._parsing import parse_choice
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
+from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
+from medbalance.evaluation.conformal import read_conformal
 from medbalance.evaluation.decision import METADATA_KEY, read_decision
 from medbalance.evaluation.stacking import Stacker
 from medbalance.models.tta import as_logits, mean_softmax
@@ -187,6 +189,7 @@ def _sidecar(
         "operating_point": metadata.get(METADATA_KEY),
         # calibrated = softmax((log p + log prior_weights) / temperature); null: not stored
         "calibration": metadata.get(CALIBRATION_KEY),
+        "conformal": _conformal_sidecar(metadata),
         "channels": channels,
         "image_size": size,
         "presize": int(metadata["presize"]),
@@ -208,6 +211,32 @@ def _sidecar(
             {"name": name, "dtype": "float32", "shape": ["batch", len(class_names)]}
             for name in OUTPUT_NAMES
         ],
+    }
+
+
+# the levels whose per-class conformal thresholds the sidecar spells out (any other level
+# follows from the stored scores by the rule written beside them)
+_SIDECAR_LEVELS = (0.8, 0.9, 0.95)
+
+
+def _conformal_sidecar(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The conformal scores stored with the decision, the rule that makes sets of them, and
+    each class's threshold at a few levels (null: the class is in every set at that level, too
+    few tuning cases); null for a model stored without them."""
+    scores = read_conformal(metadata)
+    if scores is None:
+        return None
+    return {
+        **scores.to_record(),
+        "rule": "class k is in an image's set at level L when 1 - p_k <= q_k(L), the "
+        "ceil((n_k + 1) * L)-th smallest of scores[k] (n_k scores); none: k is in every set",
+        "thresholds": {
+            f"{level:g}": {
+                name: (float(q) if math.isfinite(q) else None)
+                for name, q in zip(scores.class_names, scores.thresholds(level), strict=True)
+            }
+            for level in _SIDECAR_LEVELS
+        },
     }
 
 
@@ -323,7 +352,12 @@ def export_model(
     loaded = load_model(checkpoint, device="cpu")
     wrapped: nn.Module
     if isinstance(loaded, Ensemble):  # a cv folder: one graph that averages the members
-        metadata = {**loaded.members[0].metadata, "threshold": loaded.record["decision"]}
+        metadata = {  # the ensemble's own decision, calibration and conformal scores
+            **loaded.members[0].metadata,
+            "threshold": loaded.record["decision"],
+            CALIBRATION_KEY: loaded.record.get(CALIBRATION_KEY),
+            CONFORMAL_KEY: loaded.record.get(CONFORMAL_KEY),
+        }
         wrapped = _MeanOfMembers([m.model for m in loaded.members], loaded.stacker).eval()
         first = loaded.members[0]
     else:
