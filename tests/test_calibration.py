@@ -136,3 +136,72 @@ def test_bias_corrected_form_makes_em_return_the_tuning_prior() -> None:
     fixed = estimate_prior(corrected.apply(probs), start, n_bootstrap=0)["prior"][1]
     assert abs(fixed - y.mean()) < 0.01 < abs(plain - y.mean())
     assert read_calibration({"calibration": fitted.to_record()}) == fitted  # nested form too
+
+
+def _three_classes(n: int = 1200, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes, each miscalibrated its own way (one scale cannot fix them all)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+    logits = rng.normal(0, 1, (n, 3)) + 2.0 * np.eye(3)[y]
+    return y, softmax(logits * np.array([3.0, 1.0, 0.5]), axis=1)
+
+
+@pytest.mark.parametrize("method", ["vector", "isotonic"])
+def test_vector_and_isotonic_fit_on_tuning_cases_and_hold_on_new_ones(method: str) -> None:
+    y, probs = _three_classes()
+    tune, new = slice(0, 800), slice(800, None)
+    temperature = fit_calibration(y[tune], probs[tune])
+    other = fit_calibration(y[tune], probs[tune], method=method)
+    assert other.method == method and other.to_record()["method"] == method
+    calibrated = other.apply(probs[new])
+    assert np.allclose(calibrated.sum(axis=1), 1.0) and (calibrated >= 0).all()
+    before = calibration_metrics(y[new], probs[new])
+    after = calibration_metrics(y[new], calibrated)
+    assert after["ece"] < before["ece"]
+    # per-class miscalibration: the per-class fit beats one temperature on the worst class
+    worst = max(
+        range(3),
+        key=lambda k: calibration_metrics(y[new], temperature.apply(probs[new]))[f"ece/{k}"],
+    )
+    assert (
+        after[f"ece/{worst}"]
+        < calibration_metrics(y[new], temperature.apply(probs[new]))[f"ece/{worst}"]
+    )
+    # the record reads back to the same function, nested prevalence form included
+    again = read_calibration({"calibration": json.loads(json.dumps(other.to_record()))})
+    assert again is not None and again.for_prevalence is not None
+    np.testing.assert_allclose(again.apply(probs[new]), calibrated)
+
+
+def test_binary_isotonic_and_vector_keep_the_order_of_the_images() -> None:
+    y, probs = _overconfident()
+    order = np.argsort(probs[:, 1], kind="stable")
+    for method in ("vector", "isotonic"):
+        fitted = fit_calibration(y, probs, method=method)
+        assert (np.diff(fitted.apply(probs)[order, 1]) >= -1e-12).all(), method
+    with pytest.raises(ValueError, match="one of temperature, vector, isotonic"):
+        fit_calibration(y, probs, method="platt")
+
+
+def test_the_method_is_chosen_at_training_and_kept_when_the_decision_is_rechosen(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from medbalance.cli import app
+
+    out = tmp_path / "iso"
+    said = CliRunner().invoke(
+        app, ["train", str(tiny_npz), "--out", str(out), "--epochs", "1", "--size", "28",
+              "--bootstrap", "0", "--calibration", "isotonic", "--device", "cpu"],
+    )  # fmt: skip
+    assert said.exit_code == 0, said.output
+    record = json.loads((out / "metrics.json").read_text())["calibration"]
+    assert record["method"] == "isotonic" and len(record["knots"]) == 1
+    assert json.loads((out / "config.json").read_text())["calibration"] == "isotonic"
+    page = (out / "report.html").read_text()
+    assert "Isotonic regression" in page
+    again = mb.evaluate(out, threshold="sensitivity>=0.9", bootstrap=0, report=False)
+    assert again["calibration"]["method"] == "isotonic"  # re-fitted by the run's method
+    bad = CliRunner().invoke(app, ["train", str(tiny_npz), "--calibration", "platt"])
+    assert bad.exit_code == 2 and "calibration" in bad.output and "isotonic" in bad.output

@@ -116,9 +116,10 @@ def test_a_new_policy_is_chosen_on_the_site_cases(
     result = runner.invoke(
         app,
         ["recalibrate", str(run), str(site), "--out", str(out), "--bootstrap", "20",
-         "--threshold", "sensitivity>=0.9"],
+         "--threshold", "sensitivity>=0.9", "--calibration", "vector"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "ensemble.json").read_text())["calibration"]["method"] == "vector"
     decision = json.loads((out / "ensemble.json").read_text())["decision"]
     assert decision["policy"] == "sensitivity>=0.9" and decision["sensitivity"] >= 0.9
     # re-chosen later on the same site cases, never on the check split
@@ -206,6 +207,7 @@ def test_the_export_sidecar_carries_the_sites_calibration_and_conformal_sets(
     sidecar = json.loads(sidecar_file.read_text())
     record = json.loads((recalibrated / "ensemble.json").read_text())
     assert sidecar["calibration"] == record["calibration"]  # the site's, not the run's
+    assert sidecar["calibration_rule"].startswith("calibrated = softmax((log p")
     assert sidecar["calibration"]["chosen_on"] == sidecar["conformal"]["chosen_on"] == "site"
     assert sidecar["threshold"] == pytest.approx(record["decision"]["value"])
     # the sets a program makes from the sidecar's thresholds are predict's sets

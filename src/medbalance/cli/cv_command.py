@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from medbalance.cli.options import (
+    CALIBRATION_HELP,
     POLICIES_HELP,
     ClassOrder,
     DataArg,
@@ -68,6 +69,9 @@ def cv(
             "(Clopper-Pearson) at LEVEL, e.g. 0.95, on the out-of-fold cases is at least X.",
         ),
     ] = None,
+    calibration: Annotated[
+        str | None, typer.Option(metavar="METHOD", help=CALIBRATION_HELP)
+    ] = None,
     bootstrap: Annotated[
         int | None, typer.Option(min=0, help="Bootstrap resamples (1000).")
     ] = None,
@@ -120,6 +124,7 @@ def cv(
         loss_options=parse_options(loss_option),
         threshold=threshold,
         guarantee=guarantee,
+        calibration=calibration,
         bootstrap=bootstrap,
         seed=seed,
         device=device,

@@ -65,6 +65,12 @@ class Panel:
     HARDWARE = "Hardware"
 
 
+CALIBRATION_HELP = (
+    "How the probabilities are calibrated on the tuning cases, beside the decision: temperature "
+    "(one number; default), vector (a scale and a bias per class) or isotonic (per class; "
+    "needs more cases)."
+)
+
 DataArg = Annotated[
     str,
     typer.Argument(

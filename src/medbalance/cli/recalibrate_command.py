@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.options import POLICIES_HELP, fail
+from medbalance.cli.options import CALIBRATION_HELP, POLICIES_HELP, fail
 
 __all__ = ["recalibrate"]
 
@@ -47,6 +47,10 @@ def recalibrate(
             "least X (default: the run's).",
         ),
     ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(metavar="METHOD", help=f"{CALIBRATION_HELP} Default: the run's."),
+    ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples (1000).")] = 1000,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | mps (auto: the GPU if any).")
@@ -67,8 +71,8 @@ def recalibrate(
 
     try:
         result = recalibrate_run(
-            run_dir, data, out, policy=threshold, guarantee=guarantee, n_bootstrap=bootstrap,
-            device=device, report=not no_report,
+            run_dir, data, out, policy=threshold, guarantee=guarantee, calibration=calibration,
+            n_bootstrap=bootstrap, device=device, report=not no_report,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         fail(error)

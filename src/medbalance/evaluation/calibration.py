@@ -8,12 +8,17 @@ out-of-fold) cases only:
 1. **Prior correction**: from the prior the model learned back to the natural (training) prior,
    ``p_k * natural_k / model_k``, renormalised (Saerens et al., 2002; a run without a remedy
    learns the natural prior and the step does nothing);
-2. **Temperature scaling** (Guo et al., 2017): ``softmax(log p / T)`` with the one ``T`` that
-   minimises the log loss on the tuning cases.
+2. **Temperature scaling** (Guo et al., 2017, the default): ``softmax(log p / T)`` with the one
+   ``T`` that minimises the log loss on the tuning cases. As options (``method``): **vector
+   scaling** (``softmax(a * log p + b)``, a positive scale and a bias per class, Guo et al.) and
+   **isotonic regression** (scikit-learn's, one class against the rest, then renormalised; for
+   two classes on the positive class alone), which need more tuning cases than one number does.
 
-Both steps keep the order of each image's classes, and for two classes the order of the images,
-so a binary threshold keeps its sensitivity and specificity; decisions are chosen on the model's
-own outputs and stay as they are. The calibrated probabilities are reported beside them.
+Temperature scaling keeps the order of each image's classes, and for two classes the order of
+the images, so a binary threshold keeps its sensitivity and specificity (vector scaling keeps
+the order of the images for two classes; isotonic keeps it up to ties). Decisions are chosen on
+the model's own outputs and stay as they are; the calibrated probabilities are reported beside
+them.
 
 :func:`calibration_metrics` gives Brier score, log loss, and expected and maximum calibration
 error (ECE over the top label and per class, one-vs-rest), with bootstrap CIs in
@@ -33,7 +38,9 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "METADATA_KEY",
+    "METHODS",
     "Calibration",
+    "calibration_method",
     "calibration_metrics",
     "calibration_report",
     "fit_calibration",
@@ -44,6 +51,7 @@ METADATA_KEY = "calibration"  # where the checkpoint metadata keeps the record
 _FOR_PREVALENCE = "for_prevalence"  # the bias-corrected form inside it
 _EPS = 1e-12
 _BINS = 15
+METHODS = ("temperature", "vector", "isotonic", "bcts")  # what fit_calibration fits
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,11 @@ class Calibration:
             estimate of another site reads (:func:`fit_calibration` says why), or None.
         tuning_prior: the class shares of the cases it was fitted on: the prior its
             probabilities stand at, where a prior estimate starts from.
+        scale: vector scaling's per-class factors on the log-probabilities (in place of
+            ``1 / temperature``), with ``bias``; or None.
+        knots: isotonic regression's step function per class, ``(x, y)`` knots applied by
+            linear interpolation to the prior-corrected probabilities (one entry, for the
+            second class, when there are two classes); or None.
     """
 
     temperature: float
@@ -68,6 +81,17 @@ class Calibration:
     bias: tuple[float, ...] | None = None
     for_prevalence: Calibration | None = None
     tuning_prior: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    knots: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] | None = None
+
+    @property
+    def method(self) -> str:
+        """``temperature``, ``vector``, ``isotonic`` or ``bcts``."""
+        if self.knots is not None:
+            return "isotonic"
+        if self.scale is not None:
+            return "vector"
+        return "bcts" if self.bias is not None else "temperature"
 
     def __post_init__(self) -> None:
         if self.chosen_on == "test":
@@ -82,18 +106,25 @@ class Calibration:
         logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
         if self.prior_weights is not None:
             logp = logp + np.log(np.asarray(self.prior_weights))
-        z = logp / self.temperature + (np.asarray(self.bias) if self.bias is not None else 0.0)
+        if self.knots is not None:
+            return _isotonic_apply(np.asarray(softmax(logp, axis=-1)), self.knots)
+        factor = np.asarray(self.scale) if self.scale is not None else 1.0 / self.temperature
+        z = logp * factor + (np.asarray(self.bias) if self.bias is not None else 0.0)
         return np.asarray(softmax(z, axis=-1), dtype=np.float64)
 
     def to_record(self) -> dict[str, Any]:
         weights = list(self.prior_weights) if self.prior_weights is not None else None
         extra: dict[str, Any] = {"bias": list(self.bias)} if self.bias is not None else {}
+        if self.scale is not None:
+            extra["scale"] = list(self.scale)
+        if self.knots is not None:
+            extra["knots"] = [[list(x), list(y)] for x, y in self.knots]
         if self.for_prevalence is not None:
             extra[_FOR_PREVALENCE] = self.for_prevalence.to_record()
         if self.tuning_prior is not None:
             extra["tuning_prior"] = list(self.tuning_prior)
         return {
-            "method": "bcts" if self.bias is not None else "temperature",
+            "method": self.method,
             "temperature": self.temperature,
             "prior_weights": weights,
             "chosen_on": self.chosen_on,
@@ -118,7 +149,18 @@ def _from_record(record: Mapping[str, Any]) -> Calibration:
         tuple(float(b) for b in bias) if bias is not None else None,
         nested,
         tuple(float(v) for v in record["tuning_prior"]) if record.get("tuning_prior") else None,
+        tuple(float(v) for v in record["scale"]) if record.get("scale") else None,
+        tuple((tuple(float(v) for v in x), tuple(float(v) for v in y)) for x, y in record["knots"])
+        if record.get("knots")
+        else None,
     )
+
+
+def calibration_method(metadata: Mapping[str, Any]) -> str:
+    """The method a checkpoint's configuration asks for (``temperature`` for older ones)."""
+    config = metadata.get("config")
+    method = config.get("calibration") if isinstance(config, Mapping) else None
+    return str(method) if method else "temperature"
 
 
 def fit_calibration(
@@ -144,13 +186,76 @@ def fit_calibration(
     weights = _prior_weights(train_counts, model_prior, p.shape[1])
     corrected = Calibration(1.0, weights, chosen_on).apply(p)
     shares = tuple((np.bincount(y, minlength=p.shape[1]) / max(len(y), 1)).tolist())
-    if method not in ("temperature", "bcts"):
-        raise ValueError(f"calibration method must be temperature or bcts, got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
     temperature, bias = _bias_corrected(y, corrected)
     nested = Calibration(temperature, weights, chosen_on, bias, tuning_prior=shares)
     if method == "bcts":
         return nested
+    if method == "vector":
+        scale, vector_bias = _vector(y, corrected)
+        return Calibration(1.0, weights, chosen_on, vector_bias, nested, shares, scale)
+    if method == "isotonic":
+        knots = _isotonic_fit(y, corrected)
+        return Calibration(1.0, weights, chosen_on, None, nested, shares, knots=knots)
     return Calibration(_temperature(y, corrected), weights, chosen_on, None, nested, shares)
+
+
+def _vector(
+    labels: NDArray[np.int64], probs: NDArray[np.float64]
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Per-class positive scales and biases (the first bias fixed at 0) minimising the log loss
+    (vector scaling, Guo et al. 2017; by hand with SciPy's L-BFGS for the reason of
+    :func:`_temperature`). Classes absent from the cases: one temperature, no bias."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    n_classes = probs.shape[1]
+    if len(np.unique(labels)) < n_classes:
+        return (1.0 / _temperature(labels, probs),) * n_classes, None
+    logp = np.log(np.clip(probs, _EPS, 1.0))
+    rows = np.arange(len(labels))
+
+    def nll(params: NDArray[np.float64]) -> float:
+        z = logp * np.exp(params[:n_classes]) + np.r_[0.0, params[n_classes:]]
+        return float(-log_softmax(z, axis=1)[rows, labels].mean())
+
+    found = minimize(nll, np.zeros(2 * n_classes - 1), method="L-BFGS-B")
+    scale = tuple(float(v) for v in np.exp(found.x[:n_classes]))
+    return scale, tuple(float(b) for b in np.r_[0.0, found.x[n_classes:]])
+
+
+def _isotonic_fit(
+    labels: NDArray[np.int64], probs: NDArray[np.float64]
+) -> tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]:
+    """scikit-learn's isotonic regression of each class's outcome on its probability (one
+    against the rest; the second class alone for two), kept as its knots."""
+    from sklearn.isotonic import IsotonicRegression
+
+    classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
+    knots = []
+    for k in classes:
+        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        fitted.fit(probs[:, k], (labels == k).astype(np.float64))
+        xs, ys = fitted.X_thresholds_, fitted.y_thresholds_
+        knots.append((tuple(float(v) for v in xs), tuple(float(v) for v in ys)))
+    return tuple(knots)
+
+
+def _isotonic_apply(
+    probs: NDArray[np.float64], knots: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
+) -> NDArray[np.float64]:
+    """Each class's probability through its knots, renormalised (two classes: ``1 - p``)."""
+    if probs.shape[-1] == 2:
+        xs, ys = knots[0]
+        positive = np.interp(probs[..., 1], xs, ys)
+        return np.stack([1.0 - positive, positive], axis=-1)
+    mapped = np.stack(
+        [np.interp(probs[..., k], xs, ys) for k, (xs, ys) in enumerate(knots)], axis=-1
+    )
+    total = mapped.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(mapped, 1.0 / mapped.shape[-1])
+    return np.where(total > 0, mapped / np.where(total > 0, total, 1.0), uniform)
 
 
 def _prior_weights(

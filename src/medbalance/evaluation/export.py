@@ -187,8 +187,10 @@ def _sidecar(
         "threshold": decision.threshold,
         "decision": decision.describe(),
         "operating_point": metadata.get(METADATA_KEY),
-        # calibrated = softmax((log p + log prior_weights) / temperature); null: not stored
-        "calibration": metadata.get(CALIBRATION_KEY),
+        "calibration": metadata.get(CALIBRATION_KEY),  # null: not stored
+        "calibration_rule": _CALIBRATION_RULES.get(
+            str((metadata.get(CALIBRATION_KEY) or {}).get("method"))
+        ),
         "conformal": _conformal_sidecar(metadata),
         "channels": channels,
         "image_size": size,
@@ -213,6 +215,15 @@ def _sidecar(
         ],
     }
 
+
+# how a program applies the stored calibration to the probabilities p, per method
+_CALIBRATION_RULES = {
+    "temperature": "calibrated = softmax((log p + log prior_weights) / temperature)",
+    "bcts": "calibrated = softmax((log p + log prior_weights) / temperature + bias)",
+    "vector": "calibrated = softmax((log p + log prior_weights) * scale + bias)",
+    "isotonic": "q = softmax(log p + log prior_weights); calibrated_k = interp(q_k, *knots[k]) "
+    "renormalised over k (two classes: knots[0] maps q_1, calibrated_0 = 1 - calibrated_1)",
+}
 
 # the levels whose per-class conformal thresholds the sidecar spells out (any other level
 # follows from the stored scores by the rule written beside them)

@@ -237,6 +237,18 @@ def _prior_words(run: LoadedRun, weights: Any) -> str:
 
 
 def _temperature_words(record: dict[str, Any]) -> str:
+    method = record.get("method", "temperature")
+    if method == "vector":
+        scale = ", ".join(f"{v:.2f}" for v in record.get("scale") or [])
+        return (
+            f"2. Vector scaling: each class's log-probability times its own factor ({scale}) "
+            "plus its own bias, fitted to the tuning cases' log loss."
+        )
+    if method == "isotonic":
+        return (
+            "2. Isotonic regression: each class's probability through a non-decreasing step "
+            "function fitted to the tuning cases (one class against the rest), renormalised."
+        )
     t = number(record.get("temperature"))
     if t is None:
         return "2. Temperature: not recorded."

@@ -21,6 +21,7 @@ from typing import Any
 
 from medbalance.evaluation.decision import AUTO_POLICY
 from medbalance.training.names import (
+    CalibrationMethod,
     Device,
     Normalization,
     Precision,
@@ -105,6 +106,7 @@ class TrainConfig:
     positive_class: str | None = None
     threshold: str = AUTO_POLICY  # youden, offsets:balanced or expected-grade by task
     guarantee: float | None = None  # confidence that a sensitivity>=/specificity>= holds
+    calibration: str = "temperature"  # fitted on val with the decision: or vector, isotonic
     bootstrap: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -137,6 +139,7 @@ class TrainConfig:
         _choice(self, "select", SelectMetric)
         _choice(self, "select_rule", SelectRule)
         _choice(self, "track", Track)
+        _choice(self, "calibration", CalibrationMethod)
         if self.track_uri is not None and self.track == Track.NONE:
             raise ConfigError(f"track_uri {self.track_uri!r} needs track 'mlflow' (--track mlflow)")
         if self.select_rule == SelectRule.WITHIN_NOISE and self.select not in _NOISY:

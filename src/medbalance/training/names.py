@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "CalibrationMethod",
     "Device",
     "LossName",
     "Normalization",
@@ -89,6 +90,14 @@ class SelectRule(StrEnum):
     LAST = "last"  # the last epoch (the suite's default: RESULTS.md, rule 2 of 2026-12-03)
     BEST = "best"  # the epoch with the best value
     WITHIN_NOISE = "within-noise"  # the latest epoch within the noise of the best value
+
+
+class CalibrationMethod(StrEnum):
+    """How the probabilities are calibrated on the tuning cases (``evaluation/calibration.py``)."""
+
+    TEMPERATURE = "temperature"  # one temperature (the default)
+    VECTOR = "vector"  # a scale and a bias per class
+    ISOTONIC = "isotonic"  # isotonic regression per class (one against the rest)
 
 
 class Track(StrEnum):

@@ -429,6 +429,7 @@ def recalibrate(
     out: PathLike = "recalibrated",
     threshold: str | None = None,
     guarantee: float | None = None,
+    calibration: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     device: str = "auto",
@@ -447,6 +448,7 @@ def recalibrate(
         threshold: the operating point's policy (default: the run's).
         guarantee: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound on the
             site's tuning cases (default: the run's, unless ``threshold`` is given).
+        calibration: ``temperature``, ``vector`` or ``isotonic`` (default: the run's method).
         bootstrap: resamples for the 95% CIs.
         seed: seed of the bootstrap.
         device: where the model runs.
@@ -463,7 +465,8 @@ def recalibrate(
     with speaking(verbose):
         return recalibrate_run(
             _run_path(run), str(_path("data", data)), _path("out", out), policy=threshold,
-            guarantee=guarantee, n_bootstrap=bootstrap, seed=seed, device=device, report=report,
+            guarantee=guarantee, calibration=calibration, n_bootstrap=bootstrap, seed=seed,
+            device=device, report=report,
         )  # fmt: skip
 
 

@@ -181,6 +181,7 @@ def cross_validate(
         train_counts=np.bincount(oof_scores.labels, minlength=len(data.class_names)).tolist(),
         model_prior=prior,
         chosen_on="oof",
+        method=config.calibration,
     )
     evaluate = functools.partial(
         evaluate_scores, n_bootstrap=boot, seed=resolved.seed, warnings=data.warnings,

@@ -24,7 +24,7 @@ from medbalance.core.locks import is_lock_file, locks_folder
 from medbalance.core.run_folder import RunFolder, read_json_object
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
-from medbalance.evaluation.calibration import fit_calibration
+from medbalance.evaluation.calibration import calibration_method, fit_calibration
 from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
 from medbalance.evaluation.conformal import fit_conformal
 from medbalance.evaluation.decision import Decision
@@ -88,7 +88,7 @@ def ensemble_runs(
     first = members[0].metadata
     calibration = fit_calibration(
         val.labels, val.probs, train_counts=first["train_counts"],
-        model_prior=first.get("model_prior"),
+        model_prior=first.get("model_prior"), method=calibration_method(first),
     )  # fmt: skip
     evaluate = functools.partial(
         evaluate_scores, n_bootstrap=n_bootstrap, seed=seed, calibration=calibration

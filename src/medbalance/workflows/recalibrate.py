@@ -31,7 +31,7 @@ from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import BatchLoader, Prepared
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
-from medbalance.evaluation.calibration import fit_calibration
+from medbalance.evaluation.calibration import METHODS, calibration_method, fit_calibration
 from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
 from medbalance.evaluation.conformal import fit_conformal
 from medbalance.evaluation.decision import Decision, choose_decision
@@ -58,6 +58,7 @@ def recalibrate_run(
     *,
     policy: str | None = None,
     guarantee: float | None = None,
+    calibration: str | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     device: str = "cpu",
@@ -73,6 +74,7 @@ def recalibrate_run(
         policy: the operating point's policy (default: the run's, with its guarantee).
         guarantee: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound on the
             site's tuning cases (default: the run's, unless ``policy`` is given).
+        calibration: ``temperature``, ``vector`` or ``isotonic`` (default: the run's method).
         n_bootstrap: resamples for the 95% CIs.
         seed: seed of the bootstrap.
         device: where the model runs.
@@ -86,6 +88,10 @@ def recalibrate_run(
             or the sample has no tuning or no test cases (or too few for a guarantee).
     """
     run, out = Path(run), Path(out)
+    if calibration is not None and calibration not in METHODS[:3]:
+        raise ValueError(
+            f"--calibration must be temperature, vector or isotonic, got {calibration!r}"
+        )
     if out.resolve() == (run if run.is_dir() else run.parent).resolve():
         raise ValueError(f"--out {out} is the run itself; give a new folder (nothing changed)")
     check_new_folder(out, marker=RECALIBRATION_KEY, what="a recalibrated model")
@@ -99,9 +105,9 @@ def recalibrate_run(
         guarantee = source.guarantee
     decision = _choose(model, lead, tuning, policy or source.policy, guarantee)
     prior = decision.model_prior or lead.metadata.get("model_prior")
-    calibration = fit_calibration(
+    calibrated = fit_calibration(
         tuning.labels, tuning.probs, train_counts=lead.metadata["train_counts"],
-        model_prior=prior, chosen_on=SITE,
+        model_prior=prior, chosen_on=SITE, method=calibration or calibration_method(lead.metadata),
     )  # fmt: skip
     conformal = fit_conformal(tuning.labels, tuning.probs, model.class_names, chosen_on=SITE)
     record = _provenance(run, data, model, lead, prepared, source, decision)
@@ -110,7 +116,7 @@ def recalibrate_run(
     folder.write_json(folder.config, {**lead.metadata["config"], RECALIBRATION_KEY: record})
     evaluate = functools.partial(
         evaluate_scores, prepared, decision=decision, n_bootstrap=n_bootstrap, seed=seed,
-        calibration=calibration, conformal=conformal, warnings=_warnings(tuning),
+        calibration=calibrated, conformal=conformal, warnings=_warnings(tuning),
     )  # fmt: skip
     evaluate(scores=tuning).write(folder)
     evaluation = evaluate(scores=test)
@@ -119,7 +125,7 @@ def recalibrate_run(
     evaluation.write(folder)
     extra = {
         "chosen_on": SITE,
-        CALIBRATION_KEY: calibration.to_record(),
+        CALIBRATION_KEY: calibrated.to_record(),
         CONFORMAL_KEY: conformal.to_record(),
         RECALIBRATION_KEY: record,
     }

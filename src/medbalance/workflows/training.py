@@ -20,7 +20,7 @@ from medbalance.core.distributed import barrier
 from medbalance.core.run_folder import RunFolder
 from medbalance.data.prepared import Prepared
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
-from medbalance.evaluation.calibration import Calibration, fit_calibration
+from medbalance.evaluation.calibration import Calibration, calibration_method, fit_calibration
 from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
 from medbalance.evaluation.conformal import check_level, fit_conformal, missing_scores
 from medbalance.evaluation.decision import AUTO_POLICY, METADATA_KEY, Decision, choose_decision
@@ -127,9 +127,13 @@ def _decide_and_evaluate(result: RunResult, trainer: Trainer) -> dict[str, Any]:
 def _fit_calibration(
     val: Scores, train_counts: Sequence[int], metadata: Mapping[str, Any] | None
 ) -> Calibration:
-    """The calibration of a run's probabilities, fitted on its val split with the decision."""
+    """The calibration of a run's probabilities, fitted on its val split with the decision, by
+    the run's method."""
     prior = metadata.get("model_prior") if metadata else None
-    return fit_calibration(val.labels, val.probs, train_counts=train_counts, model_prior=prior)
+    return fit_calibration(
+        val.labels, val.probs, train_counts=train_counts, model_prior=prior,
+        method=calibration_method(metadata or {}),
+    )  # fmt: skip
 
 
 def evaluate_run(
