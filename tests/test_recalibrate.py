@@ -102,10 +102,18 @@ def test_predict_and_evaluate_use_the_sites_decision(
     called = [r["predicted_label"] == "1" for r in rows]
     assert called == [float(r["prob_1"]) >= threshold for r in rows]
     # evaluate without data re-evaluates the site sample's test split
-    result = runner.invoke(app, ["evaluate", str(recalibrated), "--bootstrap", "20"])
+    result = runner.invoke(
+        app, ["evaluate", str(recalibrated), "--bootstrap", "20", "--prevalence", "0.2",
+              "--estimate-prevalence"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((recalibrated / "metrics.json").read_text())
     assert metrics["n"] == 35 and metrics["threshold"]["chosen_on"] == "site"
+    # another prevalence and the estimated one, from the site's calibration
+    site = metrics["site"]
+    assert site["at_prior"]["prior"] == {"0": 0.8, "1": 0.2}
+    assert site["evaluated_prior"] == pytest.approx({"0": 10 / 35, "1": 25 / 35})
+    assert 0.0 < site["estimated_prior"]["1"]["value"] < 1.0
 
 
 def test_a_new_policy_is_chosen_on_the_site_cases(

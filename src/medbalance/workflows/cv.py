@@ -317,6 +317,8 @@ def evaluate_cv(
     tta: int | None = None,
     guarantee: float | None = None,
     conformal: float | None = None,
+    prior: str | float | None = None,
+    estimate_prior: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a CV folder's ensemble on the test split of its own data or of other data.
 
@@ -327,15 +329,18 @@ def evaluate_cv(
     ``conformal``); a folder made before their scores were stored gets them from its tuning
     rows (``oof_predictions.csv``, or ``predictions_val.csv`` of an ensemble of runs), stored
     in ``ensemble.json`` only when ``policy`` or ``guarantee`` re-chooses the decision.
+    ``prior`` and ``estimate_prior`` add ``site`` as for a run
+    (:func:`~medbalance.workflows.training.evaluate_run`), from the ensemble's calibration.
     """
     from medbalance.data.prepared import BatchLoader
     from medbalance.evaluation.ensemble import Ensemble, load_model, store_decision
-    from medbalance.workflows.training import prepare_for_model
+    from medbalance.workflows.training import check_prior, prepare_for_model, site_block
 
     if conformal is not None:
         check_level(conformal)  # before anything is written
     ensemble = load_model(out, device=device)
     assert isinstance(ensemble, Ensemble)  # the folder holds ensemble.json
+    check_prior(prior, ensemble.members[0])
     if tta is not None and tta != ensemble.decision.tta:
         raise ValueError(
             f"{out}'s operating point was chosen on out-of-fold predictions with "
@@ -361,6 +366,11 @@ def evaluate_cv(
         calibration=ensemble.calibration, conformal=scores, conformal_level=conformal,
     )  # fmt: skip
     evaluation.result["ensemble"] = ensemble.summary()
+    if prior is not None or estimate_prior:
+        evaluation.result["site"] = site_block(
+            evaluation, ensemble.members[0].metadata, ensemble.calibration, prior,
+            estimate_prior, n_bootstrap, seed,
+        )  # fmt: skip
     evaluation.write(RunFolder(out))
     if report:
         write_ensemble_report(out, prepared, evaluation, ensemble)

@@ -34,7 +34,8 @@ from medbalance.training.trainer import Trainer
 from medbalance.workflows.tracking import track_run
 
 __all__ = [
-    "DEFAULT_POLICY", "choose_on_val", "evaluate_run", "prepare_for_model", "train_and_evaluate",
+    "DEFAULT_POLICY", "check_prior", "choose_on_val", "evaluate_run", "prepare_for_model",
+    "site_block", "train_and_evaluate",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -199,14 +200,10 @@ def evaluate_run(
             raise ValueError(
                 f"{run_dir} is an ensemble folder: its ensemble is evaluated on test only"
             )
-        if prior is not None or estimate_prior:
-            raise ValueError(
-                f"{run_dir} is an ensemble folder: --prevalence, --class-prior and "
-                "--estimate-prevalence take a run folder for now; evaluate one of its runs"
-            )
         return evaluate_cv(
             Path(run_dir), data=data, policy=policy, n_bootstrap=n_bootstrap, seed=seed,
             device=device, report=report, tta=tta, guarantee=guarantee, conformal=level,
+            prior=prior, estimate_prior=estimate_prior,
         )  # fmt: skip
     folder = RunFolder(Path(run_dir))
     trained = load_trained(folder.best, device=device, tta=tta)
@@ -215,11 +212,7 @@ def evaluate_run(
     rechosen |= trained.metadata.get(METADATA_KEY) is None  # the decision is chosen on val
     if level is not None and trained.conformal is None and data is not None and not rechosen:
         raise missing_scores(folder.best)  # checked before anything is scored or written
-    if prior is not None:  # checked before anything is scored or written
-        from medbalance.evaluation.prevalence import parse_prior
-
-        positive = trained.positive if len(trained.class_names) == 2 else None
-        parse_prior(prior, trained.class_names, positive)
+    check_prior(prior, trained)  # before anything is scored or written
     prepared = prepare_for_model(trained, data)
     if not len(prepared.indices(split)):
         raise ValueError(f"the data has no {split!r} split; choose --split val or test")
@@ -270,7 +263,7 @@ def evaluate_run(
             conformal_level=level,
         )
         if prior is not None or estimate_prior:
-            evaluation.result["site"] = _site(
+            evaluation.result["site"] = site_block(
                 evaluation, meta, calibration, prior, estimate_prior, n_bootstrap, seed
             )
         _finish(folder, trained, prepared, evaluation, report=report or stored)
@@ -278,7 +271,17 @@ def evaluate_run(
     return results[split]
 
 
-def _site(
+def check_prior(prior: str | float | None, trained: Trained) -> None:
+    """A site prior given for ``trained``'s classes reads (:func:`parse_prior`'s errors)."""
+    if prior is None:
+        return
+    from medbalance.evaluation.prevalence import parse_prior
+
+    positive = trained.positive if len(trained.class_names) == 2 else None
+    parse_prior(prior, trained.class_names, positive)
+
+
+def site_block(
     evaluation: Evaluation,
     meta: Mapping[str, Any],
     calibration: Calibration | None,
