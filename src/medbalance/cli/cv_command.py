@@ -10,7 +10,6 @@ import typer
 
 from medbalance.cli.options import (
     CALIBRATION_HELP,
-    POLICIES_HELP,
     ClassOrder,
     DataArg,
     GroupColumn,
@@ -19,6 +18,7 @@ from medbalance.cli.options import (
     SkipUnreadable,
     TrackTo,
     TrackUri,
+    decision_option,
     fail,
     parse_class_order,
     parse_options,
@@ -54,12 +54,7 @@ def cv(
     ] = None,
     threshold: Annotated[
         str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            metavar="POLICY",
-            help=f"The operating point, chosen on the out-of-fold predictions: {POLICIES_HELP}.",
-        ),
+        decision_option("The operating point, chosen on the out-of-fold predictions"),
     ] = None,
     guarantee: Annotated[
         float | None,
@@ -168,12 +163,8 @@ def ensemble(
     ),
     threshold: Annotated[
         str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            metavar="POLICY",
-            help="The operating point, chosen on the mean val probabilities (default: the "
-            f"first run's): {POLICIES_HELP}.",
+        decision_option(
+            "The operating point, chosen on the mean val probabilities (default: the first run's)"
         ),
     ] = None,
     tta: Annotated[int, typer.Option(min=1, max=9, help="Test-time views per member.")] = 1,

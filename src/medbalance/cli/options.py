@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 import typer
@@ -25,6 +25,7 @@ INTERNAL_ERROR = 3  # exit code of a bug (0 ok, 1 data with errors, 2 bad input)
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/medbalance
 
 __all__ = [
+    "CALIBRATION_HELP",
     "INTERNAL_ERROR",
     "POLICIES_HELP",
     "AllowOutside",
@@ -38,6 +39,7 @@ __all__ = [
     "SkipUnreadable",
     "TrackTo",
     "TrackUri",
+    "decision_option",
     "fail",
     "guarded",
     "parse_class_order",
@@ -63,6 +65,14 @@ class Panel:
     DECISION = "Selection and decision"
     OUTPUT = "Output"
     HARDWARE = "Hardware"
+
+
+def decision_option(chosen: str) -> Any:
+    """``--threshold`` / ``--decision POLICY``, with ``chosen`` saying on which cases and by
+    default what (every command that chooses an operating point names it this one way)."""
+    return typer.Option(
+        "--threshold", "--decision", metavar="POLICY", help=f"{chosen}: {POLICIES_HELP}."
+    )
 
 
 CALIBRATION_HELP = (

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.options import CALIBRATION_HELP, POLICIES_HELP, fail
+from medbalance.cli.options import CALIBRATION_HELP, decision_option, fail
 
 __all__ = ["recalibrate"]
 
@@ -30,13 +30,7 @@ def recalibrate(
     ),
     threshold: Annotated[
         str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            metavar="POLICY",
-            help=f"The operating point, chosen on the site's cases (default: the run's): "
-            f"{POLICIES_HELP}.",
-        ),
+        decision_option("The operating point, chosen on the site's cases (default: the run's)"),
     ] = None,
     guarantee: Annotated[
         float | None,

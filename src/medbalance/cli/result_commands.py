@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from medbalance.cli.options import (
-    POLICIES_HELP,
     ClassOrder,
     GroupColumn,
     GroupPattern,
@@ -21,6 +20,7 @@ from medbalance.cli.options import (
     ResplitVal,
     TrackTo,
     TrackUri,
+    decision_option,
     fail,
     parse_class_order,
 )
@@ -41,12 +41,8 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to report: test or val.")] = "test",
     threshold: Annotated[
         str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            metavar="POLICY",
-            help=f"Re-choose the operating point on val: {POLICIES_HELP}. Default: the one "
-            "stored at training.",
+        decision_option(
+            "Re-choose the operating point on val (default: the one stored at training)"
         ),
     ] = None,
     guarantee: Annotated[
@@ -402,12 +398,8 @@ def compare(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     threshold: Annotated[
         str | None,
-        typer.Option(
-            "--threshold",
-            "--decision",
-            metavar="POLICY",
-            help="Operating point of every run, chosen on val (a remedy file may set its own): "
-            f"{POLICIES_HELP}.",
+        decision_option(
+            "Operating point of every run, chosen on val (a remedy file may set its own)"
         ),
     ] = None,
     resplit_val: ResplitVal = None,

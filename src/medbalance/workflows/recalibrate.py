@@ -34,14 +34,14 @@ from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.calibration import METHODS, calibration_method, fit_calibration
 from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
 from medbalance.evaluation.conformal import fit_conformal
-from medbalance.evaluation.decision import Decision, choose_decision
+from medbalance.evaluation.decision import Decision
 from medbalance.evaluation.ensemble import Ensemble, load_model, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
 from medbalance.evaluation.inference import Trained
 from medbalance.evaluation.scoring import Scores
 from medbalance.workflows.cv import write_ensemble_report
 from medbalance.workflows.ensembles import check_new_folder
-from medbalance.workflows.training import prepare_for_model
+from medbalance.workflows.training import choose_on_val, prepare_for_model
 
 __all__ = ["RECALIBRATION_KEY", "SITE", "recalibrate_run"]
 
@@ -103,7 +103,15 @@ def recalibrate_run(
     source = model.decision
     if policy is None and guarantee is None:
         guarantee = source.guarantee
-    decision = _choose(model, lead, tuning, policy or source.policy, guarantee)
+    decision = choose_on_val(
+        lead,
+        tuning,
+        policy or source.policy,
+        tta=source.tta,
+        guarantee=guarantee,
+        model_prior=source.model_prior,
+        chosen_on=SITE,
+    )  # the model's training counts and output prior stay (a stacked one's: its OOF shares)
     prior = decision.model_prior or lead.metadata.get("model_prior")
     calibrated = fit_calibration(
         tuning.labels, tuning.probs, train_counts=lead.metadata["train_counts"],
@@ -175,31 +183,6 @@ def _score(
     with torch.inference_mode():
         probs = np.concatenate([model.probabilities(x.numpy()) for x, _ in loader])
     return Scores(split, idx, data.catalog.labels[idx], probs)
-
-
-def _choose(
-    model: Trained | Ensemble,
-    lead: Trained,
-    tuning: Scores,
-    policy: str,
-    guarantee: float | None,
-) -> Decision:
-    """The decision chosen on the site's tuning cases; the training counts and the prior of the
-    model's outputs stay the model's (a stacked ensemble's outputs follow its OOF shares)."""
-    stored = model.decision
-    return choose_decision(
-        policy,
-        tuning.labels,
-        tuning.probs,
-        class_names=model.class_names,
-        positive=stored.positive if len(model.class_names) == 2 else None,
-        train_counts=lead.metadata["train_counts"],
-        chosen_on=SITE,
-        tta=stored.tta,
-        model_prior=stored.model_prior or lead.metadata.get("model_prior"),
-        ordinal=bool(lead.metadata.get("ordinal", False)),
-        guarantee=guarantee,
-    )
 
 
 def _members(run: Path, model: Trained | Ensemble) -> list[Path]:

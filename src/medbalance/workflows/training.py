@@ -333,10 +333,12 @@ def choose_on_val(
     tta: int = 1,
     model_prior: Sequence[float] | None = None,
     guarantee: float | None = None,
+    chosen_on: str = "val",
 ) -> Decision:
     """The decision for ``trained``'s outputs (or an ensemble's, led by it) chosen by ``policy``
     on ``val`` (with ``guarantee``: its lower confidence bound meets a constraint);
-    ``model_prior`` replaces the prior stored in ``trained``."""
+    ``model_prior`` replaces the prior stored in ``trained``; ``chosen_on`` names the tuning
+    cases (``site`` for a site's sample)."""
     return choose_decision(
         policy,
         val.labels,
@@ -344,6 +346,7 @@ def choose_on_val(
         class_names=trained.class_names,
         positive=trained.positive if len(trained.class_names) == 2 else None,
         train_counts=trained.metadata["train_counts"],
+        chosen_on=chosen_on,
         tta=tta,
         model_prior=trained.metadata.get("model_prior") if model_prior is None else model_prior,
         ordinal=bool(trained.metadata.get("ordinal", False)),
