@@ -332,7 +332,7 @@ def test_pesg_step_matches_a_hand_computation() -> None:
     # by hand: d1 = g1 + 0.2 (w0 - ref) + 0.1 w0 = [0.5, -0.4]; buf1 = d1; w1 = w0 - 0.5 buf1
     w1 = torch.tensor([0.75, -1.8])
     d2 = torch.tensor([1.0, 1.0]) + 0.2 * (w1 - ref) + 0.1 * w1  # [1.025, 0.98]
-    buf2 = 0.9 * torch.tensor([0.5, -0.4]) + d2
+    buf2 = 0.1 * torch.tensor([0.5, -0.4]) + 0.9 * d2  # LibAUC's averaged momentum
     assert_close(w.detach(), w1 - 0.5 * buf2)
     # alpha ascends, projected on alpha >= 0: 0.1 + 0.5 * 0.3 = 0.25, then max(0, 0.25 - 0.4)
     assert alpha.item() == 0.0
@@ -442,6 +442,6 @@ def test_aucm_remedy_is_binary_only(tmp_path: Any) -> None:
     (remedy,) = parse_remedies("aucm")
     base = TrainConfig(data="d", epochs=4)
     made = remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=2, positive=1)
-    assert (made.loss, made.sampler) == ("aucm", "dual:0.2")
+    assert (made.loss, made.sampler, made.lr) == ("aucm", "dual:0.2", 0.1)  # PESG's step
     with pytest.raises(ConfigError, match="remedy 'aucm' .* needs two classes; the data has 3"):
         remedy_config(remedy, base, seed=0, out=tmp_path, n_classes=3, positive=1)

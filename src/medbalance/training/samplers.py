@@ -532,6 +532,7 @@ def create_sampler(
     num_replicas: int | None = None,
     rank: int | None = None,
     num_samples: int | None = None,
+    positive: int | None = None,
 ) -> BalancedSampler | None:
     """Build the sampler named by ``spec``, or None for ``none`` (the caller then shuffles).
 
@@ -544,6 +545,9 @@ def create_sampler(
         num_replicas: Number of processes; default from torch.distributed, else 1.
         rank: This process's rank; default from torch.distributed, else 0.
         num_samples: Global epoch length; not accepted by ``undersample``.
+        positive: Class id of ``dual``'s positives: pass the run's positive class, which the
+            loss ranks first (default the minority class, which is not always it: a named
+            positive such as ``PNEUMONIA`` may be the majority); ignored by the others.
 
     Returns:
         The sampler, or None for ``none``.
@@ -569,7 +573,11 @@ def create_sampler(
             )
         rate = 0.5 if alpha is None else alpha  # LibAUC's default sampling_rate
         return DualSampler(
-            positive_rate=rate, batch_size=batch_size, num_samples=num_samples, **common
+            positive_rate=rate,
+            batch_size=batch_size,
+            positive=positive,
+            num_samples=num_samples,
+            **common,
         )
     if batch_size is None:
         raise ValueError(

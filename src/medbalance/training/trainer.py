@@ -124,6 +124,7 @@ class Trainer:
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
             num_samples=self.config.epoch_samples,
+            positive=self.positive,  # dual: the class the loss and the metrics rank first
         )
         if sampler is None:
             generator = np.random.default_rng((self.config.seed, epoch))
