@@ -199,8 +199,16 @@ def test_the_python_api(trained: tuple[Path, Path], tmp_path: Path) -> None:
     import medbalance as mb
 
     run, site = trained
-    result = mb.recalibrate(run, site, out=tmp_path / "api", bootstrap=20, verbose=False)
+    result = mb.recalibrate(
+        run, site, out=tmp_path / "api", bootstrap=20, calibration="bcts", verbose=False
+    )
     assert result["recalibration"]["tuning_cases"] == {"0": 20, "1": 50}
+    # the bias moves the base rate to the site sample's shares (its defining property)
+    assert result["calibration"]["method"] == "bcts"
+    record = json.loads((tmp_path / "api" / "ensemble.json").read_text())["calibration"]
+    assert record["tuning_prior"] == pytest.approx([20 / 70, 50 / 70])
+    with pytest.raises(ValueError, match="one of temperature"):
+        mb.recalibrate(run, site, out=tmp_path / "bad", calibration="platt", verbose=False)
     again = mb.evaluate(tmp_path / "api", bootstrap=20, report=False, verbose=False)
     assert again["threshold"]["chosen_on"] == "site" and again["n"] == 35
 

@@ -77,8 +77,9 @@ def decision_option(chosen: str) -> Any:
 
 CALIBRATION_HELP = (
     "How the probabilities are calibrated on the tuning cases, beside the decision: temperature "
-    "(one number; default), vector (a scale and a bias per class) or isotonic (per class; "
-    "needs more cases)."
+    "(one number; default), vector (a scale and a bias per class), bcts (a temperature and a "
+    "bias per class, which moves the base rate: another site's) or isotonic (per class; needs "
+    "more cases)."
 )
 
 DataArg = Annotated[

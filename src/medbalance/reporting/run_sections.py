@@ -1,7 +1,8 @@
 """Two sections of the HTML report that read like every run's: the data and the training run.
 
 :func:`data_body` gives the class counts per split (a table and a chart) and the warnings of
-``metrics.json`` and ``inspect/summary.json``; :func:`training_body` the evaluated epoch, the
+``metrics.json`` and ``inspect/summary.json`` (and, for one model trained on little data, the
+suite's advice to cross-validate); :func:`training_body` the evaluated epoch, the
 training curves and the configuration, and which optional files could not be read. The report
 (:mod:`~medbalance.reporting.report`) wraps each in its section.
 """
@@ -14,6 +15,7 @@ from medbalance.core.figures import figure_img
 from medbalance.reporting.format import esc, note, table
 from medbalance.reporting.plots import plot_counts, plot_history
 from medbalance.reporting.run_data import LoadedRun, chosen_epoch, split_counts
+from medbalance.training.header import cv_advice
 
 __all__ = ["data_body", "training_body"]
 
@@ -28,12 +30,24 @@ def data_body(run: LoadedRun) -> str:
         listing = _counts_table(counts, run.classes)
         chart = figure_img(plot_counts(counts, run.classes), "images per class and split")
         parts = [f'<div class="row"><div>{listing}</div><div>{chart}</div></div>']
+        parts += _cv_note(run, sum(counts.get("train", {}).values()))
     else:
         parts = [note("class counts (in neither metrics.json nor inspect/summary.json)")]
     parts.append(f"<h3>Warnings about the data</h3>{_findings(run)}")
     if run.inspect is None:
         parts.append(note("a data inspection (medbalance inspect DATA --out RUN_DIR/inspect)"))
     return "".join(parts)
+
+
+def _cv_note(run: LoadedRun, train_images: int) -> list[str]:
+    """The header's small-data advice, for a single run: not for an ensemble, nor for a fold
+    of ``cv`` (``CV_DIR/folds/foldK``), which already are what it advises."""
+    single = not run.result.get("ensemble") and run.path.parent.name != "folds"
+    advice = cv_advice(train_images) if single else None
+    if advice is None:
+        return []
+    text = f"{advice[0].upper()}{advice[1:]}; medbalance cv may do better than this one model."
+    return [f'<p class="note">{esc(text)}</p>']
 
 
 def _counts_table(counts: dict[str, dict[str, int]], classes: list[str]) -> str:

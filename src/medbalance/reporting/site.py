@@ -124,7 +124,7 @@ def _reliability(run: LoadedRun, record: dict[str, Any]) -> str:
     if run.predictions is None:
         why = run.problems.get("predictions.csv", "predictions.csv not found in the run folder")
         return note(f"the reliability diagram of the calibrated probabilities (needs {why})")
-    if record.get("method", "temperature") not in ("temperature", "vector", "isotonic"):
+    if record.get("method", "temperature") not in ("temperature", "vector", "bcts", "isotonic"):
         return note(f"a reliability diagram for calibration method {record.get('method')!r}")
     labels, probs = run.predictions
     try:

@@ -258,6 +258,11 @@ def _temperature_words(record: dict[str, Any]) -> str:
         how = "above 1 softens the probabilities: the model was over-confident"
     else:
         how = "below 1 sharpens the probabilities: the model was under-confident"
+    if method == "bcts":
+        return (
+            f"2. Bias-corrected temperature scaling: T = {t:.2f}, {how}; and a bias per class, "
+            "which moves the base rate to the tuning cases' class shares."
+        )
     return f"2. Temperature scaling: T = {t:.2f}, {how}."
 
 

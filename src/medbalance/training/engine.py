@@ -338,8 +338,8 @@ def _fit(
     barrier(dist_info)
     run = prepare_run(config, data=data, device=device, dist_info=dist_info)
     resolved = run.config
-    if dist_info.is_main:
-        _say_header(config, run, resume)
+    if dist_info.is_main:  # a fold of cv or a compare candidate gets data: no cv advice
+        _say_header(config, run, resume, advise_cv=data is None)
     trainer = Trainer(resolved, run.data, device, dist_info)
     state = load_resume(trainer) if resume else None
     aside = None
@@ -357,7 +357,7 @@ def _fit(
         raise
 
 
-def _say_header(given: TrainConfig, run: PreparedRun, resume: bool) -> None:
+def _say_header(given: TrainConfig, run: PreparedRun, resume: bool, *, advise_cv: bool) -> None:
     """The run header (:func:`~medbalance.training.header.header_lines`), one log line each."""
     from medbalance.training.header import header_lines
 
@@ -368,6 +368,7 @@ def _say_header(given: TrainConfig, run: PreparedRun, resume: bool) -> None:
         plan=run.plan,
         counts=counts,
         device=str(run.device),
+        advise_cv=advise_cv,
     )
     log.info("%s %s", "resuming" if resume else "training", run.config.out)
     for line in lines:

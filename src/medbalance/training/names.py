@@ -98,6 +98,7 @@ class CalibrationMethod(StrEnum):
     TEMPERATURE = "temperature"  # one temperature (the default)
     VECTOR = "vector"  # a scale and a bias per class
     ISOTONIC = "isotonic"  # isotonic regression per class (one against the rest)
+    BCTS = "bcts"  # a temperature and a bias per class: moves the base rate (another site's)
 
 
 class Track(StrEnum):

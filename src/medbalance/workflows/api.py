@@ -448,7 +448,8 @@ def recalibrate(
         threshold: the operating point's policy (default: the run's).
         guarantee: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound on the
             site's tuning cases (default: the run's, unless ``threshold`` is given).
-        calibration: ``temperature``, ``vector`` or ``isotonic`` (default: the run's method).
+        calibration: ``temperature``, ``vector``, ``bcts`` or ``isotonic`` (default: the
+            run's method).
         bootstrap: resamples for the 95% CIs.
         seed: seed of the bootstrap.
         device: where the model runs.

@@ -74,7 +74,8 @@ def recalibrate_run(
         policy: the operating point's policy (default: the run's, with its guarantee).
         guarantee: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound on the
             site's tuning cases (default: the run's, unless ``policy`` is given).
-        calibration: ``temperature``, ``vector`` or ``isotonic`` (default: the run's method).
+        calibration: ``temperature``, ``vector``, ``bcts`` or ``isotonic`` (default: the
+            run's method).
         n_bootstrap: resamples for the 95% CIs.
         seed: seed of the bootstrap.
         device: where the model runs.
@@ -88,10 +89,8 @@ def recalibrate_run(
             or the sample has no tuning or no test cases (or too few for a guarantee).
     """
     run, out = Path(run), Path(out)
-    if calibration is not None and calibration not in METHODS[:3]:
-        raise ValueError(
-            f"--calibration must be temperature, vector or isotonic, got {calibration!r}"
-        )
+    if calibration is not None and calibration not in METHODS:
+        raise ValueError(f"--calibration must be one of {', '.join(METHODS)}, got {calibration!r}")
     if out.resolve() == (run if run.is_dir() else run.parent).resolve():
         raise ValueError(f"--out {out} is the run itself; give a new folder (nothing changed)")
     check_new_folder(out, marker=RECALIBRATION_KEY, what="a recalibrated model")
