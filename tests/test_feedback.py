@@ -17,7 +17,7 @@ import medbalance as mb
 from medbalance.core import feedback
 from medbalance.training.budget import Plan
 from medbalance.training.config import ResolvedConfig
-from medbalance.training.header import header_lines
+from medbalance.training.header import CV_ADVISED_UP_TO, cv_advice, header_lines
 
 
 @pytest.fixture
@@ -36,15 +36,16 @@ def test_api_train_speaks_on_stdout_and_verbose_false_keeps_quiet(
     mb.train(tiny_npz, out=tmp_path / "a", **options)
     said = capsys.readouterr().out.splitlines()
     assert said[0].startswith("training ") and said[0].endswith("a")
-    header = {line.split()[0]: line for line in said[1:11]}
+    header = {line.split()[0]: line for line in said[1:12]}
     assert set(header) == {
         "data", "task", "model", "remedy", "epochs", "selection", "decision", "precision",
-        "device", "output",
+        "device", "output", "advice",
     }  # fmt: skip
+    assert "small data (100 training images)" in header["advice"]  # 100 is below the suite's
     assert "train 100, val 40, test 40 images, 2 classes, 4.0:1 in train" in header["data"]
     assert "youden, chosen on val at the end (the binary default)" in header["decision"]
     assert "2 (--epochs 2;" in header["epochs"]
-    assert said[11].split()[0] == "warning" and "40 images" in said[11]  # after the header
+    assert said[12].split()[0] == "warning" and "40 images" in said[12]  # after the header
     assert [line.split()[:2] for line in said if line.startswith("epoch ")] == [
         ["epoch", "0"], ["epoch", "1"],
     ]  # fmt: skip
@@ -52,7 +53,9 @@ def test_api_train_speaks_on_stdout_and_verbose_false_keeps_quiet(
     # the data's warnings follow the run: metrics.json, the report, and evaluate after it
     warned = json.loads((tmp_path / "a" / "metrics.json").read_text())["warnings"]
     assert any("40 images" in w for w in warned)
-    assert "40 images" in (tmp_path / "a" / "report.html").read_text()
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "40 images" in page
+    assert "Small data (100 training images)" in page and "medbalance cv may do better" in page
     again = mb.evaluate(tmp_path / "a", bootstrap=20, verbose=False)
     assert again["warnings"] == warned
     capsys.readouterr()
@@ -84,13 +87,33 @@ def test_header_states_the_decision_rule_of_the_task_and_why() -> None:
     assert "expected-grade, chosen on val at the end (the ordinal default)" in text
     assert "12 (the default budget of 1,000 steps; 84 optimizer steps)" in text
     assert "size: the default on a CPU; model: the default for 64 px on a CPU" in text
-    assert lines[-1].split() == ["output", "runs/g"]
+    assert lines[-2].split() == ["output", "runs/g"]
+    assert lines[-1].startswith("advice     small data (85 training images)")
     plain = _resolved(("a", "b", "c"), threshold="offsets:balanced")
     given = mb.TrainConfig(data="x/", threshold="argmax", model="resnet18")
     text = "\n".join(header_lines(given, plain, plan=plan, counts=counts, device="cuda"))
     assert "3 classes (a, b, c)" in text
     assert "offsets:balanced, chosen on val at the end (--threshold)" in text
     assert "model: --model" in text and "size: the default on a GPU" in text
+
+
+def test_header_advises_cv_only_at_or_below_the_suite_size() -> None:
+    plan = Plan(60, 2, "the default budget of 1,000 steps")
+    run = _resolved(("a", "b"), threshold="youden")
+    given = mb.TrainConfig(data="x/")
+
+    def advice(train: list[int], **options: bool) -> list[str]:
+        counts = {"train": train, "val": [10, 10], "test": [10, 10]}
+        lines = header_lines(given, run, plan=plan, counts=counts, device="cpu", **options)
+        return [line for line in lines if line.startswith("advice")]
+
+    small = advice([CV_ADVISED_UP_TO - 100, 100])
+    assert len(small) == 1 and f"small data ({CV_ADVISED_UP_TO:,} training images)" in small[0]
+    assert "5-fold cv ensemble scored" in small[0] and "try `medbalance cv grades/`" in small[0]
+    assert advice([CV_ADVISED_UP_TO - 100, 101]) == []  # one image above the size
+    assert advice([5000, 500]) == []
+    assert advice([30, 10], advise_cv=False) == []  # a fold of cv is already what it advises
+    assert cv_advice(0) is None  # nothing trained (evaluate-only data)
 
 
 def test_bars_only_on_a_terminal_or_in_jupyter_with_widgets(
