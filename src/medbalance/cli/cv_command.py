@@ -20,6 +20,7 @@ from medbalance.cli.options import (
     TrackUri,
     decision_option,
     fail,
+    guarantee_option,
     parse_class_order,
     parse_options,
 )
@@ -58,11 +59,7 @@ def cv(
     ] = None,
     guarantee: Annotated[
         float | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="With 'sensitivity>=X' or 'specificity>=X': the rate's lower confidence bound "
-            "(Clopper-Pearson) at LEVEL, e.g. 0.95, on the out-of-fold cases is at least X.",
-        ),
+        guarantee_option("the out-of-fold cases"),
     ] = None,
     calibration: Annotated[
         str | None, typer.Option(metavar="METHOD", help=CALIBRATION_HELP)

@@ -41,6 +41,7 @@ __all__ = [
     "TrackUri",
     "decision_option",
     "fail",
+    "guarantee_option",
     "guarded",
     "parse_class_order",
     "parse_options",
@@ -72,6 +73,17 @@ def decision_option(chosen: str) -> Any:
     default what (every command that chooses an operating point names it this one way)."""
     return typer.Option(
         "--threshold", "--decision", metavar="POLICY", help=f"{chosen}: {POLICIES_HELP}."
+    )
+
+
+def guarantee_option(on: str) -> Any:
+    """``--guarantee LEVEL``: the confidence of a ``sensitivity>=X`` / ``specificity>=X`` bound
+    on the cases ``on`` names (one wording for every command that chooses a threshold)."""
+    return typer.Option(
+        metavar="LEVEL",
+        help="With a 'sensitivity>=X' or 'specificity>=X' operating point: choose the threshold "
+        f"so that the rate's lower confidence bound (Clopper-Pearson) at LEVEL, e.g. 0.95, on {on} "
+        "is at least X.",
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medbalance.cli.options import CALIBRATION_HELP, decision_option, fail
+from medbalance.cli.options import CALIBRATION_HELP, decision_option, fail, guarantee_option
 
 __all__ = ["recalibrate"]
 
@@ -34,12 +34,7 @@ def recalibrate(
     ] = None,
     guarantee: Annotated[
         float | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="Choose a 'sensitivity>=X' or 'specificity>=X' operating point so that the "
-            "rate's lower confidence bound on the site's cases at LEVEL (e.g. 0.95) is at "
-            "least X (default: the run's).",
-        ),
+        guarantee_option("the site's cases (default: the run's)"),
     ] = None,
     calibration: Annotated[
         str | None,

@@ -22,6 +22,7 @@ from medbalance.cli.options import (
     TrackUri,
     decision_option,
     fail,
+    guarantee_option,
     parse_class_order,
 )
 
@@ -47,12 +48,7 @@ def evaluate(
     ] = None,
     guarantee: Annotated[
         float | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="Re-choose a 'sensitivity>=X' or 'specificity>=X' operating point (--threshold "
-            "or the stored one) so that the rate's lower confidence bound on val "
-            "(Clopper-Pearson) at LEVEL, e.g. 0.95, is at least X.",
-        ),
+        guarantee_option("val (re-chooses --threshold or the stored policy)"),
     ] = None,
     prevalence: Annotated[
         float | None,
