@@ -25,6 +25,7 @@ PUBLIC = [
     "compare",
     "cv",
     "ensemble",
+    "estimate_prevalence",
     "evaluate",
     "inspect",
     "load_run",

@@ -139,6 +139,7 @@ def test_predict_estimates_the_prior_of_unlabelled_images(tiny_npz: Path, tmp_pa
         assert found["value"] == pytest.approx(entry["value"], abs=1e-6)
         assert found["ci"] == pytest.approx(entry["ci"], abs=1e-6)
     assert summary.site_prior["training_prior"] == pytest.approx({"0": 0.8, "1": 0.2})
+    assert mb.estimate_prevalence(run, unlabelled, bootstrap=50) == summary.site_prior
     from typer.testing import CliRunner
 
     from medbalance.cli import app

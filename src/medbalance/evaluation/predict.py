@@ -34,7 +34,10 @@ from medbalance.evaluation.conformal import (
 )
 from medbalance.evaluation.ensemble import Scorer, load_model
 
-__all__ = ["PredictSummary", "Prediction", "iter_inputs", "iter_predictions", "predict"]
+__all__ = [
+    "PredictSummary", "Prediction", "check_calibrated", "iter_inputs", "iter_predictions",
+    "predict", "site_prior",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -314,11 +317,8 @@ def predict(
     names = trained.class_names
     if level is not None and trained.conformal is None:
         raise missing_scores(checkpoint)
-    if estimate_prevalence and trained.calibration is None:
-        raise ValueError(
-            f"{checkpoint} was stored without a calibration, which the prevalence estimate "
-            "reads; re-choose its decision with medbalance evaluate RUN --threshold POLICY first"
-        )
+    if estimate_prevalence:
+        check_calibrated(trained, checkpoint)
     kept: list[dict[str, float]] = []  # the scored images' probabilities, for the estimate
     rows = iter_predictions(
         trained, inputs, batch_size=batch_size, workers=workers, conformal=level
@@ -348,11 +348,20 @@ def predict(
                 referred += bool(row.refer)
 
     atomic_write(out, write)
-    site = _site_prior(trained, kept, n_bootstrap) if estimate_prevalence else None
+    site = site_prior(trained, kept, n_bootstrap) if estimate_prevalence else None
     return PredictSummary(out, scored, failures, None if level is None else referred, site)
 
 
-def _site_prior(
+def check_calibrated(trained: Scorer, where: object) -> None:
+    """The prevalence estimate reads the stored calibration: refuse a model without one."""
+    if trained.calibration is None:
+        raise ValueError(
+            f"{where} was stored without a calibration, which the prevalence estimate reads; "
+            "re-choose its decision with medbalance evaluate RUN --threshold POLICY first"
+        )
+
+
+def site_prior(
     trained: Scorer, kept: list[dict[str, float]], n_bootstrap: int
 ) -> dict[str, Any] | None:
     """The scored images' estimated class prior beside the tuning and the training prior

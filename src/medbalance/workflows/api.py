@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from medbalance.workflows.cv import CVResult
 
 __all__ = [
-    "Run", "compare", "cv", "ensemble", "evaluate", "inspect", "load_run", "predict",
-    "recalibrate", "train",
+    "Run", "compare", "cv", "ensemble", "estimate_prevalence", "evaluate", "inspect", "load_run",
+    "predict", "recalibrate", "train",
 ]  # fmt: skip
 
 PathLike = str | os.PathLike[str]
@@ -289,6 +289,40 @@ def predict(
         trained, [str(i) for i in items], batch_size=batch_size, conformal=level
     )
     return list(rows)
+
+
+def estimate_prevalence(
+    run: Run | PathLike,
+    inputs: Sequence[PathLike] | PathLike,
+    *,
+    bootstrap: int = 1000,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """The class prior of unlabelled images (``predict --estimate-prevalence``): EM of Saerens
+    et al. on the run's bias-corrected calibration, with a 95% bootstrap CI, beside the prior
+    the model was tuned at and trained at. It assumes the images differ from the tuning cases
+    only in how common each class is; with a few labelled cases, :func:`recalibrate` does more.
+
+    Returns:
+        ``{"n", "estimated_prior": {class: {"value", "ci"}}, "tuning_prior", "training_prior"}``
+        (``None`` when no image could be scored).
+    """
+    from medbalance.evaluation.ensemble import load_model
+    from medbalance.evaluation.predict import check_calibrated, iter_predictions, site_prior
+
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    items = [_path("inputs", item) for item in items]
+    _count("bootstrap", bootstrap, 0)
+    _count("batch_size", batch_size, 1)
+    trained = load_model(_run_path(run), device=device)
+    check_calibrated(trained, _run_path(run))
+    rows = iter_predictions(trained, [str(i) for i in items], batch_size=batch_size)
+    kept = [row.probabilities for row in rows if not row.error]
+    found = site_prior(trained, kept, bootstrap)
+    if found is None:
+        raise ValueError(f"no image of {', '.join(map(str, items))} could be scored")
+    return found
 
 
 def compare(
