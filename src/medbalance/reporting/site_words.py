@@ -192,9 +192,13 @@ def _estimated_sentence(run: LoadedRun, priors: dict[str, dict[str, Any]]) -> st
 # --- calibration ----------------------------------------------------------------------------
 
 
+# the tuning cases a calibration or conformal record names, in words
+_TUNING_WORDS = {"val": "validation", "oof": "out-of-fold", "site": "site's sample"}
+
+
 def calibration_words(run: LoadedRun, record: dict[str, Any]) -> str:
     """The prior correction and the temperature in words, and how to read the table."""
-    chosen = {"val": "validation", "oof": "out-of-fold"}.get(str(record.get("chosen_on")), "?")
+    chosen = _TUNING_WORDS.get(str(record.get("chosen_on")), "?")
     steps = [_prior_words(run, record.get("prior_weights")), _temperature_words(record)]
     decided = (
         " Decisions use the model's own probabilities, so calibration changes what a "
@@ -336,7 +340,7 @@ def conformal_body(run: LoadedRun) -> str:
             "evaluate with --conformal LEVEL adds them)"
         )
     level, needed = number(record.get("level")), number(record.get("needed_cases"))
-    chosen = {"val": "validation", "oof": "out-of-fold"}.get(str(record.get("chosen_on")), "")
+    chosen = _TUNING_WORDS.get(str(record.get("chosen_on")), "")
     text = (
         f"Conformal prediction sets at level {fmt('ppv', level)}, calibrated class by class "
         + (f"on the {chosen} cases" if chosen else "")
