@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,11 @@ from medbalance.evaluation.calibration import Calibration, read_calibration
 from medbalance.evaluation.conformal import ConformalScores, read_conformal
 from medbalance.evaluation.decision import Decision, read_decision
 from medbalance.evaluation.inference import Trained, load_trained
+from medbalance.evaluation.scoring import Scores
 from medbalance.evaluation.stacking import Stacker
+
+if TYPE_CHECKING:
+    from medbalance.data.prepared import Prepared
 
 __all__ = [
     "ENSEMBLE_FILE",
@@ -38,6 +42,7 @@ __all__ = [
     "Scorer",
     "load_model",
     "parse_combine",
+    "score_cases",
     "store_decision",
     "write_ensemble",
 ]
@@ -155,6 +160,17 @@ class Ensemble:
     def summary(self) -> dict[str, Any]:
         """``metrics.json``'s ``ensemble`` entry: members and how they are combined."""
         return {"members": len(self.members), "combine": self.combine.value}
+
+
+def score_cases(model: Scorer, data: Prepared, idx: np.ndarray, split: str) -> Scores:
+    """``model``'s probabilities (one trained model or an ensemble) for items ``idx`` of
+    ``data``, named ``split``, in batches through its own ``probabilities``."""
+    from medbalance.data.prepared import BatchLoader
+
+    loader = BatchLoader(data.images, data.catalog.labels, idx, 256)
+    with torch.inference_mode():
+        probs = np.concatenate([model.probabilities(x.numpy()) for x, _ in loader])
+    return Scores(split, idx, data.catalog.labels[idx], probs)
 
 
 def write_ensemble(

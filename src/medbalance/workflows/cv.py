@@ -39,7 +39,7 @@ import numpy as np
 from medbalance.core.checkpoint import read_metadata
 from medbalance.core.files import atomic_write_text
 from medbalance.core.locks import locks_folder
-from medbalance.core.run_folder import RunFolder
+from medbalance.core.run_folder import Predictions, RunFolder
 from medbalance.data.identical import item_digests, split_groups
 from medbalance.data.prepared import Prepared, fingerprint
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
@@ -332,8 +332,7 @@ def evaluate_cv(
     ``prior`` and ``estimate_prior`` add ``site`` as for a run
     (:func:`~medbalance.workflows.training.evaluate_run`), from the ensemble's calibration.
     """
-    from medbalance.data.prepared import BatchLoader
-    from medbalance.evaluation.ensemble import Ensemble, load_model, store_decision
+    from medbalance.evaluation.ensemble import Ensemble, load_model, score_cases, store_decision
     from medbalance.workflows.training import check_prior, prepare_for_model, site_block
 
     if conformal is not None:
@@ -358,9 +357,7 @@ def evaluate_cv(
         store_decision(out, ensemble, decision, {CONFORMAL_KEY: scores.to_record()})
     elif scores is None and conformal is not None:  # an older folder: for this evaluation
         scores = _tuning_conformal(out, ensemble)
-    loader = BatchLoader(prepared.images, prepared.catalog.labels, idx, 256)
-    probs = [ensemble.probabilities(x.numpy()) for x, _ in loader]
-    test = Scores("test", idx, prepared.catalog.labels[idx], np.concatenate(probs))
+    test = score_cases(ensemble, prepared, idx, "test")
     evaluation = evaluate_scores(
         prepared, test, decision, n_bootstrap=n_bootstrap, seed=seed,
         calibration=ensemble.calibration, conformal=scores, conformal_level=conformal,
@@ -383,10 +380,7 @@ def _rechoose_on_oof(
     """The decision re-chosen on the cases the stored one was chosen on: the out-of-fold
     predictions of a cv folder, the val predictions of an ensemble of runs."""
     names = list(ensemble.class_names)
-    on = str(ensemble.record.get("chosen_on", "oof"))
-    folder = RunFolder(out)
-    file = out / RunFolder.OOF_PREDICTIONS if on == "oof" else folder.predictions("val")
-    rows = folder.read_predictions(names, file=file)
+    on, _, rows = _tuning_rows(out, ensemble)
     labels = rows.labels
     counts = np.bincount(labels, minlength=len(names)).tolist()  # OOF: the training pool
     if on == "site":  # a site's sample tunes a model trained elsewhere: its counts stay
@@ -409,12 +403,18 @@ def _tuning_conformal(out: Path, ensemble: Any) -> ConformalScores:
     """Conformal scores from the cases the stored decision was chosen on (a folder made before
     they were stored): the rows of its out-of-fold, or val, predictions."""
     names = list(ensemble.class_names)
+    on, file, rows = _tuning_rows(out, ensemble)
+    log.info("conformal scores from %s, the folder's tuning cases", file.name)
+    return fit_conformal(rows.labels, rows.probs, names, chosen_on=on)
+
+
+def _tuning_rows(out: Path, ensemble: Any) -> tuple[str, Path, Predictions]:
+    """Where the folder's decision was chosen (``chosen_on``), the file of those tuning rows
+    (out-of-fold predictions of a cv folder, else ``predictions_val.csv``) and the rows."""
     on = str(ensemble.record.get("chosen_on", "oof"))
     folder = RunFolder(out)
     file = out / RunFolder.OOF_PREDICTIONS if on == "oof" else folder.predictions("val")
-    rows = folder.read_predictions(names, file=file)
-    log.info("conformal scores from %s, the folder's tuning cases", file.name)
-    return fit_conformal(rows.labels, rows.probs, names, chosen_on=on)
+    return on, file, folder.read_predictions(list(ensemble.class_names), file=file)
 
 
 def _model_prior(ensemble: Any, labels: np.ndarray) -> list[float] | None:

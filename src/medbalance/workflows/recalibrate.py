@@ -25,17 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from medbalance.core.locks import locks_folder
 from medbalance.core.run_folder import RunFolder
-from medbalance.data.prepared import BatchLoader, Prepared
+from medbalance.data.prepared import Prepared
 from medbalance.evaluation.calibration import METADATA_KEY as CALIBRATION_KEY
 from medbalance.evaluation.calibration import METHODS, calibration_method, fit_calibration
 from medbalance.evaluation.conformal import METADATA_KEY as CONFORMAL_KEY
 from medbalance.evaluation.conformal import fit_conformal
 from medbalance.evaluation.decision import Decision
-from medbalance.evaluation.ensemble import Ensemble, load_model, write_ensemble
+from medbalance.evaluation.ensemble import Ensemble, load_model, score_cases, write_ensemble
 from medbalance.evaluation.evaluate import evaluate_scores
 from medbalance.evaluation.inference import Trained
 from medbalance.evaluation.scoring import Scores
@@ -118,6 +117,7 @@ def recalibrate_run(
     )  # fmt: skip
     conformal = fit_conformal(tuning.labels, tuning.probs, model.class_names, chosen_on=SITE)
     record = _provenance(run, data, model, lead, prepared, source, decision)
+    members = _members(run, model)
     out.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(out)
     folder.write_json(folder.config, {**lead.metadata["config"], RECALIBRATION_KEY: record})
@@ -128,7 +128,7 @@ def recalibrate_run(
     evaluate(scores=tuning).write(folder)
     evaluation = evaluate(scores=test)
     evaluation.result[RECALIBRATION_KEY] = record
-    evaluation.result["ensemble"] = {"members": len(_members(run, model)), "combine": "mean"}
+    evaluation.result["ensemble"] = {"members": len(members), "combine": "mean"}
     evaluation.write(folder)
     extra = {
         "chosen_on": SITE,
@@ -137,7 +137,7 @@ def recalibrate_run(
         RECALIBRATION_KEY: record,
     }
     stacker = model.stacker if isinstance(model, Ensemble) else None
-    write_ensemble(out, _members(run, model), decision, extra, stacker=stacker)
+    write_ensemble(out, members, decision, extra, stacker=stacker)
     if report:
         write_ensemble_report(out, prepared, evaluation, model)
     log.info("recalibrated for %s: %s", data, out)
@@ -178,10 +178,7 @@ def _score(
     (train and val alike: none of them trained this model), named ``val``."""
     splits = ("train", "val") if tuning else (split,)
     idx = np.concatenate([data.indices(s) for s in splits]).astype(np.int64)
-    loader = BatchLoader(data.images, data.catalog.labels, idx, 256)
-    with torch.inference_mode():
-        probs = np.concatenate([model.probabilities(x.numpy()) for x, _ in loader])
-    return Scores(split, idx, data.catalog.labels[idx], probs)
+    return score_cases(model, data, idx, split)
 
 
 def _members(run: Path, model: Trained | Ensemble) -> list[Path]:
