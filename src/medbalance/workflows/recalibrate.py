@@ -128,7 +128,9 @@ def recalibrate_run(
     evaluate(scores=tuning).write(folder)
     evaluation = evaluate(scores=test)
     evaluation.result[RECALIBRATION_KEY] = record
-    evaluation.result["ensemble"] = {"members": len(members), "combine": "mean"}
+    evaluation.result["ensemble"] = (  # a stacked cv folder stays stacked
+        model.summary() if isinstance(model, Ensemble) else {"members": 1, "combine": "mean"}
+    )
     evaluation.write(folder)
     extra = {
         "chosen_on": SITE,
